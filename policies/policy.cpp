@@ -1,0 +1,47 @@
+#include "policies/policy.h"
+
+namespace specula::policy {
+
+Policy DefaultPolicy() {
+  Policy p;
+  p.name = "default";
+  // Kernel tunables and host state are read-only in a branch: a write there
+  // cannot be contained in the overlay.
+  p.paths = {
+      {"/proc/sys", PathMode::kReadOnly, "", Compensation::kRestore, "kernel tunables"},
+      {"/sys", PathMode::kReadOnly, "", Compensation::kRestore, "kernel and device state"},
+  };
+  return p;
+}
+
+const char* ToString(PathMode m) {
+  switch (m) {
+    case PathMode::kSandboxed: return "sandboxed";
+    case PathMode::kHidden: return "hidden";
+    case PathMode::kReadOnly: return "read-only";
+    case PathMode::kLossy: return "lossy";
+  }
+  return "?";
+}
+const char* ToString(Compensation c) { return c == Compensation::kRestore ? "restore" : "none"; }
+const char* ToString(SyscallAction a) {
+  switch (a) {
+    case SyscallAction::kAllow: return "allow";
+    case SyscallAction::kDeny: return "deny";
+    case SyscallAction::kKill: return "kill";
+    case SyscallAction::kDefer: return "defer";
+  }
+  return "?";
+}
+const char* ToString(NetworkMode m) {
+  switch (m) {
+    case NetworkMode::kNone: return "none";
+    case NetworkMode::kLoopback: return "loopback";
+    case NetworkMode::kAllowlist: return "allowlist";
+    case NetworkMode::kLossyEgress: return "lossy";
+  }
+  return "?";
+}
+const char* ToString(PromoteTarget t) { return t == PromoteTarget::kLayer ? "layer" : "base"; }
+
+}  // namespace specula::policy

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# specula setup: installs everything the build, the tests and the runtime need
+# on a fresh Debian 12 machine. Idempotent; run as root.
+#
+#  1. Debian 12 packages (compilers, libraries, test and bench tools).
+#  2. CRIU >= 4.1. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
+#     change). If the system has no working CRIU >= 4.1, Debian 13's criu and
+#     the libraries it needs (it wants glibc 2.38) are unpacked into a private
+#     prefix, /opt/specula/criu, and run through that prefix's own loader. The
+#     system's apt configuration, apt state and libc are never touched: apt
+#     runs with a private sources list and a private state directory.
+#     The one way the code runs CRIU is /opt/specula/criu/bin/criu (a wrapper
+#     or a symlink to a system criu that passed `criu check`).
+set -euo pipefail
+
+PREFIX=${SPECULA_CRIU_PREFIX:-/opt/specula/criu}
+QUIET=${SPECULA_SETUP_QUIET:-0}
+log() { echo "setup: $*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: must run as root (it installs packages and creates $PREFIX)" >&2
+  exit 1
+fi
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  clang llvm lld libclang-rt-14-dev
+  libseccomp-dev seccomp libbpf-dev bpftool libelf-dev zlib1g-dev libcap-dev
+  libboost-dev libboost-filesystem-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
+  libsqlite3-dev sqlite3
+  bubblewrap iproute2 util-linux procps psmisc file xz-utils
+  python3 libcurl4-openssl-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages: all present"
+fi
+
+# --- CRIU ---------------------------------------------------------------
+criu_ok() { # $1: criu command; succeeds if version >= 4.1 and `criu check` passes
+  local v
+  v=$("$1" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -1) || return 1
+  [ -n "$v" ] || return 1
+  local major=${v%%.*} rest=${v#*.}; local minor=${rest%%.*}
+  { [ "$major" -gt 4 ] || { [ "$major" -eq 4 ] && [ "$minor" -ge 1 ]; }; } || return 1
+  "$1" check >/dev/null 2>&1
+}
+
+mkdir -p "$PREFIX/bin"
+if [ -x "$PREFIX/bin/criu" ] && criu_ok "$PREFIX/bin/criu"; then
+  log "CRIU: $("$PREFIX/bin/criu" --version | head -1) at $PREFIX/bin/criu"
+  exit 0
+fi
+
+if command -v criu >/dev/null 2>&1 && criu_ok "$(command -v criu)"; then
+  ln -sfn "$(command -v criu)" "$PREFIX/bin/criu"
+  log "CRIU: using the system's $(command -v criu)"
+  exit 0
+fi
+
+log "CRIU: installing Debian 13's criu into the private prefix $PREFIX"
+CRIU_PKGS=(criu libcompel1 libc6 libbsd0 libmd0 libgnutls30t64 libnet1
+  libnftables1 libnl-3-200 libprotobuf-c1 libuuid1 libidn2-0 libp11-kit0
+  libtasn1-6 libunistring5 libnettle8t64 libhogweed6t64 libgmp10 libffi8
+  libmnl0 libnftnl11 libxtables12 libjansson4 libedit2 libtinfo6 zlib1g)
+APT_DIR="$PREFIX/.apt"
+mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/debs"
+# The same Debian archive the system uses (first non-security URI), read, not changed.
+mirror=$( { sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null;
+            sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) .*/\2/p' /etc/apt/sources.list 2>/dev/null; } \
+          | tr ' ' '\n' | grep -E '^https?://' | grep -v security | head -1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} trixie main" \
+  > "$APT_DIR/sources.list"
+APT_OPTS=(-o Dir::Etc::sourcelist="$APT_DIR/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+  -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache="$APT_DIR/cache"
+  -o Dir::State::status=/var/lib/dpkg/status -o APT::Get::List-Cleanup=0)
+apt-get "${APT_OPTS[@]}" update -qq
+(cd "$APT_DIR/debs" && rm -f ./*.deb && apt-get "${APT_OPTS[@]}" download -qq "${CRIU_PKGS[@]}")
+rm -rf "$PREFIX/root.new" && mkdir -p "$PREFIX/root.new"
+for d in "$APT_DIR"/debs/*.deb; do dpkg -x "$d" "$PREFIX/root.new"; done
+rm -rf "$PREFIX/root" && mv "$PREFIX/root.new" "$PREFIX/root"
+
+cat > "$PREFIX/bin/criu.new" <<WRAP
+#!/bin/sh
+# Runs Debian 13's CRIU through its private prefix (written by scripts/setup.sh).
+R=$PREFIX/root
+exec "\$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "\$R/usr/lib/x86_64-linux-gnu:\$R/lib/x86_64-linux-gnu" "\$R/usr/sbin/criu" "\$@"
+WRAP
+chmod 755 "$PREFIX/bin/criu.new" && mv "$PREFIX/bin/criu.new" "$PREFIX/bin/criu"
+if criu_ok "$PREFIX/bin/criu"; then
+  log "CRIU: $("$PREFIX/bin/criu" --version | head -1) works ($PREFIX/bin/criu)"
+else
+  log "CRIU: installed at $PREFIX/bin/criu but 'criu check' fails; 'specula doctor' will say why"
+  "$PREFIX/bin/criu" check || true
+fi
