@@ -1,0 +1,29 @@
+// The doctor's checks, grouped by what they serve. Each turns probe results
+// into DoctorChecks with a status, a one-line reason and an action; the
+// wording of every check is documented in docs/doctor.md. Internal to
+// runtime/doctor.
+#pragma once
+
+#include <vector>
+
+#include "runtime/doctor/doctor.h"
+
+namespace specula::doctor {
+
+// Sandbox prerequisites: kernel version, the six namespaces, overlayfs,
+// pivot_root, cgroup layout and controllers, seccomp filter and user notify.
+std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& options);
+
+// eBPF (vmlinux BTF and each program type) and CRIU (found + version,
+// `criu check`, hardware breakpoints, /run on tmpfs for its kdat cache).
+std::vector<DoctorCheck> EbpfChecks();
+std::vector<DoctorCheck> CriuChecks(const DoctorOptions& options);
+
+// Builders, so that every check states required-ness and action the same way.
+DoctorCheck Ok(std::string name, std::string reason, bool required = true);
+DoctorCheck Degraded(std::string name, std::string reason, std::string action,
+                     bool required = false);
+DoctorCheck Missing(std::string name, std::string reason, std::string action,
+                    bool required = true);
+
+}  // namespace specula::doctor
