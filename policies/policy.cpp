@@ -5,12 +5,25 @@ namespace specula::policy {
 Policy DefaultPolicy() {
   Policy p;
   p.name = "default";
+  p.description = "Strict: nothing escapes a branch; host-wide system calls wait for promotion.";
   // Kernel tunables and host state are read-only in a branch: a write there
   // cannot be contained in the overlay.
   p.paths = {
       {"/proc/sys", PathMode::kReadOnly, "", Compensation::kRestore, "kernel tunables"},
       {"/sys", PathMode::kReadOnly, "", Compensation::kRestore, "kernel and device state"},
   };
+  // Calls whose effect is on the whole host and that the sandbox cannot
+  // contain (listed in the order the parser produces: deny, then defer).
+  // Clock, swap and module changes are deferred: they happen iff the
+  // branch is promoted, exactly as if the command had run for real. Calls
+  // that could escape or take the host down are refused outright.
+  for (const char* name : {"kexec_load", "kexec_file_load", "reboot", "acct", "open_by_handle_at"}) {
+    p.syscalls.push_back({name, SyscallAction::kDeny, EPERM});
+  }
+  for (const char* name : {"clock_settime", "settimeofday", "clock_adjtime", "adjtimex", "swapon",
+                           "swapoff", "init_module", "finit_module", "delete_module"}) {
+    p.syscalls.push_back({name, SyscallAction::kDefer, EPERM});
+  }
   return p;
 }
 

@@ -26,10 +26,13 @@ enum class Compensation {
 
 struct PathRule {
   std::string path;  // absolute, normalised, no trailing slash
+                     // (lossy only: the last component may be a glob, "sched_*",
+                     // expanded on the host when a branch starts)
   PathMode mode = PathMode::kSandboxed;
   std::string tag;                                   // lossy only: required
   Compensation compensation = Compensation::kRestore;  // lossy only
   std::string reason;                                // optional, shown by `policy explain`
+  bool operator==(const PathRule&) const = default;
 };
 
 enum class SyscallAction {
@@ -43,6 +46,7 @@ struct SyscallRule {
   std::string name;  // as libseccomp names it, e.g. "reboot"
   SyscallAction action = SyscallAction::kDeny;
   int errno_value = EPERM;  // kDeny only
+  bool operator==(const SyscallRule&) const = default;
 };
 
 enum class NetworkMode {
@@ -55,12 +59,14 @@ enum class NetworkMode {
 struct NetEndpoint {
   std::string cidr;  // "10.0.0.0/8", "::1/128"
   uint16_t port = 0;  // 0: any port
+  bool operator==(const NetEndpoint&) const = default;
 };
 
 struct Network {
   NetworkMode mode = NetworkMode::kLoopback;
   std::vector<NetEndpoint> allow;  // kAllowlist
   std::string lossy_tag;           // kLossyEgress
+  bool operator==(const Network&) const = default;
 };
 
 struct Resources {
@@ -73,6 +79,7 @@ struct Resources {
   uint64_t stdout_cap = 1ULL << 20;
   uint64_t stderr_cap = 1ULL << 20;
   uint64_t nofile = 4096;                   // RLIMIT_NOFILE inside the sandbox
+  bool operator==(const Resources&) const = default;
 };
 
 struct Speculation {
@@ -84,6 +91,7 @@ struct Speculation {
   // Extra match normalisations applied to both commands before comparing,
   // after trimming: "collapse_whitespace", "strip_trailing_semicolon".
   std::vector<std::string> normalisations;
+  bool operator==(const Speculation&) const = default;
 };
 
 enum class PromoteTarget { kLayer, kBase };
@@ -94,6 +102,7 @@ struct Promotion {
   bool allow_file_caps = false;  // keep security.capability xattrs
   bool allow_xattrs = false;     // keep trusted.* / security.* xattrs (user.* always kept)
   bool allow_devices = false;    // allow device nodes in the upper dir
+  bool operator==(const Promotion&) const = default;
 };
 
 struct SandboxSettings {
@@ -101,11 +110,14 @@ struct SandboxSettings {
   // Capability bounding set inside the sandbox (names like "CAP_CHOWN").
   // Empty list: the sandbox's built-in set (see sandbox/capabilities.h).
   std::vector<std::string> capabilities;
+  bool operator==(const SandboxSettings&) const = default;
 };
 
 struct Policy {
   std::string name = "default";
   std::string source;  // file it came from, empty for the built-in default
+  std::string description;           // free text from the file, shown by `policy explain`
+  std::vector<std::string> extends;  // files merged under this one, nearest first
   std::vector<PathRule> paths;
   std::vector<SyscallRule> syscalls;  // on top of the sandbox's fixed baseline
   Network network;
@@ -113,6 +125,7 @@ struct Policy {
   Speculation speculation;
   Promotion promotion;
   SandboxSettings sandbox;
+  bool operator==(const Policy&) const = default;
 };
 
 // The built-in strict default; policies/default.toml says the same in TOML.

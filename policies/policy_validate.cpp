@@ -1,0 +1,98 @@
+// Checks on the merged policy: contradictions between sections or between a
+// file and the files it extends, which no single key can show.
+#include <fnmatch.h>
+
+#include "policies/policy_internal.h"
+#include "policies/value_parsers.h"
+
+namespace specula::policy::internal {
+namespace {
+
+const Origin* Find(const std::map<std::string, Origin>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? nullptr : &it->second;
+}
+
+std::string Quote(std::string_view s) { return QuoteValue(s); }
+
+// True if lossy rule `inner` is covered by lossy rule `outer` (a directory
+// above it, or a glob in the same directory that matches its name).
+bool Covers(const std::string& outer, const std::string& inner) {
+  if (outer == inner) return false;
+  size_t os = outer.rfind('/'), is = inner.rfind('/');
+  std::string outer_last = outer.substr(os + 1);
+  if (outer_last.find_first_of("*?[") != std::string::npos) {
+    return outer.substr(0, os) == inner.substr(0, is) &&
+           ::fnmatch(outer_last.c_str(), inner.substr(is + 1).c_str(), FNM_PERIOD) == 0;
+  }
+  return PathIsWithin(inner, outer);
+}
+
+}  // namespace
+
+void ValidateMerged(const Policy& policy, const Provenance& prov, PolicyErrors& errors) {
+  // A lossy path inside a hidden one: the branch could write to the host
+  // through a path the policy says it must not even see.
+  for (const PathRule& lossy : policy.paths) {
+    if (lossy.mode != PathMode::kLossy) continue;
+    for (const PathRule& hidden : policy.paths) {
+      if (hidden.mode != PathMode::kHidden || !PathIsWithin(lossy.path, hidden.path)) continue;
+      const Origin* lo = Find(prov.paths, lossy.path);
+      const Origin* ho = Find(prov.paths, hidden.path);
+      std::string where = ho ? " (" + ho->key + ", " + ho->Where() + ")" : "";
+      AddAt(errors, lo, lo ? lo->key : "filesystem.lossy",
+            "lossy path " + Quote(lossy.path) + " is inside hidden path " + Quote(hidden.path) + where);
+    }
+  }
+
+  // Nested lossy rules: two journals of one file, possibly with different
+  // compensations; which pre-image wins would depend on the order.
+  for (const PathRule& outer : policy.paths) {
+    if (outer.mode != PathMode::kLossy) continue;
+    for (const PathRule& inner : policy.paths) {
+      if (inner.mode != PathMode::kLossy || !Covers(outer.path, inner.path)) continue;
+      const Origin* io = Find(prov.paths, inner.path);
+      const Origin* oo = Find(prov.paths, outer.path);
+      std::string where = oo ? " (" + oo->key + ", " + oo->Where() + ")" : "";
+      AddAt(errors, io, io ? io->key : "filesystem.lossy",
+            "lossy path " + Quote(inner.path) + " is already covered by lossy path " + Quote(outer.path) + where);
+    }
+  }
+
+  const Speculation& sp = policy.speculation;
+  if (sp.max_concurrent_branches > sp.max_branches_per_session) {
+    const Origin* c = Find(prov.keys, "speculation.max_concurrent");
+    const Origin* b = Find(prov.keys, "speculation.max_branches");
+    // Point at whichever of the two was set last in the chain's top file,
+    // falling back to the other; the message names both values.
+    const Origin* at = c ? c : b;
+    if (c && b && b->file == c->file && b->line > c->line) at = b;
+    if (c && b && b->file != c->file && b->file == policy.source) at = b;
+    AddAt(errors, at, at ? at->key : "speculation.max_concurrent",
+          "max_concurrent (" + std::to_string(sp.max_concurrent_branches) +
+              ") exceeds max_branches (" + std::to_string(sp.max_branches_per_session) + ")");
+  }
+
+  const Network& net = policy.network;
+  const Origin* mode = Find(prov.keys, "network.mode");
+  if (net.mode == NetworkMode::kAllowlist && net.allow.empty() && !Find(prov.keys, "network.allow")) {
+    AddAt(errors, mode, "network.mode", "mode \"allowlist\" needs a non-empty network.allow");
+  }
+  if (net.mode != NetworkMode::kAllowlist && Find(prov.keys, "network.allow") != nullptr) {
+    const Origin* allow = Find(prov.keys, "network.allow");
+    AddAt(errors, allow, "network.allow",
+          std::string("network.allow is only used with mode \"allowlist\", but mode is \"") +
+              ToString(net.mode) + "\"");
+  }
+  if (net.mode == NetworkMode::kLossyEgress && net.lossy_tag.empty()) {
+    AddAt(errors, mode, "network.mode", "mode \"lossy\" needs network.lossy_tag (egress is journaled under it)");
+  }
+  if (net.mode != NetworkMode::kLossyEgress && !net.lossy_tag.empty()) {
+    const Origin* tag = Find(prov.keys, "network.lossy_tag");
+    AddAt(errors, tag, "network.lossy_tag",
+          std::string("network.lossy_tag is only used with mode \"lossy\", but mode is \"") +
+              ToString(net.mode) + "\"");
+  }
+}
+
+}  // namespace specula::policy::internal
