@@ -84,9 +84,18 @@ class [[nodiscard]] Status {
   const Error& error() const& { return *error_; }
   Error&& error() && { return std::move(*error_); }
   std::string ToString() const { return ok() ? "ok" : error_->ToString(); }
-  Status& Context(std::string_view context) {
+  // So SPECULA_TRY / SPECULA_TRY_CTX accept a Status as well as a Result.
+  Status status() const& { return *this; }
+  Status status() && { return std::move(*this); }
+  // On a temporary, returns by value, so `SPECULA_TRY(F().Context("x"))`
+  // never binds a reference to a dead temporary.
+  Status& Context(std::string_view context) & {
     if (error_) error_->Context(context);
     return *this;
+  }
+  Status Context(std::string_view context) && {
+    if (error_) error_->Context(context);
+    return std::move(*this);
   }
 
  private:
@@ -117,9 +126,13 @@ class [[nodiscard]] Result {
   Error&& error() && { return std::get<1>(std::move(v_)); }
   Status status() const& { return ok() ? Status() : Status(error()); }
   Status status() && { return ok() ? Status() : Status(std::move(*this).error()); }
-  Result& Context(std::string_view context) {
+  Result& Context(std::string_view context) & {
     if (!ok()) std::get<1>(v_).Context(context);
     return *this;
+  }
+  Result Context(std::string_view context) && {
+    if (!ok()) std::get<1>(v_).Context(context);
+    return std::move(*this);
   }
 
  private:
@@ -136,7 +149,9 @@ class [[nodiscard]] Result {
 #define SPECULA_TRY(expr)                                   \
   do {                                                      \
     auto&& specula_try_ = (expr);                           \
-    if (!specula_try_.ok()) return std::move(specula_try_).status(); \
+    /* the Error itself, not a Status: GCC 12 -O2 cannot see that a */ \
+    /* Status converted into a Result holds an error (maybe-uninitialized) */ \
+    if (!specula_try_.ok()) return std::move(specula_try_).error(); \
   } while (0)
 
 // Same, with context prepended to the error.
@@ -144,9 +159,7 @@ class [[nodiscard]] Result {
   do {                                                      \
     auto&& specula_try_ = (expr);                           \
     if (!specula_try_.ok()) {                               \
-      auto specula_st_ = std::move(specula_try_).status();  \
-      specula_st_.Context(ctx);                             \
-      return specula_st_;                                   \
+      return std::move(std::move(specula_try_).error().Context(ctx)); \
     }                                                       \
   } while (0)
 

@@ -1,0 +1,235 @@
+#include "runtime/apply/safe_fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+namespace specula::apply {
+
+Result<UniqueFd> OpenTrustedDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open " + path);
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> OpenBeneath(int root_fd, const std::string& rel, int flags) {
+  if (rel.empty()) {
+    // The root itself: a fresh fd so callers own it like any other.
+    int fd = ::openat(root_fd, ".", flags | O_CLOEXEC);
+    if (fd < 0) return Error::FromErrno("open .");
+    return UniqueFd(fd);
+  }
+  if (rel.front() == '/') return Error(Code::kInvalidArgument, "absolute path " + rel);
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof(how));
+  } while (fd < 0 && errno == EAGAIN);  // EAGAIN: a concurrent rename; retry
+  if (fd < 0) return Error::FromErrno("openat2 " + rel);
+  return UniqueFd(static_cast<int>(fd));
+}
+
+Status CheckRegularFs(int dir_fd, const std::string& rel) {
+  struct statfs sfs {};
+  if (::fstatfs(dir_fd, &sfs) != 0) return Error::FromErrno("fstatfs " + rel);
+  switch (static_cast<unsigned long>(sfs.f_type)) {
+    case PROC_SUPER_MAGIC: case SYSFS_MAGIC: case CGROUP_SUPER_MAGIC: case CGROUP2_SUPER_MAGIC:
+    case DEBUGFS_MAGIC: case TRACEFS_MAGIC: case SECURITYFS_MAGIC: case BPF_FS_MAGIC:
+    case DEVPTS_SUPER_MAGIC: case SELINUX_MAGIC: case EFIVARFS_MAGIC: case PSTOREFS_MAGIC:
+      return Error(Code::kPermissionDenied,
+                   "refusing to write into pseudo filesystem at " + (rel.empty() ? "." : rel));
+    default:
+      return Status::Ok();
+  }
+}
+
+std::pair<std::string, std::string> SplitParent(const std::string& rel) {
+  auto pos = rel.rfind('/');
+  if (pos == std::string::npos) return {"", rel};
+  return {rel.substr(0, pos), rel.substr(pos + 1)};
+}
+
+std::string JoinRel(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+bool IsCleanRelPath(const std::string& rel) {
+  if (rel.empty() || rel.front() == '/') return false;
+  size_t start = 0;
+  for (;;) {
+    size_t end = rel.find('/', start);
+    std::string comp = rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (comp.empty() || comp == "." || comp == "..") return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
+
+Result<std::optional<struct stat>> LstatAt(int dir_fd, const std::string& name) {
+  struct stat st {};
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return std::optional(st);
+  if (errno == ENOENT) return std::optional<struct stat>();
+  return Error::FromErrno("lstat " + name);
+}
+
+Result<std::vector<std::string>> ListDir(int dir_fd) {
+  // fdopendir takes ownership, so give it its own fd.
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open dir");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    Error e = Error::FromErrno("fdopendir");
+    ::close(fd);
+    return e;
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return Error::FromErrno("readdir", err);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Status RemoveTreeAt(int dir_fd, const std::string& name) {
+  if (::unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
+  if (errno != EISDIR && errno != EPERM) return Error::FromErrno("unlink " + name);
+  // A directory: empty it through an fd opened without following symlinks.
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open " + name);
+  UniqueFd sub(fd);
+  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(sub.get()));
+  for (const auto& n : names) SPECULA_TRY_CTX(RemoveTreeAt(sub.get(), n), name);
+  if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return Error::FromErrno("rmdir " + name);
+  }
+  return Status::Ok();
+}
+
+Status FsyncFd(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) return Error::FromErrno("fsync " + what);
+  return Status::Ok();
+}
+
+Status SyncFs(int fd, const std::string& what) {
+  if (::syncfs(fd) != 0) return Error::FromErrno("syncfs " + what);
+  return Status::Ok();
+}
+
+Result<std::vector<Xattr>> ReadXattrs(int fd) {
+  std::vector<Xattr> out;
+  std::string names;
+  for (;;) {
+    ssize_t n = ::flistxattr(fd, nullptr, 0);
+    if (n < 0) {
+      if (errno == ENOTSUP) return out;
+      return Error::FromErrno("flistxattr");
+    }
+    names.resize(static_cast<size_t>(n));
+    n = ::flistxattr(fd, names.data(), names.size());
+    if (n < 0 && errno == ERANGE) continue;  // grew meanwhile
+    if (n < 0) return Error::FromErrno("flistxattr");
+    names.resize(static_cast<size_t>(n));
+    break;
+  }
+  size_t pos = 0;
+  while (pos < names.size()) {
+    std::string name(names.c_str() + pos);
+    pos += name.size() + 1;
+    if (name.empty()) continue;
+    SPECULA_ASSIGN_OR_RETURN(auto value, GetXattr(fd, name.c_str()));
+    if (value) out.push_back({name, std::move(*value)});
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> GetXattr(int fd, const char* name) {
+  for (;;) {
+    ssize_t n = ::fgetxattr(fd, name, nullptr, 0);
+    if (n < 0) {
+      if (errno == ENODATA || errno == ENOTSUP) return std::optional<std::string>();
+      return Error::FromErrno(std::string("fgetxattr ") + name);
+    }
+    std::string v(static_cast<size_t>(n), '\0');
+    n = ::fgetxattr(fd, name, v.data(), v.size());
+    if (n < 0 && errno == ERANGE) continue;
+    if (n < 0) return Error::FromErrno(std::string("fgetxattr ") + name);
+    v.resize(static_cast<size_t>(n));
+    return std::optional(std::move(v));
+  }
+}
+
+Result<bool> XattrEquals(int fd, const char* name, const std::string& want) {
+  SPECULA_ASSIGN_OR_RETURN(auto v, GetXattr(fd, name));
+  return v.has_value() && *v == want;
+}
+
+Status RenameAt(int from_dir, const std::string& from, int to_dir, const std::string& to,
+                unsigned flags, const std::string& what) {
+  if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), flags) != 0) {
+    return Error::FromErrno("rename " + what);
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> CopyData(int in_fd, int out_fd) {
+  uint64_t total = 0;
+  bool use_cfr = true;
+  std::vector<char> buf;
+  for (;;) {
+    if (use_cfr) {
+      ssize_t n = ::copy_file_range(in_fd, nullptr, out_fd, nullptr, 1 << 30, 0);
+      if (n > 0) { total += static_cast<uint64_t>(n); continue; }
+      if (n == 0) return total;
+      if (errno == EINTR) continue;
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+        return Error::FromErrno("copy_file_range");
+      }
+      use_cfr = false;  // fall back to plain read/write from the current offsets
+      buf.resize(1 << 17);
+    }
+    ssize_t r = ::read(in_fd, buf.data(), buf.size());
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Error::FromErrno("read");
+    if (r == 0) return total;
+    for (ssize_t off = 0; off < r;) {
+      ssize_t w = ::write(out_fd, buf.data() + off, static_cast<size_t>(r - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Error::FromErrno("write");
+      off += w;
+    }
+    total += static_cast<uint64_t>(r);
+  }
+}
+
+std::string RandomId() {
+  unsigned char bytes[8];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    ssize_t n = ::getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+    else if (errno != EINTR) abort();  // getrandom cannot fail on Linux >= 3.17 after boot
+  }
+  char hex[17];
+  for (size_t i = 0; i < sizeof(bytes); ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return std::string(hex, 16);
+}
+
+}  // namespace specula::apply
