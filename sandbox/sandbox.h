@@ -39,6 +39,9 @@ struct ShellState {
   // A stable text form (for storing in a checkpoint) and its inverse.
   std::string Serialize() const;
   static Result<ShellState> Parse(const std::string& text);
+  // Checks what Run relies on: absolute cwd, umask <= 0777, no NUL bytes,
+  // options made only of `set -o/+o X` and `shopt -s/-u X` lines.
+  Status Validate() const;
   bool operator==(const ShellState&) const = default;
 };
 
@@ -49,6 +52,10 @@ struct ActionResult {
   std::string stdout_data, stderr_data;
   bool stdout_truncated = false, stderr_truncated = false;
   std::chrono::milliseconds duration{0};
+  // False when the action ended without writing its shell state (it replaced
+  // the EXIT trap, exec'd another program, or was killed): the sandbox keeps
+  // the state it had before the action.
+  bool state_captured = false;
 };
 
 // A syscall held by a defer rule (seccomp user notification).

@@ -1,0 +1,307 @@
+#include "sandbox/cgroup.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace specula::sandbox {
+namespace {
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep)) out.push_back(item);
+  return out;
+}
+
+Status WriteFile(const std::string& path, const std::string& value) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return Error::FromErrno("open " + path);
+  if (::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return Error::FromErrno("write '" + value + "' to " + path);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error::FromErrno("read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error::FromErrno("mkdir " + path);
+  return Status::Ok();
+}
+
+bool ValidRelative(const std::string& p) {
+  if (p.empty() || p.front() == '/' || p.back() == '/') return false;
+  for (const auto& part : Split(p, '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool CgroupLayout::v2_has(const std::string& controller) const {
+  if (v2_root.empty()) return false;
+  auto text = ReadFile(v2_root + "/cgroup.controllers");
+  if (!text.ok()) return false;
+  std::stringstream ss(*text);
+  std::string c;
+  while (ss >> c) {
+    if (c == controller) return true;
+  }
+  return false;
+}
+
+Result<CgroupLayout> DetectCgroupLayout() {
+  std::ifstream in("/proc/self/mountinfo");
+  if (!in) return Error::FromErrno("read /proc/self/mountinfo");
+  CgroupLayout layout;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    auto left = Split(line.substr(0, dash), ' ');
+    std::stringstream right(line.substr(dash + 3));
+    std::string fstype, source, super;
+    right >> fstype >> source >> super;
+    if (left.size() < 5) continue;
+    const std::string& mountpoint = left[4];
+    if (fstype == "cgroup2" && layout.v2_root.empty()) {
+      layout.v2_root = mountpoint;
+    } else if (fstype == "cgroup") {
+      for (const auto& opt : Split(super, ',')) {
+        if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer") {
+          layout.v1.emplace(opt, mountpoint);
+        }
+      }
+    }
+  }
+  if (layout.v2_root.empty()) {
+    return Error(Code::kUnavailable, "no cgroup2 hierarchy mounted")
+        .WithHint("mount -t cgroup2 none /sys/fs/cgroup/unified");
+  }
+  return layout;
+}
+
+SandboxCgroup& SandboxCgroup::operator=(SandboxCgroup&& o) noexcept {
+  if (this != &o) {
+    Status st = Remove();
+    if (!st.ok()) spdlog::warn("cgroup: {}", st.ToString());
+    v2_path_ = std::move(o.v2_path_);
+    v2_id_ = o.v2_id_;
+    v1_paths_ = std::move(o.v1_paths_);
+    v1_freezer_ = std::move(o.v1_freezer_);
+    procs_fds_ = std::move(o.procs_fds_);
+    v2_dir_ = std::move(o.v2_dir_);
+    frozen_v1_ = o.frozen_v1_;
+    o.v2_path_.clear();
+    o.v1_paths_.clear();
+  }
+  return *this;
+}
+
+SandboxCgroup::~SandboxCgroup() {
+  Status st = Remove();
+  if (!st.ok()) spdlog::warn("cgroup: {}", st.ToString());
+}
+
+Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const std::string& name,
+                                            const policy::Resources& limits) {
+  const std::string parent = parent_in.empty() ? "specula" : parent_in;
+  if (!ValidRelative(parent)) {
+    return Error(Code::kInvalidArgument, "cgroup parent '" + parent + "' must be a relative path");
+  }
+  SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
+  const std::string leaf = "specula-" + name;
+  SandboxCgroup cg;
+
+  // cgroup2: the parent must delegate the controllers it can to its children.
+  std::string v2_parent = layout.v2_root;
+  for (const auto& part : Split(parent, '/')) {
+    for (const char* c : {"+memory", "+pids", "+cpu"}) {
+      (void)WriteFile(v2_parent + "/cgroup.subtree_control", c);  // best effort, may be absent
+    }
+    v2_parent += "/" + part;
+    SPECULA_TRY_CTX(MakeDir(v2_parent), "cgroup2 parent");
+  }
+  for (const char* c : {"+memory", "+pids", "+cpu"}) {
+    (void)WriteFile(v2_parent + "/cgroup.subtree_control", c);
+  }
+  cg.v2_path_ = v2_parent + "/" + leaf;
+  if (::mkdir(cg.v2_path_.c_str(), 0755) != 0) {
+    Error e = Error::FromErrno("mkdir " + cg.v2_path_);
+    cg.v2_path_.clear();
+    return e;
+  }
+  CgroupLayout v2_layout;
+  v2_layout.v2_root = cg.v2_path_;  // its cgroup.controllers: what the sandbox's dir really has
+  struct stat st {};
+  if (::stat(cg.v2_path_.c_str(), &st) != 0) return Error::FromErrno("stat " + cg.v2_path_);
+  cg.v2_id_ = st.st_ino;  // on cgroup2 the inode number is the cgroup id
+
+  // For each controller: the cgroup2 dir when it has it, else the v1 hierarchy.
+  auto v1_dir = [&](const std::string& ctrl) -> Result<std::string> {
+    auto it = layout.v1.find(ctrl);
+    if (it == layout.v1.end()) return std::string();
+    std::string dir = it->second;
+    for (const auto& part : Split(parent, '/')) {
+      dir += "/" + part;
+      SPECULA_TRY(MakeDir(dir));
+    }
+    dir += "/" + leaf;
+    if (std::find(cg.v1_paths_.begin(), cg.v1_paths_.end(), dir) == cg.v1_paths_.end()) {
+      SPECULA_TRY(MakeDir(dir));
+      cg.v1_paths_.push_back(dir);
+    }
+    return dir;
+  };
+
+  const std::string mem = std::to_string(limits.memory_bytes);
+  if (v2_layout.v2_has("memory")) {
+    SPECULA_TRY(WriteFile(cg.v2_path_ + "/memory.max", mem));
+    (void)WriteFile(cg.v2_path_ + "/memory.swap.max", "0");
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("memory"));
+    if (d.empty()) return Error(Code::kUnavailable, "no memory cgroup controller");
+    SPECULA_TRY(WriteFile(d + "/memory.limit_in_bytes", mem));
+    (void)WriteFile(d + "/memory.memsw.limit_in_bytes", mem);  // only with swap accounting
+  }
+  const std::string pids = std::to_string(limits.pids);
+  if (v2_layout.v2_has("pids")) {
+    SPECULA_TRY(WriteFile(cg.v2_path_ + "/pids.max", pids));
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("pids"));
+    if (d.empty()) return Error(Code::kUnavailable, "no pids cgroup controller");
+    SPECULA_TRY(WriteFile(d + "/pids.max", pids));
+  }
+  const uint64_t quota = static_cast<uint64_t>(limits.cpu_millis) * 100;  // period 100 ms
+  if (v2_layout.v2_has("cpu")) {
+    SPECULA_TRY(WriteFile(cg.v2_path_ + "/cpu.max", std::to_string(quota) + " 100000"));
+    SPECULA_TRY(WriteFile(cg.v2_path_ + "/cpu.weight", std::to_string(limits.cpu_weight)));
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("cpu"));
+    if (d.empty()) {
+      spdlog::warn("cgroup: no cpu controller; cpu limits not applied");
+    } else {
+      SPECULA_TRY(WriteFile(d + "/cpu.cfs_period_us", "100000"));
+      SPECULA_TRY(WriteFile(d + "/cpu.cfs_quota_us", std::to_string(quota)));
+      uint64_t shares = std::max<uint64_t>(2, uint64_t{limits.cpu_weight} * 1024 / 100);
+      SPECULA_TRY(WriteFile(d + "/cpu.shares", std::to_string(shares)));
+    }
+  }
+  if (!Exists(cg.v2_path_ + "/cgroup.freeze")) {
+    SPECULA_ASSIGN_OR_RETURN(cg.v1_freezer_, v1_dir("freezer"));
+  }
+
+  cg.v2_dir_.Reset(::open(cg.v2_path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cg.v2_dir_) return Error::FromErrno("open " + cg.v2_path_);
+  for (const auto& dir : cg.paths()) {
+    UniqueFd fd(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return Error::FromErrno("open " + dir + "/cgroup.procs");
+    cg.procs_fds_.push_back(std::move(fd));
+  }
+  return cg;
+}
+
+std::vector<int> SandboxCgroup::v1_procs_fds() const {
+  std::vector<int> out;
+  for (size_t i = 1; i < procs_fds_.size(); ++i) out.push_back(procs_fds_[i].get());
+  return out;
+}
+
+std::vector<std::string> SandboxCgroup::paths() const {
+  std::vector<std::string> out;
+  if (!v2_path_.empty()) out.push_back(v2_path_);
+  out.insert(out.end(), v1_paths_.begin(), v1_paths_.end());
+  return out;
+}
+
+Status SandboxCgroup::Freeze() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  if (v1_freezer_.empty()) {
+    SPECULA_TRY_CTX(WriteFile(v2_path_ + "/cgroup.freeze", "1"), "freeze");
+    while (true) {
+      SPECULA_ASSIGN_OR_RETURN(std::string ev, ReadFile(v2_path_ + "/cgroup.events"));
+      if (ev.find("frozen 1") != std::string::npos) return Status::Ok();
+      if (std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  } else {
+    SPECULA_TRY_CTX(WriteFile(v1_freezer_ + "/freezer.state", "FROZEN"), "freeze");
+    frozen_v1_ = true;
+    while (true) {
+      SPECULA_ASSIGN_OR_RETURN(std::string s, ReadFile(v1_freezer_ + "/freezer.state"));
+      if (s.rfind("FROZEN", 0) == 0) return Status::Ok();
+      if (std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  return Error(Code::kDeadlineExceeded, "freeze: cgroup did not reach frozen state in 10 s");
+}
+
+Status SandboxCgroup::Thaw() {
+  if (v1_freezer_.empty()) return WriteFile(v2_path_ + "/cgroup.freeze", "0").Context("thaw");
+  frozen_v1_ = false;
+  return WriteFile(v1_freezer_ + "/freezer.state", "THAWED").Context("thaw");
+}
+
+Result<std::vector<pid_t>> SandboxCgroup::Pids() const {
+  SPECULA_ASSIGN_OR_RETURN(std::string text, ReadFile(v2_path_ + "/cgroup.procs"));
+  std::vector<pid_t> pids;
+  std::stringstream ss(text);
+  pid_t p;
+  while (ss >> p) pids.push_back(p);
+  return pids;
+}
+
+Status SandboxCgroup::KillAll() {
+  if (v2_path_.empty()) return Status::Ok();
+  if (Exists(v2_path_ + "/cgroup.kill")) return WriteFile(v2_path_ + "/cgroup.kill", "1");
+  SPECULA_ASSIGN_OR_RETURN(auto pids, Pids());
+  for (pid_t p : pids) ::kill(p, SIGKILL);
+  return Status::Ok();
+}
+
+Status SandboxCgroup::Remove() {
+  procs_fds_.clear();
+  v2_dir_.Reset();
+  if (frozen_v1_) (void)Thaw();
+  std::vector<std::string> dirs = paths();
+  Status result;
+  for (const auto& dir : dirs) {
+    // Dying tasks leave the cgroup asynchronously; give them a moment.
+    bool removed = false;
+    for (int i = 0; i < 2000 && !removed; ++i) {
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) {
+        removed = true;
+      } else if (errno == EBUSY) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      } else {
+        break;
+      }
+    }
+    if (!removed && result.ok()) result = Error::FromErrno("rmdir " + dir);
+  }
+  v2_path_.clear();
+  v1_paths_.clear();
+  v1_freezer_.clear();
+  return result;
+}
+
+}  // namespace specula::sandbox

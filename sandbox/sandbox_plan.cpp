@@ -1,0 +1,255 @@
+#include "sandbox/sandbox_plan.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <regex>
+
+namespace specula::sandbox {
+namespace {
+
+Status Invalid(const std::string& what) { return Error(Code::kInvalidArgument, what); }
+
+Status CheckDir(const std::string& what, const std::string& path) {
+  if (path.empty() || path.front() != '/') return Invalid(what + " '" + path + "' must be absolute");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Error::FromErrno(what + " " + path);
+  if (!S_ISDIR(st.st_mode)) return Invalid(what + " " + path + " is not a directory");
+  return Status::Ok();
+}
+
+// overlayfs option syntax gives these characters a meaning.
+Status CheckOverlayPath(const std::string& what, const std::string& path) {
+  if (path.find_first_of(",:\\\n") != std::string::npos) {
+    return Invalid(what + " '" + path + "' contains one of , : \\ newline (unusable in overlay options)");
+  }
+  return Status::Ok();
+}
+
+std::string HexOf(const std::string& s) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+MountStep Step(MountStep::Kind kind, std::string target, std::string step) {
+  MountStep s{};
+  s.kind = kind;
+  s.target = std::move(target);
+  s.step = std::move(step);
+  return s;
+}
+
+MountStep Mount(std::string source, std::string target, std::string fstype, unsigned long flags,
+                std::string data, std::string step) {
+  MountStep s = Step(MountStep::Kind::kMount, std::move(target), std::move(step));
+  s.source = std::move(source);
+  s.fstype = std::move(fstype);
+  s.flags = flags;
+  s.data = std::move(data);
+  return s;
+}
+
+MountStep Mkdir(std::string target, unsigned mode) {
+  MountStep s = Step(MountStep::Kind::kMkdir, target, "mkdir " + target);
+  s.mode = mode;
+  return s;
+}
+
+// mkdir for every missing ancestor of `path` (inside the sandbox).
+void AddParents(std::vector<MountStep>& steps, const std::string& path) {
+  for (size_t i = path.find('/', 1); i != std::string::npos; i = path.find('/', i + 1)) {
+    steps.push_back(Mkdir(path.substr(0, i), 0755));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& SandboxDevices() {
+  static const std::vector<std::string> kDevices = {"null", "zero", "full", "random", "urandom", "tty"};
+  return kDevices;
+}
+
+bool IsNormalAbsolute(const std::string& p) {
+  if (p.empty() || p.front() != '/') return false;
+  if (p == "/") return true;
+  if (p.back() == '/' || p.find("//") != std::string::npos) return false;
+  if (p.find('\0') != std::string::npos) return false;
+  std::string with_slash = p + "/";
+  return with_slash.find("/./") == std::string::npos && with_slash.find("/../") == std::string::npos;
+}
+
+Status ValidateSpec(const SandboxSpec& spec) {
+  static const std::regex kName(R"(^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$)");
+  if (!std::regex_match(spec.name, kName)) {
+    return Invalid("sandbox name '" + spec.name + "' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+  }
+  SPECULA_TRY(CheckDir("base", spec.base));
+  SPECULA_TRY(CheckOverlayPath("base", spec.base));
+  for (const auto& l : spec.layers) {
+    SPECULA_TRY(CheckDir("layer", l));
+    SPECULA_TRY(CheckOverlayPath("layer", l));
+  }
+  SPECULA_TRY(CheckDir("upper_dir", spec.upper_dir));
+  SPECULA_TRY(CheckOverlayPath("upper_dir", spec.upper_dir));
+  SPECULA_TRY(CheckDir("work_dir", spec.work_dir));
+  SPECULA_TRY(CheckOverlayPath("work_dir", spec.work_dir));
+  if (!IsNormalAbsolute(spec.run_dir) || spec.run_dir == "/") {
+    return Invalid("run_dir '" + spec.run_dir + "' must be a normalised absolute path");
+  }
+  for (const auto& b : spec.binds) {
+    if (!IsNormalAbsolute(b.host_path)) return Invalid("bind host path '" + b.host_path + "' not normalised");
+    struct stat st {};
+    if (::lstat(b.host_path.c_str(), &st) != 0) return Error::FromErrno("bind source " + b.host_path);
+    if (S_ISLNK(st.st_mode)) return Invalid("bind source " + b.host_path + " is a symlink");
+    if (!IsNormalAbsolute(b.sandbox_path) || b.sandbox_path == "/") {
+      return Invalid("bind target '" + b.sandbox_path + "' must be a normalised absolute path, not /");
+    }
+    if (b.sandbox_path == "/proc" || b.sandbox_path.rfind("/proc/", 0) == 0) {
+      return Invalid("bind target " + b.sandbox_path + " is under /proc");
+    }
+  }
+  for (const auto& r : spec.policy.paths) {
+    if (!IsNormalAbsolute(r.path)) return Invalid("policy path '" + r.path + "' not normalised");
+    if (r.mode == policy::PathMode::kHidden && r.path == "/") return Invalid("cannot hide /");
+  }
+  static const std::regex kHost(R"(^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$)");
+  if (!std::regex_match(spec.policy.sandbox.hostname, kHost)) {
+    return Invalid("hostname '" + spec.policy.sandbox.hostname + "' is not a valid host name");
+  }
+  const auto& r = spec.policy.resources;
+  if (r.memory_bytes < (16ULL << 20)) return Invalid("memory limit below 16 MiB");
+  if (r.pids < 8) return Invalid("pids limit below 8");
+  if (r.cpu_millis < 10) return Invalid("cpu_millis below 10");
+  if (r.cpu_weight < 1 || r.cpu_weight > 10000) return Invalid("cpu_weight outside 1..10000");
+  if (r.nofile < 16) return Invalid("nofile below 16");
+  if (r.action_timeout_ms == 0) return Invalid("action timeout 0");
+  if (r.stdout_cap == 0 || r.stderr_cap == 0) return Invalid("output caps must be positive");
+  return spec.shell.Validate();
+}
+
+Result<std::string> OverlayOptions(const SandboxSpec& spec) {
+  std::string lower;
+  for (auto it = spec.layers.rbegin(); it != spec.layers.rend(); ++it) lower += *it + ":";
+  lower += spec.base;
+  std::string opts = "lowerdir=" + lower + ",upperdir=" + spec.upper_dir + ",workdir=" + spec.work_dir;
+  if (opts.size() >= 4000) {  // mount(2) data is one page
+    return Error(Code::kInvalidArgument, "overlay options too long (" + std::to_string(spec.layers.size()) +
+                                             " layers); squash layers");
+  }
+  return opts;
+}
+
+std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec) {
+  using K = MountStep::Kind;
+  std::vector<MountStep> s;
+  const unsigned long kSafe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  // /dev: a small tmpfs with the harmless host devices bound in.
+  s.push_back(Mkdir("/dev", 0755));
+  s.push_back(Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=1024k", "mount /dev"));
+  for (const auto& d : SandboxDevices()) {
+    MountStep touch = Step(K::kTouch, "/dev/" + d, "create /dev/" + d);
+    touch.mode = 0666;
+    s.push_back(touch);
+    MountStep bind = Step(K::kBind, "/dev/" + d, "bind /dev/" + d);
+    bind.source = "/proc/dev/" + d;  // the old root, parked on /proc
+    s.push_back(bind);
+  }
+  s.push_back(Mkdir("/dev/pts", 0755));
+  s.push_back(Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620", "mount devpts"));
+  auto link = [&](const char* target, const char* path) {
+    MountStep l = Step(K::kSymlink, path, std::string("symlink ") + path);
+    l.source = target;
+    s.push_back(l);
+  };
+  link("pts/ptmx", "/dev/ptmx");
+  link("/proc/self/fd", "/dev/fd");
+  link("/proc/self/fd/0", "/dev/stdin");
+  link("/proc/self/fd/1", "/dev/stdout");
+  link("/proc/self/fd/2", "/dev/stderr");
+  s.push_back(Mkdir("/dev/shm", 01777));
+
+  s.push_back(Mkdir("/sys", 0755));
+  s.push_back(Mount("sysfs", "/sys", "sysfs", kSafe | MS_RDONLY, "", "mount /sys read-only"));
+
+  // Private /run and /var/run: host daemons' sockets (docker, D-Bus,
+  // systemd) live there and must not be reachable.
+  const auto& res = spec.policy.resources;
+  s.push_back(Mkdir("/run", 0755));
+  s.push_back(Mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k", "mount /run"));
+  s.push_back(Mkdir(kIoDirInside, 0700));
+  uint64_t io_size = std::max<uint64_t>(64ULL << 20, 4 * (res.stdout_cap + res.stderr_cap));
+  s.push_back(Mount("tmpfs", kIoDirInside, "tmpfs", MS_NOSUID | MS_NODEV,
+                    "mode=700,size=" + std::to_string(io_size), "mount action io tmpfs"));
+  MountStep var_run = Step(K::kTmpfsIfDir, "/var/run", "mount /var/run");
+  var_run.flags = MS_NOSUID | MS_NODEV;
+  var_run.data = "mode=755,size=65536k";
+  var_run.optional = true;
+  s.push_back(var_run);
+
+  // Caller's binds (lossy paths rw, others ro), from the old root.
+  for (const auto& b : spec.binds) {
+    AddParents(s, b.sandbox_path);
+    struct stat st {};
+    bool dir = ::stat(b.host_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    if (dir) {
+      s.push_back(Mkdir(b.sandbox_path, 0755));
+    } else {
+      MountStep t = Step(K::kTouch, b.sandbox_path, "create bind target");
+      t.mode = 0644;
+      s.push_back(t);
+    }
+    MountStep bind = Step(K::kBind, b.sandbox_path, "bind " + b.sandbox_path.substr(0, 40));
+    bind.source = "/proc" + b.host_path;
+    bind.read_only = b.read_only;
+    s.push_back(bind);
+  }
+
+  s.push_back(Step(K::kDetach, "/proc", "detach old root"));
+  s.push_back(Mount("proc", "/proc", "proc", kSafe, "", "mount /proc"));
+  for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {
+    MountStep ro = Step(K::kReadOnly, p, std::string("read-only ") + p);
+    ro.optional = true;
+    s.push_back(ro);
+  }
+
+  // Policy path rules, parents before children so a child rule wins.
+  std::vector<policy::PathRule> rules = spec.policy.paths;
+  std::stable_sort(rules.begin(), rules.end(),
+                   [](const auto& a, const auto& b) { return a.path.size() < b.path.size(); });
+  for (const auto& r : rules) {
+    if (r.mode == policy::PathMode::kReadOnly) {
+      MountStep ro = Step(K::kReadOnly, r.path, "read-only " + r.path.substr(0, 40));
+      ro.optional = true;
+      s.push_back(ro);
+    } else if (r.mode == policy::PathMode::kHidden) {
+      MountStep m = Step(K::kMask, r.path, "hide " + r.path.substr(0, 44));
+      m.optional = true;
+      s.push_back(m);
+    }
+    // kLossy arrives as spec.binds; kSandboxed is the overlay itself.
+  }
+  for (auto& step : s) {
+    if (step.step.size() > 50) step.step.resize(50);
+  }
+  return s;
+}
+
+std::vector<ExternalMount> BuildExternalMounts(const SandboxSpec& spec) {
+  std::vector<ExternalMount> out;
+  for (const auto& d : SandboxDevices()) {
+    out.push_back({"/dev/" + d, "specula-dev-" + d, "/dev/" + d});
+  }
+  for (const auto& b : spec.binds) {
+    out.push_back({b.sandbox_path, "specula-bind-" + HexOf(b.sandbox_path), b.host_path});
+  }
+  return out;
+}
+
+}  // namespace specula::sandbox

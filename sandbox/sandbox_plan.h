@@ -1,0 +1,41 @@
+// Pure functions from a SandboxSpec to what the kernel is asked to do:
+// validation (in the parent, before anything is created), the overlay mount
+// options, the in-sandbox mount plan, and the external mounts CRIU must be
+// told about. No side effects besides lstat, so they are unit-testable.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "sandbox/child_setup.h"
+#include "sandbox/sandbox.h"
+
+namespace specula::sandbox {
+
+// Host devices bind-mounted into the sandbox's /dev.
+const std::vector<std::string>& SandboxDevices();
+
+// True for "/a/b" (absolute, no "." / ".." / empty components, no trailing slash).
+bool IsNormalAbsolute(const std::string& path);
+
+Status ValidateSpec(const SandboxSpec& spec);
+
+// "lowerdir=top:...:bottom:base,upperdir=...,workdir=..."
+Result<std::string> OverlayOptions(const SandboxSpec& spec);
+
+// Steps run by init after pivot_root (old root parked on /proc).
+std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec);
+
+struct ExternalMount {
+  std::string sandbox_path;  // where it is mounted inside
+  std::string key;           // CRIU's name for it
+  std::string host_path;     // what it is on the host
+};
+std::vector<ExternalMount> BuildExternalMounts(const SandboxSpec& spec);
+
+// Where per-action files live inside the sandbox (a private tmpfs).
+inline constexpr const char* kIoDirInside = "/run/.specula";
+
+}  // namespace specula::sandbox

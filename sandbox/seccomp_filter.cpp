@@ -1,0 +1,187 @@
+#include "sandbox/seccomp_filter.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/unique_fd.h"
+
+namespace specula::sandbox {
+namespace {
+
+// Owns a libseccomp filter context.
+class SeccompContext {
+ public:
+  explicit SeccompContext(scmp_filter_ctx ctx) : ctx_(ctx) {}
+  SeccompContext(const SeccompContext&) = delete;
+  SeccompContext& operator=(const SeccompContext&) = delete;
+  SeccompContext(SeccompContext&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  SeccompContext& operator=(SeccompContext&& o) noexcept {
+    if (this != &o) {
+      if (ctx_) seccomp_release(ctx_);
+      ctx_ = std::exchange(o.ctx_, nullptr);
+    }
+    return *this;
+  }
+  ~SeccompContext() {
+    if (ctx_) seccomp_release(ctx_);
+  }
+  scmp_filter_ctx get() const { return ctx_; }
+
+ private:
+  scmp_filter_ctx ctx_;
+};
+
+Status Check(int rc, const std::string& what) {
+  if (rc < 0) return Error::FromErrno("seccomp: " + what, -rc);
+  return Status::Ok();
+}
+
+int Resolve(const std::string& name) { return seccomp_syscall_resolve_name(name.c_str()); }
+
+Status AddBaseline(scmp_filter_ctx ctx, const std::set<std::string>& overridden) {
+  const uint32_t deny = SCMP_ACT_ERRNO(kBaselineErrno);
+  for (const auto& name : BaselineDeniedSyscalls()) {
+    if (overridden.count(name) != 0) continue;  // policy defers or kills it instead
+    int nr = Resolve(name);
+    if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, nr, 0), "deny " + name));
+  }
+  SPECULA_TRY(Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3"));
+  // New user namespaces: a root-in-userns escape hatch for many kernel bugs.
+  for (int nr : {SCMP_SYS(unshare), SCMP_SYS(clone)}) {
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, nr, 1,
+                                       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)),
+                      "clone/unshare NEWUSER"));
+  }
+  // Device nodes: the mode register says what is being created.
+  for (unsigned type : {S_IFCHR, S_IFBLK}) {
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(mknod), 1,
+                                       SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, type)),
+                      "mknod"));
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(mknodat), 1,
+                                       SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, type)),
+                      "mknodat"));
+  }
+  // Terminal input injection; the request is a 32-bit int, upper bits are junk.
+  for (unsigned long req : {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(ioctl), 1,
+                                       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, req)),
+                      "ioctl"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<std::string>& BaselineDeniedSyscalls() {
+  static const std::vector<std::string> kList = {
+      "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd", "keyctl",
+      "add_key", "request_key", "bpf", "perf_event_open", "kexec_load", "kexec_file_load",
+      "init_module", "finit_module", "delete_module", "clock_settime", "settimeofday",
+      "adjtimex", "clock_adjtime", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
+      "open_by_handle_at", "mount", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+      "open_tree", "mount_setattr",
+  };
+  return kList;
+}
+
+const std::vector<std::string>& BaselineConditionalSyscalls() {
+  static const std::vector<std::string> kList = {"clone3", "clone", "unshare", "mknod", "mknodat",
+                                                 "ioctl"};
+  return kList;
+}
+
+Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule>& rules) {
+  std::set<std::string> baseline(BaselineDeniedSyscalls().begin(), BaselineDeniedSyscalls().end());
+  baseline.insert(BaselineConditionalSyscalls().begin(), BaselineConditionalSyscalls().end());
+  std::set<std::string> seen;
+  for (const auto& r : rules) {
+    if (Resolve(r.name) == __NR_SCMP_ERROR) {
+      return Error(Code::kInvalidArgument, "seccomp rule: unknown syscall '" + r.name + "'");
+    }
+    if (!seen.insert(r.name).second) {
+      return Error(Code::kInvalidArgument, "seccomp rule: syscall '" + r.name + "' listed twice");
+    }
+    if (r.action == policy::SyscallAction::kDeny && (r.errno_value <= 0 || r.errno_value > 4095)) {
+      return Error(Code::kInvalidArgument,
+                   "seccomp rule " + r.name + ": errno " + std::to_string(r.errno_value) +
+                       " out of range 1..4095");
+    }
+  }
+
+  // The baseline cannot be loosened. An unconditionally denied call may be
+  // made stricter by the policy (kill) or deferred (it still never runs in an
+  // unpromoted branch); arguments-based baseline rules are never overridden.
+  std::set<std::string> unconditional(BaselineDeniedSyscalls().begin(), BaselineDeniedSyscalls().end());
+  std::set<std::string> overridden;
+  std::vector<const policy::SyscallRule*> applied;
+  for (const auto& r : rules) {
+    bool strict = r.action == policy::SyscallAction::kKill || r.action == policy::SyscallAction::kDefer;
+    if (baseline.count(r.name) == 0) {
+      if (r.action != policy::SyscallAction::kAllow) applied.push_back(&r);
+    } else if (unconditional.count(r.name) != 0 && strict) {
+      overridden.insert(r.name);
+      applied.push_back(&r);
+    } else if (r.action == policy::SyscallAction::kDeny) {
+      spdlog::debug("seccomp: policy rule for '{}' covered by the baseline", r.name);
+    } else {
+      spdlog::warn("seccomp: policy rule '{} {}' ignored: the baseline restricts it", r.name,
+                   policy::ToString(r.action));
+    }
+  }
+
+  scmp_filter_ctx raw = seccomp_init(SCMP_ACT_ALLOW);
+  if (raw == nullptr) return Error(Code::kInternal, "seccomp_init failed");
+  SeccompContext ctx(raw);
+  // x32 and i386 entry points would bypass every rule keyed on x86_64 numbers.
+  SPECULA_TRY(Check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS)),
+                    "bad-arch action"));
+  SPECULA_TRY(AddBaseline(ctx.get(), overridden));
+
+  SeccompProgram prog;
+  for (const auto* r : applied) {
+    uint32_t action = SCMP_ACT_ALLOW;
+    switch (r->action) {
+      case policy::SyscallAction::kAllow: continue;
+      case policy::SyscallAction::kDeny: action = SCMP_ACT_ERRNO(r->errno_value); break;
+      case policy::SyscallAction::kKill: action = SCMP_ACT_KILL_PROCESS; break;
+      case policy::SyscallAction::kDefer:
+        action = SCMP_ACT_NOTIFY;
+        prog.has_defer = true;
+        break;
+    }
+    SPECULA_TRY(Check(seccomp_rule_add(ctx.get(), action, Resolve(r->name), 0), "rule " + r->name));
+  }
+
+  UniqueFd mem(::memfd_create("specula-seccomp", MFD_CLOEXEC));
+  if (!mem) return Error::FromErrno("seccomp: memfd_create");
+  SPECULA_TRY(Check(seccomp_export_bpf(ctx.get(), mem.get()), "export bpf"));
+  off_t size = ::lseek(mem.get(), 0, SEEK_END);
+  if (size <= 0 || size % sizeof(sock_filter) != 0) {
+    return Error(Code::kInternal, "seccomp: exported program has odd size " + std::to_string(size));
+  }
+  prog.filter.resize(size / sizeof(sock_filter));
+  if (::pread(mem.get(), prog.filter.data(), size, 0) != size) {
+    return Error::FromErrno("seccomp: read exported program");
+  }
+  return prog;
+}
+
+std::string SyscallName(int nr) {
+  char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+  if (name == nullptr) return "?" + std::to_string(nr);
+  std::string s(name);
+  ::free(name);
+  return s;
+}
+
+}  // namespace specula::sandbox

@@ -1,0 +1,125 @@
+// Spec validation, overlay options, mount plan and seccomp compilation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "sandbox/capabilities.h"
+#include "sandbox/sandbox_plan.h"
+#include "sandbox/seccomp_filter.h"
+
+namespace specula::sandbox {
+namespace {
+
+SandboxSpec Good() {
+  SandboxSpec s;
+  s.name = "unit-1";
+  s.base = "/";
+  s.upper_dir = "/tmp";
+  s.work_dir = "/tmp";
+  s.run_dir = "/tmp/specula-unit-run";
+  s.policy = policy::DefaultPolicy();
+  return s;
+}
+
+TEST(SandboxPlanTest, ValidatesSpec) {
+  EXPECT_TRUE(ValidateSpec(Good()).ok()) << ValidateSpec(Good()).ToString();
+  auto bad = [](auto mutate) {
+    SandboxSpec s = Good();
+    mutate(s);
+    return ValidateSpec(s);
+  };
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.name = "../x"; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.name = ""; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.base = "relative"; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.layers = {"/nonexistent-layer"}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.run_dir = "/tmp/../etc"; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/proc/x", true}}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/", true}}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.sandbox.hostname = "bad host"; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.resources.pids = 1; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.shell.cwd = "x"; }).ok());
+  auto e = bad([](SandboxSpec& s) { s.name = "a/b"; });
+  EXPECT_EQ(e.error().code(), Code::kInvalidArgument);
+}
+
+TEST(SandboxPlanTest, OverlayListsTopmostLayerFirst) {
+  SandboxSpec s = Good();
+  s.layers = {"/l1", "/l2"};
+  auto o = OverlayOptions(s);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(*o, "lowerdir=/l2:/l1:/,upperdir=/tmp,workdir=/tmp");
+  s.layers.assign(400, "/some/long/layer/path");
+  EXPECT_FALSE(OverlayOptions(s).ok());
+}
+
+TEST(SandboxPlanTest, MountPlanDetachesOldRootAfterBindsAndAppliesRules) {
+  SandboxSpec s = Good();
+  s.binds = {{"/etc/hostname", "/opt/x/hostname", true}};
+  s.policy.paths.push_back({"/etc", policy::PathMode::kHidden});
+  auto steps = BuildMountSteps(s);
+  auto pos = [&](MountStep::Kind k, const std::string& target) {
+    auto it = std::find_if(steps.begin(), steps.end(),
+                           [&](const MountStep& m) { return m.kind == k && m.target == target; });
+    return it == steps.end() ? -1 : static_cast<int>(it - steps.begin());
+  };
+  int bind = pos(MountStep::Kind::kBind, "/opt/x/hostname");
+  int detach = pos(MountStep::Kind::kDetach, "/proc");
+  int proc_ro = pos(MountStep::Kind::kReadOnly, "/proc/sys");
+  int hide = pos(MountStep::Kind::kMask, "/etc");
+  ASSERT_GE(bind, 0);
+  EXPECT_LT(bind, detach);
+  EXPECT_LT(detach, proc_ro);
+  EXPECT_LT(proc_ro, hide);
+  EXPECT_EQ(steps[bind].source, "/proc/etc/hostname");
+  EXPECT_TRUE(steps[bind].read_only);
+  EXPECT_GE(pos(MountStep::Kind::kMount, "/run"), 0);
+  EXPECT_GE(pos(MountStep::Kind::kTmpfsIfDir, "/var/run"), 0);
+  for (const auto& st : steps) EXPECT_LT(st.step.size(), 56u) << st.step;
+
+  auto ext = BuildExternalMounts(s);
+  ASSERT_EQ(ext.size(), SandboxDevices().size() + 1);
+  EXPECT_EQ(ext[0].sandbox_path, "/dev/null");
+  EXPECT_EQ(ext.back().host_path, "/etc/hostname");
+  EXPECT_EQ(ext.back().key.find_first_of(":[]/"), std::string::npos);
+}
+
+TEST(SandboxPlanTest, SeccompRulesAreValidated) {
+  using policy::SyscallAction;
+  auto ok = BuildSeccompProgram({});
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_FALSE(ok->has_defer);
+  EXPECT_GT(ok->filter.size(), 20u);
+  EXPECT_FALSE(BuildSeccompProgram({{"no_such_syscall", SyscallAction::kDeny}}).ok());
+  EXPECT_FALSE(BuildSeccompProgram({{"reboot", SyscallAction::kDeny}, {"reboot", SyscallAction::kKill}}).ok());
+  EXPECT_FALSE(BuildSeccompProgram({{"reboot", SyscallAction::kDeny, 0}}).ok());
+  auto defer = BuildSeccompProgram({{"sethostname", SyscallAction::kDefer}, {"reboot", SyscallAction::kKill}});
+  ASSERT_TRUE(defer.ok());
+  EXPECT_TRUE(defer->has_defer);
+  // The baseline cannot be loosened: an allow rule for bpf is ignored.
+  auto allow_bpf = BuildSeccompProgram({{"bpf", SyscallAction::kAllow}});
+  ASSERT_TRUE(allow_bpf.ok());
+  EXPECT_EQ(allow_bpf->filter.size(), ok->filter.size());
+  // ...but a baseline call may be deferred (it still only runs on promotion).
+  auto defer_clock = BuildSeccompProgram({{"clock_settime", SyscallAction::kDefer}});
+  ASSERT_TRUE(defer_clock.ok());
+  EXPECT_TRUE(defer_clock->has_defer);
+  auto defer_clone = BuildSeccompProgram({{"clone", SyscallAction::kDefer}});
+  ASSERT_TRUE(defer_clone.ok());
+  EXPECT_FALSE(defer_clone->has_defer) << "argument-based baseline rules are not overridable";
+  EXPECT_EQ(SyscallName(0), "read");
+}
+
+TEST(SandboxPlanTest, Capabilities) {
+  auto m = CapabilityMask({});
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(*m & (1ULL << 0));       // CHOWN
+  EXPECT_FALSE(*m & (1ULL << 21));     // SYS_ADMIN
+  auto one = CapabilityMask({"cap_net_bind_service"});
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(*one, 1ULL << 10);
+  EXPECT_FALSE(CapabilityMask({"CAP_FLY"}).ok());
+  EXPECT_GE(LastCapability(), 37);
+}
+
+}  // namespace
+}  // namespace specula::sandbox
