@@ -1,0 +1,156 @@
+// Speculation-core benchmarks (docs/checkpoints.md "Figures"): p50/p90 of
+//   fork      speculate -> branch done, from a shell-state-only checkpoint
+//   fork+criu the same from a checkpoint with live processes, next to the
+//             `criu restore` part of that same fork (the peer)
+//   8 vs 1    eight concurrent forks until all are done, vs one
+//   discard   DiscardBranch of a done branch
+//   promote   Commit of a hit on a done branch (seal layer + checkpoint)
+// and the checkpoint sizes. Usage: runtime_core_bench [iterations] (default 10).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "runtime/core/session_manager.h"
+#include "runtime/store/fs_util.h"
+
+namespace {
+
+using namespace specula;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+void Print(const char* name, std::vector<double> v) {
+  if (v.empty()) return;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
+  std::printf("%-34s n=%-3zu p50=%8.1f ms  p90=%8.1f ms\n", name, v.size(), at(0.5), at(0.9));
+}
+
+template <typename T>
+T Must(specula::Result<T> r, const char* what) {
+  if (!r.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, r.error().ToString().c_str());
+    std::exit(1);
+  }
+  return std::move(*r);
+}
+void Must(const specula::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  InitLogging("warn");
+  int iters = argc > 1 ? std::max(1, std::atoi(argv[1])) : 10;
+  char tmpl[] = "/var/tmp/specula-core-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return 1;
+  std::string dir = tmpl;
+  std::vector<double> restore_ms;
+  std::mutex restore_mu;
+  {
+    core::SessionManagerOptions o;
+    o.state_dir = dir + "/state";
+    // Time the `criu restore` inside each restored fork: the peer figure.
+    o.create_restored_sandbox = [&](const sandbox::SandboxSpec& spec,
+                                    const std::function<Result<pid_t>(const sandbox::RestoreTarget&)>& restore) {
+      return sandbox::Sandbox::CreateRestored(spec, [&](const sandbox::RestoreTarget& t) -> Result<pid_t> {
+        auto t0 = Clock::now();
+        auto r = restore(t);
+        std::lock_guard lock(restore_mu);
+        restore_ms.push_back(Ms(t0, Clock::now()));
+        return r;
+      });
+    };
+    auto mgr = Must(core::SessionManager::Open(o), "open");
+    policy::Policy p = policy::DefaultPolicy();
+    p.speculation.max_branches_per_session = 8;
+    p.speculation.max_concurrent_branches = 8;
+    core::CreateSessionRequest req;
+    req.policy = p;
+    std::string s = Must(mgr->CreateSession(req), "create").record.id;
+
+    auto fork_until_done = [&](const std::string& cmd) {
+      auto t0 = Clock::now();
+      std::string b = Must(mgr->Speculate(s, cmd), "speculate");
+      Must(mgr->WaitBranch(b, 120s), "wait");
+      auto info = Must(mgr->ShowBranch(b), "show");
+      if (info.state != core::BranchState::kDone) {
+        std::fprintf(stderr, "branch %s: %s %s\n", b.c_str(), core::ToString(info.state), info.error.c_str());
+        std::exit(1);
+      }
+      return std::make_pair(b, Ms(t0, Clock::now()));
+    };
+
+    std::vector<double> fork, discard, promote, fork_criu, one, eight;
+    for (int i = 0; i < iters; ++i) {
+      auto [b, ms] = fork_until_done("true");
+      fork.push_back(ms);
+      auto t0 = Clock::now();
+      Must(mgr->DiscardBranch(b), "discard");
+      discard.push_back(Ms(t0, Clock::now()));
+    }
+    for (int i = 0; i < iters; ++i) {
+      std::string cmd = "echo " + std::to_string(i) + " > /var/tmp/bench-" + std::to_string(::getpid());
+      fork_until_done(cmd);
+      auto t0 = Clock::now();
+      auto r = Must(mgr->Commit(s, cmd), "commit");
+      promote.push_back(Ms(t0, Clock::now()));
+      if (!r.hit) std::fprintf(stderr, "expected a hit\n");
+    }
+    for (int i = 0; i < iters; ++i) {
+      one.push_back(fork_until_done("true").second);
+      Must(mgr->Abort(s), "abort");
+      auto t0 = Clock::now();
+      std::vector<std::string> ids;
+      for (int j = 0; j < 8; ++j) ids.push_back(Must(mgr->Speculate(s, "true"), "speculate"));
+      for (const auto& id : ids) Must(mgr->WaitBranch(id, 120s), "wait");
+      eight.push_back(Ms(t0, Clock::now()));
+      Must(mgr->Abort(s), "abort");
+    }
+    auto layer_ckpt = Must(mgr->ShowCheckpoint(Must(mgr->ShowSession(s), "show").record.head), "ckpt");
+
+    // A head with a live process: every fork restores it with CRIU.
+    auto live = Must(mgr->Commit(s, "(exec -a bench-bg sh -c 'while :; do sleep 1; done') >/dev/null 2>&1 </dev/null &"),
+                     "commit bg");
+    auto image_ckpt = Must(mgr->ShowCheckpoint(live.head), "ckpt");
+    restore_ms.clear();
+    for (int i = 0; i < iters; ++i) {
+      auto [b, ms] = fork_until_done("true");
+      fork_criu.push_back(ms);
+      Must(mgr->DiscardBranch(b), "discard");
+    }
+
+    std::printf("runtime_core_bench: %d iterations, state dir on %s\n", iters, dir.c_str());
+    Print("fork (shell-state ckpt) -> done", fork);
+    Print("discard (done branch)", discard);
+    Print("promote to layer (commit hit)", promote);
+    Print("1 fork -> done", one);
+    Print("8 concurrent forks -> all done", eight);
+    Print("fork (live-process ckpt) -> done", fork_criu);
+    {
+      std::lock_guard lock(restore_mu);
+      Print("  peer: criu restore inside it", restore_ms);
+    }
+    std::printf("checkpoint sizes: layer %llu bytes (one small file), CRIU image %llu bytes (sh + sleep)\n",
+                static_cast<unsigned long long>(layer_ckpt.layer_bytes),
+                static_cast<unsigned long long>(image_ckpt.image_bytes));
+    Must(mgr->DestroySession(s), "destroy");
+  }
+  Must(store::RemoveTree(dir), "cleanup");
+  return 0;
+}

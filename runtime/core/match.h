@@ -1,0 +1,21 @@
+// The commit match rule of DESIGN.md: two commands are the same action when
+// they are byte-equal after trimming surrounding whitespace and applying the
+// policy's normalisations ("collapse_whitespace", "strip_trailing_semicolon").
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+
+namespace specula::core {
+
+// Fails (invalid_argument) on a normalisation this build does not know, so a
+// policy typo never silently changes what matches.
+Status ValidateNormalisations(const std::vector<std::string>& normalisations);
+
+// The canonical form both sides are compared in.
+std::string NormaliseCommand(std::string_view command, const std::vector<std::string>& normalisations);
+
+}  // namespace specula::core

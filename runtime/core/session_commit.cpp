@@ -1,0 +1,274 @@
+// Commit (the match rule, promote or run non-speculatively), rollback, and
+// the read-only queries over branches and checkpoints.
+#include <algorithm>
+
+#include "runtime/apply/apply.h"
+#include "runtime/core/match.h"
+#include "runtime/core/session_internal.h"
+#include "runtime/store/fs_util.h"
+
+namespace specula::core {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+namespace {
+
+int64_t MsBetween(steady_clock::time_point a, steady_clock::time_point b) {
+  return std::chrono::duration_cast<milliseconds>(b - a).count();
+}
+
+void FillResult(CommitResult& out, const sandbox::ActionResult& r) {
+  out.exit_code = r.exit_code;
+  out.signal = r.signal;
+  out.stdout_data = r.stdout_data;
+  out.stderr_data = r.stderr_data;
+  out.truncated = r.stdout_truncated || r.stderr_truncated;
+  out.timed_out = r.timed_out;
+  out.duration_ms = r.duration.count();
+}
+
+}  // namespace
+
+Result<CommitResult> SessionManager::Commit(const std::string& session, const std::string& command,
+                                            milliseconds timeout) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
+  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  std::lock_guard op(s->op_mu);
+  auto commit_start = steady_clock::now();
+  std::string want = NormaliseCommand(command, s->policy.speculation.normalisations);
+  std::shared_ptr<Branch> hit;
+  std::string head;
+  {
+    std::lock_guard lock(s->mu);
+    head = s->rec.head;
+    for (auto& [id, b] : s->live) {
+      if (b->parent_checkpoint != head || b->normalised != want) continue;
+      std::lock_guard bl(b->mu);
+      if (b->state == BranchState::kFailed || b->cancelled) continue;
+      hit = b;
+      break;
+    }
+  }
+  CommitResult out;
+  if (hit) {
+    // The command is now authorised: let its deferred syscalls through and
+    // wait for the action to finish.
+    for (;;) {
+      std::unique_lock lock(hit->mu);
+      if (hit->finished) break;
+      sandbox::Sandbox* box = hit->sandbox.get();
+      lock.unlock();
+      if (box != nullptr && !box->PendingDeferred().empty()) {
+        if (Status st = box->ReleaseDeferred(); !st.ok()) spdlog::warn("commit {}: {}", hit->id, st.ToString());
+      }
+      lock.lock();
+      hit->cv.wait_for(lock, milliseconds(5), [&] { return hit->finished; });
+    }
+    int64_t waited = MsBetween(commit_start, steady_clock::now());
+    if (hit->worker.joinable()) hit->worker.join();
+    bool usable;
+    {
+      std::lock_guard bl(hit->mu);
+      usable = hit->state == BranchState::kDone && hit->result.has_value();
+    }
+    if (usable) {
+      {
+        std::lock_guard lock(s->mu);
+        s->live.erase(hit->id);
+      }
+      {
+        std::lock_guard lock(mu_);
+        branches_.erase(hit->id);
+      }
+      auto promoted = PromoteLocked(*s, *hit);
+      if (promoted.ok()) {
+        DiscardAllLocked(*s);
+        out.hit = true;
+        out.branch = hit->id;
+        FillResult(out, *hit->result);
+        out.saved_ms = std::max<int64_t>(0, out.duration_ms - waited);
+        out.head = *promoted;
+        if (hit->parent_has_image) out.flags.push_back("restored_processes");
+        return out;
+      }
+      // The branch ran but cannot become the head (e.g. its processes could
+      // not be checkpointed): drop it; the environment is still exactly the
+      // head, so running the command afresh keeps the commit lossless.
+      spdlog::warn("commit {}: promote of hit {} failed, running non-speculatively: {}", session, hit->id,
+                   promoted.error().ToString());
+      if (hit->sandbox) (void)hit->sandbox->Destroy();
+      hit->sandbox.reset();
+      (void)store_->UpdateBranch(hit->id, ToString(BranchState::kFailed));
+      (void)store::RemoveTree(store_->BranchDir(hit->id));
+    }
+  }
+  DiscardAllLocked(*s);
+
+  // Miss: run the command itself in a fresh sandbox from the head.
+  auto run = std::make_shared<Branch>();
+  SPECULA_ASSIGN_OR_RETURN(run->id, store::NewId('b'));
+  run->session = session;
+  run->parent_checkpoint = head;
+  run->command = command;
+  run->created_ms = store::NowMs();
+  SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(head));
+  run->parent_has_image = ckpt.has_process_image;
+  SPECULA_TRY(store_->PutBranch(store::BranchRecord{run->id, session, head, command,
+                                                    ToString(BranchState::kRunning), "", run->created_ms,
+                                                    run->created_ms}));
+  auto fail = [&](Error e) -> Error {
+    if (run->sandbox) (void)run->sandbox->Destroy();
+    (void)store_->UpdateBranch(run->id, ToString(BranchState::kFailed));
+    (void)store::RemoveTree(store_->BranchDir(run->id));
+    return std::move(e.Context("commit " + session));
+  };
+  auto sb = ForkSandbox(*s, ckpt, run->id);
+  if (!sb.ok()) return fail(std::move(sb).error());
+  run->sandbox = std::move(*sb);
+  auto r = run->sandbox->Run(command, timeout);
+  if (!r.ok()) return fail(std::move(r).error());
+  run->result = std::move(*r);
+  (void)store_->UpdateBranch(run->id, ToString(BranchState::kDone), ResultToJson(*run->result));
+  auto promoted = PromoteLocked(*s, *run);
+  if (!promoted.ok()) return fail(std::move(promoted).error());
+  out.hit = false;
+  out.branch = run->id;
+  FillResult(out, *run->result);
+  out.head = *promoted;
+  if (run->parent_has_image) out.flags.push_back("restored_processes");
+  return out;
+}
+
+Status SessionManager::Rollback(const std::string& session, const std::string& checkpoint) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
+  std::lock_guard op(s->op_mu);
+  SPECULA_ASSIGN_OR_RETURN(auto target, store_->GetCheckpoint(checkpoint));
+  if (target.session != session) {
+    return Error(Code::kInvalidArgument, "checkpoint " + checkpoint + " is not in session " + session);
+  }
+  DiscardAllLocked(*s);
+  std::string head;
+  {
+    std::lock_guard lock(s->mu);
+    head = s->rec.head;
+  }
+  if (s->rec.target == "base") {
+    // The base holds the applied effects of every checkpoint from the root
+    // to the head: undo them newest first, down to the target, which must
+    // therefore be an ancestor of the head.
+    std::vector<store::CheckpointRecord> path;
+    for (std::string id = head; id != checkpoint;) {
+      if (id.empty()) {
+        return Error(Code::kFailedPrecondition, "rollback of a base-target session to " + checkpoint +
+                                                    ": not an ancestor of the head " + head);
+      }
+      SPECULA_ASSIGN_OR_RETURN(auto c, store_->GetCheckpoint(id));
+      id = c.parent;
+      path.push_back(std::move(c));
+    }
+    for (const auto& c : path) {
+      if (!c.apply_record.empty()) {
+        SPECULA_TRY_CTX(apply::Revert(c.apply_record, s->rec.base),
+                        "rollback " + session + ": revert " + c.id);
+      }
+      // The base now shows c's parent: record progress at once so a failure
+      // further down leaves the head true to the base.
+      SPECULA_TRY(store_->SetHead(session, c.parent));
+      std::lock_guard lock(s->mu);
+      s->rec.head = c.parent;
+    }
+    return Status::Ok();
+  }
+  SPECULA_TRY(store_->SetHead(session, checkpoint));
+  std::lock_guard lock(s->mu);
+  s->rec.head = checkpoint;
+  return Status::Ok();
+}
+
+Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
+  auto live = FindBranch(branch);
+  if (!live.ok()) {
+    SPECULA_ASSIGN_OR_RETURN(auto rec, store_->GetBranch(branch));
+    BranchInfo info;
+    info.id = rec.id;
+    info.session = rec.session;
+    info.parent_checkpoint = rec.parent_checkpoint;
+    info.command = rec.command;
+    info.state = StateFromString(rec.state).value_or(BranchState::kFailed);
+    info.result = ResultFromJson(rec.result_json);
+    info.created_ms = rec.created_ms;
+    return info;
+  }
+  auto& b = *live;
+  BranchInfo info;
+  {
+    // The sandbox is only destroyed with b->mu held (DiscardLocked), so it
+    // is safe to ask it under the lock.
+    std::lock_guard lock(b->mu);
+    info.id = b->id;
+    info.session = b->session;
+    info.parent_checkpoint = b->parent_checkpoint;
+    info.command = b->command;
+    info.state = b->state;
+    info.result = b->result;
+    info.error = b->error;
+    info.created_ms = b->created_ms;
+    if (!b->finished && b->sandbox) info.deferred = b->sandbox->PendingDeferred();
+  }
+  if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
+  auto bytes = store::DiskUsage(store_->BranchDir(info.id) + "/upper");
+  if (bytes.ok()) info.upper_bytes = *bytes;
+  return info;
+}
+
+Result<std::vector<BranchInfo>> SessionManager::ListBranches(const std::string& session) {
+  SPECULA_ASSIGN_OR_RETURN(auto recs, store_->ListBranches(session));
+  std::vector<BranchInfo> out;
+  for (const auto& r : recs) {
+    SPECULA_ASSIGN_OR_RETURN(auto info, ShowBranch(r.id));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Status SessionManager::WaitBranch(const std::string& branch, milliseconds timeout) {
+  auto live = FindBranch(branch);
+  if (!live.ok()) return store_->GetBranch(branch).status();  // finished long ago, or unknown
+  auto& b = *live;
+  std::unique_lock lock(b->mu);
+  if (!b->cv.wait_for(lock, timeout, [&] { return b->finished; })) {
+    return Error(Code::kDeadlineExceeded, "branch " + branch + " still " + ToString(b->state));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<FileChange>> SessionManager::DiffBranch(const std::string& branch) {
+  SPECULA_ASSIGN_OR_RETURN(auto b, FindBranch(branch));
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(b->session));
+  SPECULA_ASSIGN_OR_RETURN(auto layers, CheckpointLayerDirs(b->parent_checkpoint));
+  std::vector<std::string> lowers(layers.rbegin(), layers.rend());  // topmost first
+  lowers.push_back(s->rec.base);
+  apply::DiffOptions o;
+  o.unified = false;
+  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchDir(branch) + "/upper", lowers, o));
+  std::vector<FileChange> out;
+  for (const auto& e : diff.entries) {
+    ChangeKind k = e.kind == apply::DiffKind::kAdded     ? ChangeKind::kAdded
+                   : e.kind == apply::DiffKind::kDeleted ? ChangeKind::kDeleted
+                                                         : ChangeKind::kChanged;
+    out.push_back(FileChange{"/" + e.path, k});
+  }
+  return out;
+}
+
+Result<std::vector<store::CheckpointRecord>> SessionManager::ListCheckpoints(const std::string& session) {
+  SPECULA_TRY(FindSession(session).status());
+  return store_->ListCheckpoints(session);
+}
+
+Result<store::CheckpointRecord> SessionManager::ShowCheckpoint(const std::string& checkpoint) {
+  return store_->GetCheckpoint(checkpoint);
+}
+
+}  // namespace specula::core

@@ -1,0 +1,54 @@
+// Private to runtime/core: the in-memory state of sessions and live
+// branches shared by session_manager.cpp (lifecycle) and session_commit.cpp
+// (commit, rollback, queries).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/core/session_manager.h"
+
+namespace specula::core {
+
+std::optional<BranchState> StateFromString(const std::string& s);
+std::string ResultToJson(const sandbox::ActionResult& r);
+std::optional<sandbox::ActionResult> ResultFromJson(const std::string& text);
+bool IsFinal(BranchState s);
+
+struct SessionManager::Branch {
+  std::string id, session, parent_checkpoint, command, normalised;
+  int64_t created_ms = 0;
+  bool parent_has_image = false;
+  std::thread worker;
+  std::mutex mu;  // guards everything below
+  std::condition_variable cv;
+  BranchState state = BranchState::kStarting;
+  bool finished = false;   // the worker is done (result, failure or cancel)
+  bool cancelled = false;  // discard asked the worker to stop
+  std::unique_ptr<sandbox::Sandbox> sandbox;
+  std::optional<sandbox::ActionResult> result;
+  std::string error;
+  std::chrono::steady_clock::time_point run_started{}, run_finished{};
+};
+
+struct SessionManager::Session {
+  policy::Policy policy;
+  std::mutex op_mu;  // one mutating operation (speculate, commit, abort, rollback, destroy) at a time
+  std::mutex mu;     // guards rec and live
+  store::SessionRecord rec;
+  std::map<std::string, std::shared_ptr<Branch>> live;
+  // Slots for policy.speculation.max_concurrent_branches running actions.
+  std::mutex slot_mu;
+  std::condition_variable slot_cv;
+  uint32_t running = 0;
+};
+
+}  // namespace specula::core

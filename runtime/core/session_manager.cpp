@@ -1,0 +1,498 @@
+#include "runtime/core/session_manager.h"
+
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "policies/policy_parser.h"
+#include "runtime/apply/apply.h"
+#include "runtime/core/layer_squash.h"
+#include "runtime/core/match.h"
+#include "runtime/core/session_internal.h"
+#include "runtime/store/fs_util.h"
+
+namespace specula::core {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+const char* ToString(BranchState s) {
+  switch (s) {
+    case BranchState::kStarting: return "starting";
+    case BranchState::kRunning: return "running";
+    case BranchState::kBlocked: return "blocked";
+    case BranchState::kDone: return "done";
+    case BranchState::kPromoted: return "promoted";
+    case BranchState::kDiscarded: return "discarded";
+    case BranchState::kFailed: return "failed";
+  }
+  return "?";
+}
+
+const char* ToString(ChangeKind k) {
+  switch (k) {
+    case ChangeKind::kAdded: return "added";
+    case ChangeKind::kChanged: return "changed";
+    case ChangeKind::kDeleted: return "deleted";
+  }
+  return "?";
+}
+
+std::optional<BranchState> StateFromString(const std::string& s) {
+  for (auto st : {BranchState::kStarting, BranchState::kRunning, BranchState::kBlocked, BranchState::kDone,
+                  BranchState::kPromoted, BranchState::kDiscarded, BranchState::kFailed}) {
+    if (s == ToString(st)) return st;
+  }
+  return std::nullopt;
+}
+
+std::string ResultToJson(const sandbox::ActionResult& r) {
+  nlohmann::json j{{"exit_code", r.exit_code},          {"signal", r.signal},
+                   {"timed_out", r.timed_out},          {"stdout", r.stdout_data},
+                   {"stderr", r.stderr_data},           {"stdout_truncated", r.stdout_truncated},
+                   {"stderr_truncated", r.stderr_truncated}, {"duration_ms", r.duration.count()}};
+  // Actions may print anything; invalid UTF-8 must not make the record fail.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<sandbox::ActionResult> ResultFromJson(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  sandbox::ActionResult r;
+  r.exit_code = j.value("exit_code", -1);
+  r.signal = j.value("signal", 0);
+  r.timed_out = j.value("timed_out", false);
+  r.stdout_data = j.value("stdout", std::string());
+  r.stderr_data = j.value("stderr", std::string());
+  r.stdout_truncated = j.value("stdout_truncated", false);
+  r.stderr_truncated = j.value("stderr_truncated", false);
+  r.duration = milliseconds(j.value("duration_ms", int64_t{0}));
+  return r;
+}
+
+bool IsFinal(BranchState s) {
+  return s == BranchState::kPromoted || s == BranchState::kDiscarded || s == BranchState::kFailed;
+}
+
+Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptions opts) {
+  if (!opts.create_sandbox) opts.create_sandbox = &sandbox::Sandbox::Create;
+  if (!opts.create_restored_sandbox) opts.create_restored_sandbox = &sandbox::Sandbox::CreateRestored;
+  if (opts.criu.kdat_dir.empty()) opts.criu.kdat_dir = opts.state_dir + "/criu-run";
+  std::unique_ptr<SessionManager> m(new SessionManager(std::move(opts)));
+  SPECULA_ASSIGN_OR_RETURN(m->store_, store::CheckpointStore::Open(m->opts_.state_dir));
+  SPECULA_ASSIGN_OR_RETURN(m->criu_, criu::CriuDriver::Create(m->opts_.criu));
+  // Sessions survive a restart; live branches do not (their sandboxes died
+  // with the old process): their records become discarded, their dirs go.
+  SPECULA_ASSIGN_OR_RETURN(auto sessions, m->store_->ListSessions());
+  for (auto& rec : sessions) {
+    auto s = std::make_shared<Session>();
+    if (rec.policy_text.empty()) {
+      s->policy = policy::DefaultPolicy();
+    } else {
+      auto p = policy::ParsePolicy(rec.policy_text, rec.policy_path.empty() ? "session-policy" : rec.policy_path,
+                                   policy::ShippedResolver());
+      if (!p.ok()) return std::move(p).error().Context("reload session " + rec.id);
+      s->policy = std::move(*p);
+    }
+    SPECULA_ASSIGN_OR_RETURN(auto branches, m->store_->ListBranches(rec.id));
+    for (const auto& b : branches) {
+      auto st = StateFromString(b.state);
+      if (st && IsFinal(*st)) continue;
+      SPECULA_TRY(m->store_->UpdateBranch(b.id, ToString(BranchState::kDiscarded)));
+      SPECULA_TRY(store::RemoveTree(m->store_->BranchDir(b.id)));
+    }
+    s->rec = rec;
+    m->sessions_[rec.id] = std::move(s);
+  }
+  return m;
+}
+
+SessionManager::~SessionManager() {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : sessions_) all.push_back(s);
+  }
+  for (auto& s : all) {
+    std::lock_guard op(s->op_mu);
+    DiscardAllLocked(*s);
+  }
+}
+
+Result<std::shared_ptr<SessionManager::Session>> SessionManager::FindSession(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return Error(Code::kNotFound, "no session " + id);
+  return it->second;
+}
+
+Result<std::shared_ptr<SessionManager::Branch>> SessionManager::FindBranch(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = branches_.find(id);
+  if (it == branches_.end()) return Error(Code::kNotFound, "no live branch " + id);
+  return it->second;
+}
+
+Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& req) {
+  struct stat sb;
+  if (req.base.empty() || req.base[0] != '/' || ::stat(req.base.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    return Error(Code::kInvalidArgument, "session base must be an existing absolute directory: '" + req.base + "'");
+  }
+  if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
+    return Error(Code::kInvalidArgument, "initial cwd must be absolute");
+  }
+  SPECULA_TRY(ValidateNormalisations(req.policy.speculation.normalisations));
+  if (req.policy.speculation.max_concurrent_branches == 0) {
+    return Error(Code::kInvalidArgument, "policy speculation.max_concurrent_branches must be > 0");
+  }
+  auto s = std::make_shared<Session>();
+  s->policy = req.policy;
+  SPECULA_ASSIGN_OR_RETURN(s->rec.id, store::NewId('s'));
+  s->rec.name = req.name.empty() ? s->rec.id : req.name;
+  s->rec.base = req.base;
+  s->rec.target = req.target == policy::PromoteTarget::kBase ? "base" : "layer";
+  s->rec.policy_text = req.policy_text;
+  s->rec.policy_path = req.policy_path;
+  s->rec.created_ms = store::NowMs();
+  SPECULA_TRY(store_->PutSession(s->rec));
+  store::CheckpointRecord root;
+  SPECULA_ASSIGN_OR_RETURN(root.id, store::NewId('c'));
+  root.session = s->rec.id;
+  root.created_ms = s->rec.created_ms;
+  sandbox::ShellState shell;
+  shell.cwd = req.initial_cwd;
+  root.shell_state = shell.Serialize();
+  SPECULA_TRY(store_->PutCheckpointAsHead(root));
+  s->rec.head = root.id;
+  {
+    std::lock_guard lock(mu_);
+    sessions_[s->rec.id] = s;
+  }
+  spdlog::info("session {} created over {} (target {})", s->rec.id, s->rec.base, s->rec.target);
+  return SessionInfo{s->rec, 0};
+}
+
+Result<std::vector<SessionInfo>> SessionManager::ListSessions() {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : sessions_) all.push_back(s);
+  }
+  std::vector<SessionInfo> out;
+  for (auto& s : all) {
+    std::lock_guard lock(s->mu);
+    out.push_back(SessionInfo{s->rec, s->live.size()});
+  }
+  return out;
+}
+
+Result<SessionInfo> SessionManager::ShowSession(const std::string& id) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(id));
+  std::lock_guard lock(s->mu);
+  return SessionInfo{s->rec, s->live.size()};
+}
+
+Status SessionManager::DestroySession(const std::string& id) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(id));
+  {
+    std::lock_guard op(s->op_mu);
+    DiscardAllLocked(*s);
+    SPECULA_TRY_CTX(store_->DeleteSession(id), "destroy session " + id);
+  }
+  std::lock_guard lock(mu_);
+  sessions_.erase(id);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Session& s,
+                                                                     const store::CheckpointRecord& ckpt,
+                                                                     const std::string& branch_id) {
+  std::string dir = store_->BranchDir(branch_id);
+  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(store::MakeDirs(dir + sub, 0700));
+  sandbox::SandboxSpec spec;
+  spec.base = s.rec.base;
+  SPECULA_ASSIGN_OR_RETURN(spec.layers, CheckpointLayerDirs(ckpt.id));
+  spec.upper_dir = dir + "/upper";
+  spec.work_dir = dir + "/work";
+  spec.run_dir = dir + "/run";
+  spec.name = branch_id;
+  spec.policy = s.policy;
+  SPECULA_ASSIGN_OR_RETURN(spec.shell, sandbox::ShellState::Parse(ckpt.shell_state));
+  if (!ckpt.has_process_image) return opts_.create_sandbox(spec);
+  const criu::CriuDriver* driver = criu_.get();
+  std::string image = ckpt.image_dir;
+  std::string work = dir + "/criu";
+  return opts_.create_restored_sandbox(spec, [driver, image, work](const sandbox::RestoreTarget& t) -> Result<pid_t> {
+    criu::RestoreRequest rr;
+    rr.image_dir = image;
+    rr.work_dir = work;
+    rr.root = t.root;
+    rr.external_mounts = t.external_mounts;
+    rr.cgroup_paths = t.cgroup_paths;
+    SPECULA_ASSIGN_OR_RETURN(auto res, driver->Restore(rr));
+    return res.pid;
+  });
+}
+
+Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
+                                              milliseconds timeout) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
+  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  std::lock_guard op(s->op_mu);
+  auto b = std::make_shared<Branch>();
+  {
+    std::lock_guard lock(s->mu);
+    if (s->live.size() >= s->policy.speculation.max_branches_per_session) {
+      return Error(Code::kResourceExhausted,
+                   "session " + session + " already has " + std::to_string(s->live.size()) +
+                       " branches (policy speculation.max_branches_per_session)");
+    }
+    b->parent_checkpoint = s->rec.head;
+  }
+  SPECULA_ASSIGN_OR_RETURN(b->id, store::NewId('b'));
+  SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(b->parent_checkpoint));
+  b->session = session;
+  b->command = command;
+  b->normalised = NormaliseCommand(command, s->policy.speculation.normalisations);
+  b->created_ms = store::NowMs();
+  b->parent_has_image = ckpt.has_process_image;
+  SPECULA_TRY(store_->PutBranch(store::BranchRecord{b->id, session, b->parent_checkpoint, command,
+                                                    ToString(BranchState::kStarting), "", b->created_ms,
+                                                    b->created_ms}));
+  {
+    std::lock_guard lock(s->mu);
+    s->live[b->id] = b;
+  }
+  {
+    std::lock_guard lock(mu_);
+    branches_[b->id] = b;
+  }
+  b->worker = std::thread([this, s, b, timeout] { RunBranch(s, b, timeout); });
+  return b->id;
+}
+
+void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, milliseconds timeout) {
+  // Wait for a running slot (policy.speculation.max_concurrent_branches).
+  {
+    std::unique_lock lock(s->slot_mu);
+    s->slot_cv.wait(lock, [&] {
+      std::lock_guard bl(b->mu);
+      return b->cancelled || s->running < s->policy.speculation.max_concurrent_branches;
+    });
+    ++s->running;
+  }
+  auto finish = [&](BranchState st, std::string error) {
+    {
+      std::lock_guard lock(s->slot_mu);
+      --s->running;
+    }
+    s->slot_cv.notify_all();
+    std::optional<std::string> json;
+    {
+      std::lock_guard lock(b->mu);
+      if (!b->cancelled) b->state = st;
+      b->error = std::move(error);
+      if (b->result) json = ResultToJson(*b->result);
+      b->finished = true;
+      st = b->state;
+    }
+    b->cv.notify_all();
+    if (Status u = store_->UpdateBranch(b->id, ToString(st), json); !u.ok()) {
+      spdlog::warn("branch {}: record state: {}", b->id, u.ToString());
+    }
+  };
+  bool cancelled;
+  {
+    std::lock_guard lock(b->mu);
+    cancelled = b->cancelled;
+  }
+  if (cancelled) return finish(BranchState::kDiscarded, "");
+  auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
+  if (!ckpt.ok()) return finish(BranchState::kFailed, ckpt.error().ToString());
+  auto sb = ForkSandbox(*s, *ckpt, b->id);
+  if (!sb.ok()) {
+    spdlog::warn("branch {}: fork from {}: {}", b->id, b->parent_checkpoint, sb.error().ToString());
+    return finish(BranchState::kFailed, "fork from " + b->parent_checkpoint + ": " + sb.error().ToString());
+  }
+  sandbox::Sandbox* box = nullptr;
+  {
+    std::lock_guard lock(b->mu);
+    b->sandbox = std::move(*sb);
+    box = b->sandbox.get();
+    cancelled = b->cancelled;
+    if (!cancelled) {
+      b->state = BranchState::kRunning;
+      b->run_started = steady_clock::now();
+    }
+  }
+  // finish() takes b->mu itself.
+  if (cancelled) return finish(BranchState::kDiscarded, "");
+  (void)store_->UpdateBranch(b->id, ToString(BranchState::kRunning));
+  auto r = box->Run(b->command, timeout);
+  {
+    std::lock_guard lock(b->mu);
+    b->run_finished = steady_clock::now();
+    if (r.ok()) b->result = std::move(*r);
+  }
+  if (!r.ok()) return finish(BranchState::kFailed, r.error().ToString());
+  // Done: frozen so whatever it left running does not run ahead of the
+  // sequential timeline while waiting for the commit.
+  if (Status f = box->Freeze(); !f.ok()) {
+    return finish(BranchState::kFailed, "freeze: " + f.ToString());
+  }
+  finish(BranchState::kDone, "");
+}
+
+void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b) {
+  sandbox::Sandbox* box = nullptr;
+  {
+    std::lock_guard lock(b->mu);
+    b->cancelled = true;
+    b->state = BranchState::kDiscarded;
+    box = b->sandbox.get();
+  }
+  s.slot_cv.notify_all();
+  // Destroy kills the action, which ends the worker's Run.
+  if (box != nullptr) {
+    if (Status st = box->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b->id, st.ToString());
+  }
+  if (b->worker.joinable()) b->worker.join();
+  // Taken out under the lock: ShowBranch may be asking it for deferred calls.
+  std::unique_ptr<sandbox::Sandbox> doomed;
+  {
+    std::lock_guard lock(b->mu);
+    doomed = std::move(b->sandbox);
+  }
+  if (doomed) {
+    if (Status st = doomed->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b->id, st.ToString());
+  }
+  if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
+    spdlog::warn("discard {}: {}", b->id, st.ToString());
+  }
+  (void)store_->UpdateBranch(b->id, ToString(BranchState::kDiscarded));
+  {
+    std::lock_guard lock(s.mu);
+    s.live.erase(b->id);
+  }
+  std::lock_guard lock(mu_);
+  branches_.erase(b->id);
+}
+
+void SessionManager::DiscardAllLocked(Session& s) {
+  std::vector<std::shared_ptr<Branch>> all;
+  {
+    std::lock_guard lock(s.mu);
+    for (auto& [id, b] : s.live) all.push_back(b);
+  }
+  // Cancel all first so none of them waits for a slot another one holds.
+  for (auto& b : all) {
+    std::lock_guard lock(b->mu);
+    b->cancelled = true;
+  }
+  for (auto& b : all) DiscardLocked(s, b);
+}
+
+Status SessionManager::Abort(const std::string& session) {
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
+  std::lock_guard op(s->op_mu);
+  DiscardAllLocked(*s);
+  return Status::Ok();
+}
+
+Status SessionManager::DiscardBranch(const std::string& branch) {
+  SPECULA_ASSIGN_OR_RETURN(auto b, FindBranch(branch));
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(b->session));
+  std::lock_guard op(s->op_mu);
+  DiscardLocked(*s, b);
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> SessionManager::CheckpointLayerDirs(const std::string& checkpoint) {
+  SPECULA_ASSIGN_OR_RETURN(auto c, store_->GetCheckpoint(checkpoint));
+  std::vector<std::string> dirs;
+  for (const auto& l : c.layers) dirs.push_back(store_->LayerPath(l));
+  return dirs;
+}
+
+Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
+  sandbox::Sandbox* box = b.sandbox.get();
+  SPECULA_ASSIGN_OR_RETURN(auto parent, store_->GetCheckpoint(b.parent_checkpoint));
+  store::CheckpointRecord c;
+  SPECULA_ASSIGN_OR_RETURN(c.id, store::NewId('c'));
+  c.session = s.rec.id;
+  c.parent = parent.id;
+  c.command = b.command;
+  SPECULA_TRY_CTX(box->Thaw(), "promote " + b.id);
+  SPECULA_ASSIGN_OR_RETURN(bool live, box->HasLiveProcesses());
+  if (live) {
+    criu::DumpRequest dr;
+    dr.pid = box->init_pid();
+    dr.image_dir = store_->ImageDir(c.id);
+    dr.external_mounts = box->ExternalMounts();
+    dr.leave_running = false;  // the sandbox is destroyed right after: see docs/checkpoints.md
+    auto dump = criu_->Dump(dr);
+    if (!dump.ok()) return std::move(dump).error().Context("promote " + b.id + ": checkpoint processes");
+    c.has_process_image = true;
+    c.image_dir = dr.image_dir;
+    c.image_bytes = dump->image_bytes;
+  }
+  c.shell_state = box->shell_state().Serialize();
+  SPECULA_TRY_CTX(box->Destroy(), "promote " + b.id);
+  b.sandbox.reset();
+  std::string upper = store_->BranchDir(b.id) + "/upper";
+  c.layers = parent.layers;
+  if (s.rec.target == "layer") {
+    SPECULA_ASSIGN_OR_RETURN(auto layer, store_->SealLayer(s.rec.id, upper));
+    c.layers.push_back(layer.id);
+    c.layer_bytes = layer.bytes;
+  } else {
+    apply::ApplyOptions ao;
+    ao.promotion = s.policy.promotion;
+    ao.journal_dir = store_->JournalDir() + "/" + c.id;
+    auto rep = apply::ApplyUpper(upper, s.rec.base, ao);
+    if (!rep.ok()) return std::move(rep).error().Context("promote " + b.id + " onto " + s.rec.base);
+    c.apply_record = ao.journal_dir;
+    c.layer_bytes = rep->bytes;
+  }
+  SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
+  c.created_ms = store::NowMs();
+  SPECULA_TRY(store_->PutCheckpointAsHead(c));
+  {
+    std::lock_guard lock(s.mu);
+    s.rec.head = c.id;
+  }
+  SPECULA_TRY(store_->UpdateBranch(b.id, ToString(BranchState::kPromoted)));
+  {
+    std::lock_guard lock(b.mu);
+    b.state = BranchState::kPromoted;
+  }
+  if (Status st = store::RemoveTree(store_->BranchDir(b.id)); !st.ok()) {
+    spdlog::warn("promote {}: cleanup: {}", b.id, st.ToString());
+  }
+  return c.id;
+}
+
+Result<std::vector<std::string>> SessionManager::MaybeSquash(Session& s, std::vector<std::string> layers) {
+  if (layers.size() <= opts_.squash_threshold) return layers;
+  // Merge the oldest half into one layer; the newest stay as they are so a
+  // squash is not redone at every promote.
+  size_t n = layers.size() - opts_.squash_threshold / 2;
+  std::vector<std::string> oldest(layers.begin(), layers.begin() + static_cast<std::ptrdiff_t>(n));
+  std::vector<std::string> dirs;
+  for (const auto& l : oldest) dirs.push_back(store_->LayerPath(l));
+  SPECULA_ASSIGN_OR_RETURN(std::string tmp_id, store::NewId('q'));
+  std::string tmp = store_->BranchDir(tmp_id);
+  if (Status st = SquashLayers(dirs, tmp); !st.ok()) {
+    (void)store::RemoveTree(tmp);
+    return std::move(st).error().Context("squash " + std::to_string(n) + " layers");
+  }
+  SPECULA_ASSIGN_OR_RETURN(auto merged, store_->SealLayer(s.rec.id, tmp, oldest));
+  std::vector<std::string> out{merged.id};
+  out.insert(out.end(), layers.begin() + static_cast<std::ptrdiff_t>(n), layers.end());
+  spdlog::info("session {}: squashed {} layers into {}", s.rec.id, n, merged.id);
+  return out;
+}
+
+}  // namespace specula::core

@@ -1,0 +1,175 @@
+// The speculation core (DESIGN.md "The contract"): sessions over a base,
+// branches forked from checkpoints that run one action each on a worker
+// thread, commit with the match rule, promote to a new checkpoint, discard,
+// rollback. The daemon's JSON-RPC layer calls this class; it is thread-safe.
+//
+// Lifecycle of a branch: starting -> running [-> blocked] -> done (frozen)
+// -> promoted | discarded; or failed (the sandbox or CRIU failed: the action
+// itself failing is still `done`, with its exit code).
+//
+// After every committed action the promoted sandbox is checkpointed (its
+// upper sealed into a layer, its shell state recorded, a CRIU image taken
+// only if processes other than init are alive) and destroyed: every later
+// branch starts from that checkpoint, so all branches of a head are equal.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "policies/policy.h"
+#include "runtime/criu/criu_driver.h"
+#include "runtime/store/checkpoint_store.h"
+#include "sandbox/sandbox.h"
+
+namespace specula::core {
+
+enum class BranchState { kStarting, kRunning, kBlocked, kDone, kPromoted, kDiscarded, kFailed };
+const char* ToString(BranchState s);
+
+using SandboxFactory =
+    std::function<Result<std::unique_ptr<sandbox::Sandbox>>(const sandbox::SandboxSpec&)>;
+using RestoredSandboxFactory = std::function<Result<std::unique_ptr<sandbox::Sandbox>>(
+    const sandbox::SandboxSpec&, const std::function<Result<pid_t>(const sandbox::RestoreTarget&)>&)>;
+
+struct SessionManagerOptions {
+  std::string state_dir = "/var/lib/specula";
+  criu::CriuOptions criu;  // kdat_dir empty: <state_dir>/criu-run
+  // Squash when a checkpoint would reference more layers than this: the
+  // oldest layers are merged into one new layer.
+  size_t squash_threshold = 16;
+  // Empty: sandbox::Sandbox::Create / CreateRestored.
+  SandboxFactory create_sandbox;
+  RestoredSandboxFactory create_restored_sandbox;
+};
+
+struct SessionInfo {
+  store::SessionRecord record;
+  size_t live_branches = 0;
+};
+
+struct CreateSessionRequest {
+  std::string name;
+  std::string base = "/";
+  policy::PromoteTarget target = policy::PromoteTarget::kLayer;
+  policy::Policy policy;
+  std::string policy_text;  // stored with the session (shown, and re-parsed after a restart)
+  std::string policy_path;
+  std::string initial_cwd = "/";
+};
+
+struct BranchInfo {
+  std::string id;
+  std::string session;
+  std::string parent_checkpoint;
+  std::string command;
+  BranchState state = BranchState::kStarting;
+  std::optional<sandbox::ActionResult> result;
+  std::string error;                          // failed: why
+  std::vector<sandbox::DeferredCall> deferred;  // held now (live branches only)
+  uint64_t upper_bytes = 0;
+  int64_t created_ms = 0;
+};
+
+struct CommitResult {
+  bool hit = false;
+  std::string branch;  // the promoted branch (a hit), or the non-speculative run's id
+  int exit_code = -1;
+  int signal = 0;
+  std::string stdout_data, stderr_data;
+  bool truncated = false;
+  bool timed_out = false;
+  int64_t duration_ms = 0;  // the action's own run time
+  int64_t saved_ms = 0;     // run time the caller did not wait for thanks to a hit
+  std::string head;         // the new head checkpoint
+  std::vector<std::string> lossy_effects;
+  std::vector<std::string> flags;  // e.g. "restored_processes", "nondeterministic"
+};
+
+enum class ChangeKind { kAdded, kChanged, kDeleted };
+const char* ToString(ChangeKind k);
+struct FileChange {
+  std::string path;  // absolute inside the sandbox
+  ChangeKind kind = ChangeKind::kAdded;
+};
+
+class SessionManager {
+ public:
+  static Result<std::unique_ptr<SessionManager>> Open(SessionManagerOptions opts);
+  ~SessionManager();  // discards every live branch
+  SessionManager(const SessionManager&) = delete;
+  SessionManager& operator=(const SessionManager&) = delete;
+
+  // Sessions. Create makes the root checkpoint (no layers, the initial shell
+  // state) and returns the session with it as head.
+  Result<SessionInfo> CreateSession(const CreateSessionRequest& req);
+  Result<std::vector<SessionInfo>> ListSessions();
+  Result<SessionInfo> ShowSession(const std::string& session);
+  // Discards all branches and deletes the session's history and files.
+  Status DestroySession(const std::string& session);
+
+  // Starts a branch from the head running `command`; returns its id at once.
+  // timeout 0: the policy's action timeout.
+  Result<std::string> Speculate(const std::string& session, const std::string& command,
+                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The authoritative action (DESIGN.md contract 2).
+  Result<CommitResult> Commit(const std::string& session, const std::string& command,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // Discards every live branch of the session.
+  Status Abort(const std::string& session);
+  // Moves the head to an earlier checkpoint of the session.
+  Status Rollback(const std::string& session, const std::string& checkpoint);
+
+  // Branches (live ones, and the records of finished ones).
+  Result<std::vector<BranchInfo>> ListBranches(const std::string& session);
+  Result<BranchInfo> ShowBranch(const std::string& branch);
+  // Waits until the branch's action has finished (done/failed/discarded).
+  Status WaitBranch(const std::string& branch, std::chrono::milliseconds timeout);
+  Status DiscardBranch(const std::string& branch);
+  // What the branch's upper dir changes, relative to its checkpoint.
+  Result<std::vector<FileChange>> DiffBranch(const std::string& branch);
+
+  // Checkpoints.
+  Result<std::vector<store::CheckpointRecord>> ListCheckpoints(const std::string& session);
+  Result<store::CheckpointRecord> ShowCheckpoint(const std::string& checkpoint);
+  // The layer directories (lowest first) a sandbox of `checkpoint` stacks over the base.
+  Result<std::vector<std::string>> CheckpointLayerDirs(const std::string& checkpoint);
+
+  store::CheckpointStore& store() { return *store_; }
+
+ private:
+  struct Branch;
+  struct Session;
+  explicit SessionManager(SessionManagerOptions opts) : opts_(std::move(opts)) {}
+
+  Result<std::shared_ptr<Session>> FindSession(const std::string& id);
+  Result<std::shared_ptr<Branch>> FindBranch(const std::string& id);
+  // A new sandbox over `ckpt` in the branch dir `dir` (restoring its image).
+  Result<std::unique_ptr<sandbox::Sandbox>> ForkSandbox(const Session& s, const store::CheckpointRecord& ckpt,
+                                                        const std::string& branch_id);
+  void RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, std::chrono::milliseconds timeout);
+  // Checkpoints the sandbox after its action, destroys it, makes the new
+  // checkpoint the session's head. Called with the session's op lock held.
+  Result<std::string> PromoteLocked(Session& s, Branch& b);
+  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b);
+  void DiscardAllLocked(Session& s);
+  Result<std::vector<std::string>> MaybeSquash(Session& s, std::vector<std::string> layers);
+
+  SessionManagerOptions opts_;
+  std::unique_ptr<store::CheckpointStore> store_;
+  std::unique_ptr<criu::CriuDriver> criu_;
+  std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, std::shared_ptr<Branch>> branches_;  // live branches
+};
+
+}  // namespace specula::core

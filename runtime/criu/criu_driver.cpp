@@ -1,0 +1,193 @@
+#include "runtime/criu/criu_driver.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "common/paths.h"
+#include "common/spawn.h"
+#include "runtime/store/fs_util.h"
+
+namespace specula::criu {
+namespace {
+
+// What the forked child (before exec'ing CRIU) needs, prepared in the parent
+// so the child does not allocate.
+struct ChildSetup {
+  const char* kdat_dir = nullptr;      // bind-mounted over /run if set
+  const char* const* cgroup_procs = nullptr;  // NULL-terminated list of cgroup.procs files
+};
+
+// Async-signal-safe: raw syscalls only.
+int WriteSelfPid(const char* procs_file) {
+  char buf[24];
+  int n = 0;
+  char tmp[24];
+  for (pid_t p = ::getpid(); p > 0; p /= 10) tmp[n++] = static_cast<char>('0' + p % 10);
+  for (int i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
+  int fd = ::open(procs_file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  ssize_t w = ::write(fd, buf, static_cast<size_t>(n));
+  int err = w < 0 ? errno : 0;
+  ::close(fd);
+  return err;
+}
+
+// Runs in the child between fork and exec: a private mount namespace whose
+// /run is the driver's tmpfs (the kdat cache), and, for restores, the
+// sandbox's cgroups, which the restored tasks then inherit.
+int CriuChildSetup(void* arg) {
+  const auto* s = static_cast<const ChildSetup*>(arg);
+  if (s->kdat_dir != nullptr) {
+    if (::unshare(CLONE_NEWNS) != 0) return errno;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
+    if (::mount(s->kdat_dir, "/run", nullptr, MS_BIND, nullptr) != 0) return errno;
+  }
+  for (const char* const* p = s->cgroup_procs; p != nullptr && *p != nullptr; ++p) {
+    if (int e = WriteSelfPid(*p); e != 0) return e;
+  }
+  return 0;
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Error CriuFailed(const std::string& what, const SpawnResult& r, const std::string& log_path) {
+  std::string log = ReadFileOrEmpty(log_path);
+  std::string lines = ErrorLines(log.empty() ? r.err : log);
+  std::string how = r.timed_out ? "timed out after " + std::to_string(r.duration.count()) + " ms"
+                    : r.term_signal ? "killed by signal " + std::to_string(r.term_signal)
+                                    : "exit " + std::to_string(r.exit_code);
+  Error e(r.timed_out ? Code::kDeadlineExceeded : Code::kInternal,
+          "criu " + what + " failed (" + how + "): " + lines);
+  e.WithHint("full log: " + log_path);
+  return e;
+}
+
+}  // namespace
+
+bool CriuOptions::DefaultNoBreakpoints() {
+  const char* v = std::getenv("SPECULA_CRIU_FAULT");
+  if (v != nullptr && *v != '\0') return std::string(v) != "0";
+  return true;
+}
+
+Result<std::unique_ptr<CriuDriver>> CriuDriver::Create(CriuOptions opts) {
+  if (opts.criu_path.empty()) opts.criu_path = CriuPath();
+  if (opts.criu_path.find('/') != std::string::npos && ::access(opts.criu_path.c_str(), X_OK) != 0) {
+    return Error::FromErrno("criu at " + opts.criu_path).WithHint("run scripts/setup.sh or set SPECULA_CRIU");
+  }
+  std::unique_ptr<CriuDriver> d(new CriuDriver(std::move(opts)));
+  if (!d->opts_.kdat_dir.empty()) {
+    if (Status st = store::MakeDirs(d->opts_.kdat_dir, 0700); !st.ok()) {
+      return std::move(st).error().Context("criu kdat dir");
+    }
+    // A tmpfs because CRIU only trusts (and only writes) its cache on one:
+    // a tmpfs cannot outlive a reboot into another kernel.
+    if (::mount("specula-criu-run", d->opts_.kdat_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                "mode=0700,size=4m") != 0) {
+      return Error::FromErrno("mount tmpfs on " + d->opts_.kdat_dir);
+    }
+    d->kdat_mounted_ = true;
+  }
+  return d;
+}
+
+CriuDriver::~CriuDriver() {
+  if (kdat_mounted_) {
+    if (::umount2(opts_.kdat_dir.c_str(), MNT_DETACH) == 0) ::rmdir(opts_.kdat_dir.c_str());
+  }
+}
+
+std::vector<std::string> CriuDriver::Env() const {
+  std::vector<std::string> env;
+  if (opts_.no_breakpoints) env.push_back("CRIU_FAULT=130");
+  return env;
+}
+
+Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
+  if (req.pid <= 1) return Error(Code::kInvalidArgument, "criu dump: bad pid " + std::to_string(req.pid));
+  if (req.image_dir.empty() || req.image_dir[0] != '/') {
+    return Error(Code::kInvalidArgument, "criu dump: image dir must be absolute");
+  }
+  if (Status st = store::MakeDirs(req.image_dir, 0700); !st.ok()) {
+    return std::move(st).error().Context("criu dump");
+  }
+  SpawnOptions so;
+  so.argv = {opts_.criu_path, "dump", "-t", std::to_string(req.pid), "-D", req.image_dir,
+             "-o", "dump.log", "-v4",
+             // The sandbox owns cgroups; restore places tasks in the new sandbox's.
+             "--manage-cgroups=ignore",
+             // The sandbox's netns is private (loopback at most) and the tree is
+             // stopped for the dump: no iptables lock needed (nor installed).
+             "--network-lock", "skip"};
+  if (req.leave_running) so.argv.push_back("--leave-running");
+  for (const auto& [path, key] : req.external_mounts) {
+    so.argv.push_back("--external");
+    so.argv.push_back("mnt[" + path + "]:" + key);
+  }
+  so.env_set = Env();
+  so.timeout = opts_.timeout;
+  std::string kdat = opts_.kdat_dir;
+  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, nullptr};
+  so.child_setup = &CriuChildSetup;
+  so.child_setup_arg = &setup;
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  if (!r.success()) return CriuFailed("dump of pid " + std::to_string(req.pid), r, req.image_dir + "/dump.log");
+  DumpResult out;
+  out.duration = r.duration;
+  SPECULA_ASSIGN_OR_RETURN(out.image_bytes, store::DiskUsage(req.image_dir));
+  return out;
+}
+
+Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
+  for (const auto* p : {&req.image_dir, &req.work_dir, &req.root}) {
+    if (p->empty() || (*p)[0] != '/') return Error(Code::kInvalidArgument, "criu restore: paths must be absolute");
+  }
+  if (Status st = store::MakeDirs(req.work_dir, 0700); !st.ok()) {
+    return std::move(st).error().Context("criu restore");
+  }
+  std::string pidfile = req.work_dir + "/restore.pid";
+  ::unlink(pidfile.c_str());
+  SpawnOptions so;
+  so.argv = {opts_.criu_path, "restore", "-D", req.image_dir, "-W", req.work_dir,
+             "-o", "restore.log", "-v4", "--root", req.root, "--restore-detached",
+             "--pidfile", pidfile, "--manage-cgroups=ignore", "--network-lock", "skip"};
+  for (const auto& [key, host] : req.external_mounts) {
+    so.argv.push_back("--external");
+    so.argv.push_back("mnt[" + key + "]:" + host);
+  }
+  so.env_set = Env();
+  so.timeout = opts_.timeout;
+  std::vector<std::string> procs;
+  for (const auto& cg : req.cgroup_paths) procs.push_back(cg + "/cgroup.procs");
+  std::vector<const char*> procs_c;
+  for (const auto& p : procs) procs_c.push_back(p.c_str());
+  procs_c.push_back(nullptr);
+  std::string kdat = opts_.kdat_dir;
+  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, procs_c.data()};
+  so.child_setup = &CriuChildSetup;
+  so.child_setup_arg = &setup;
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  std::string log = req.work_dir + "/restore.log";
+  if (!r.success()) return CriuFailed("restore of " + req.image_dir, r, log);
+  std::string pid_text = ReadFileOrEmpty(pidfile);
+  char* end = nullptr;
+  long pid = std::strtol(pid_text.c_str(), &end, 10);
+  if (pid <= 1 || end == pid_text.c_str()) {
+    return Error(Code::kInternal, "criu restore: no pid in " + pidfile + ": '" + pid_text + "'");
+  }
+  return RestoreResult{static_cast<pid_t>(pid), r.duration};
+}
+
+}  // namespace specula::criu

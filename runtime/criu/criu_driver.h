@@ -1,0 +1,87 @@
+// Drives CRIU (common/paths.h CriuPath()) to dump a sandbox's process tree
+// into a checkpoint's image dir and to restore it into a new sandbox root.
+// Every run: argv through common/spawn.h with a timeout, a verbose log file
+// kept next to the images, CRIU_FAULT=130 when hardware breakpoints do not
+// work (ENVIRONMENT.md), and CRIU in a private mount namespace whose /run is
+// a long-lived tmpfs owned by the driver, so CRIU's kernel-feature cache
+// (/run/criu.kdat, only written to tmpfs) survives between calls.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace specula::criu {
+
+struct CriuOptions {
+  std::string criu_path;  // empty: CriuPath()
+  // CRIU_FAULT=130: CRIU's "no hardware breakpoints" switch. Default from
+  // $SPECULA_CRIU_FAULT ("0" turns it off), else true: this VM needs it
+  // (until runtime/doctor's probe decides it at start-up).
+  bool no_breakpoints = DefaultNoBreakpoints();
+  std::chrono::milliseconds timeout{30000};
+  // Directory for the driver's private kdat tmpfs; empty: no tmpfs (CRIU
+  // re-probes the kernel each call).
+  std::string kdat_dir;
+
+  static bool DefaultNoBreakpoints();
+};
+
+struct DumpRequest {
+  pid_t pid = 0;                  // host pid of the tree's root (the sandbox's init)
+  std::string image_dir;          // created if missing; gets dump.log
+  // (path inside the sandbox, key) for each bind mount from outside.
+  std::vector<std::pair<std::string, std::string>> external_mounts;
+  // Keep the tree running after the dump (default: CRIU kills it, because
+  // the runtime destroys the sandbox right after checkpointing it).
+  bool leave_running = false;
+};
+
+struct DumpResult {
+  std::chrono::milliseconds duration{0};
+  uint64_t image_bytes = 0;
+};
+
+struct RestoreRequest {
+  std::string image_dir;   // read only: several restores of one image may run at once
+  std::string work_dir;    // private to this restore: log and pidfile go here
+  std::string root;        // --root: the new sandbox's merged overlay dir
+  // (key, host path) for each external mount of the image.
+  std::vector<std::pair<std::string, std::string>> external_mounts;
+  std::vector<std::string> cgroup_paths;  // unused by CRIU itself; kept for --cgroup-root
+};
+
+struct RestoreResult {
+  pid_t pid = 0;  // host pid of the restored tree's root
+  std::chrono::milliseconds duration{0};
+};
+
+class CriuDriver {
+ public:
+  // Mounts the kdat tmpfs (if opts.kdat_dir is set). Fails if CRIU is not
+  // executable.
+  static Result<std::unique_ptr<CriuDriver>> Create(CriuOptions opts);
+  ~CriuDriver();
+  CriuDriver(const CriuDriver&) = delete;
+  CriuDriver& operator=(const CriuDriver&) = delete;
+
+  Result<DumpResult> Dump(const DumpRequest& req) const;
+  Result<RestoreResult> Restore(const RestoreRequest& req) const;
+
+  const CriuOptions& options() const { return opts_; }
+
+ private:
+  explicit CriuDriver(CriuOptions opts) : opts_(std::move(opts)) {}
+  std::vector<std::string> Env() const;
+
+  CriuOptions opts_;
+  bool kdat_mounted_ = false;
+};
+
+}  // namespace specula::criu

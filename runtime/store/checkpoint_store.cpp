@@ -1,0 +1,399 @@
+#include "runtime/store/checkpoint_store.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "common/spawn.h"
+#include "runtime/store/fs_util.h"
+
+namespace specula::store {
+namespace {
+
+// Migration i brings the schema from version i to i+1. Never edit a shipped
+// entry: append a new one.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE sessions(
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, base TEXT NOT NULL,
+  target TEXT NOT NULL CHECK(target IN ('layer','base')),
+  policy_text TEXT NOT NULL, policy_path TEXT NOT NULL,
+  head TEXT, created INTEGER NOT NULL);
+CREATE TABLE layers(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  path TEXT NOT NULL, bytes INTEGER NOT NULL, created INTEGER NOT NULL,
+  squashed_from TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE checkpoints(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  parent TEXT REFERENCES checkpoints(id) ON DELETE CASCADE,
+  command TEXT NOT NULL, created INTEGER NOT NULL,
+  layers TEXT NOT NULL, shell_state TEXT NOT NULL,
+  has_process_image INTEGER NOT NULL, image_dir TEXT NOT NULL,
+  layer_bytes INTEGER NOT NULL, image_bytes INTEGER NOT NULL,
+  apply_record TEXT NOT NULL DEFAULT '');
+CREATE INDEX checkpoints_by_session ON checkpoints(session);
+CREATE TABLE branches(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  parent_checkpoint TEXT NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,
+  command TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',
+  created INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE INDEX branches_by_session ON branches(session);
+)sql",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == CheckpointStore::kSchemaVersion);
+
+std::string ToJsonList(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+
+Result<std::vector<std::string>> FromJsonList(const std::string& text, const std::string& what) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_array()) return Error(Code::kDataLoss, what + ": not a JSON list");
+  std::vector<std::string> out;
+  for (const auto& e : j) {
+    if (!e.is_string()) return Error(Code::kDataLoss, what + ": not a list of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+constexpr const char* kSessionCols = "id,name,base,target,policy_text,policy_path,head,created";
+constexpr const char* kCheckpointCols =
+    "id,session,parent,command,created,layers,shell_state,has_process_image,image_dir,"
+    "layer_bytes,image_bytes,apply_record";
+constexpr const char* kBranchCols = "id,session,parent_checkpoint,command,state,result,created,updated";
+
+SessionRecord ReadSession(const SqliteStmt& s) {
+  return SessionRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3),
+                       s.Text(4), s.Text(5), s.Text(6), s.Int(7)};
+}
+
+Result<CheckpointRecord> ReadCheckpoint(const SqliteStmt& s) {
+  CheckpointRecord c;
+  c.id = s.Text(0);
+  c.session = s.Text(1);
+  c.parent = s.Text(2);
+  c.command = s.Text(3);
+  c.created_ms = s.Int(4);
+  SPECULA_ASSIGN_OR_RETURN(c.layers, FromJsonList(s.Text(5), "checkpoint " + c.id + " layers"));
+  c.shell_state = s.Text(6);
+  c.has_process_image = s.Int(7) != 0;
+  c.image_dir = s.Text(8);
+  c.layer_bytes = static_cast<uint64_t>(s.Int(9));
+  c.image_bytes = static_cast<uint64_t>(s.Int(10));
+  c.apply_record = s.Text(11);
+  return c;
+}
+
+BranchRecord ReadBranch(const SqliteStmt& s) {
+  return BranchRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3),
+                      s.Text(4), s.Text(5), s.Int(6),  s.Int(7)};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string& state_dir,
+                                                               const StoreOptions& opts) {
+  if (state_dir.empty() || state_dir[0] != '/') {
+    return Error(Code::kInvalidArgument, "state dir must be an absolute path: '" + state_dir + "'");
+  }
+  for (const char* sub : {"", "/images", "/journal"}) {
+    SPECULA_TRY_CTX(MakeDirs(state_dir + sub, 0700), "open store");
+  }
+  SPECULA_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(state_dir + "/specula.db"));
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(state_dir, std::move(db)));
+  if (opts.dedicated_fs) SPECULA_TRY_CTX(store->MountLayerFs(opts), "open store " + state_dir);
+  for (const char* sub : {"/layers", "/branches"}) {
+    SPECULA_TRY_CTX(MakeDirs(store->fs_dir_ + sub, 0700), "open store");
+  }
+  SPECULA_TRY_CTX(store->Migrate(), "open store " + state_dir);
+  return store;
+}
+
+Status CheckpointStore::MountLayerFs(const StoreOptions& opts) {
+  std::string img = dir_ + "/layers.img";
+  std::string mnt = dir_ + "/fs";
+  SPECULA_TRY(MakeDirs(mnt, 0700));
+  struct stat top, m;
+  if (::stat(dir_.c_str(), &top) != 0 || ::stat(mnt.c_str(), &m) != 0) return Error::FromErrno("stat " + mnt);
+  fs_dir_ = mnt;
+  if (top.st_dev != m.st_dev) return Status::Ok();  // already mounted (a restarted daemon)
+  if (::access(img.c_str(), F_OK) != 0) {
+    // Sparse file; mkfs without lazy init work so it takes milliseconds.
+    SPECULA_TRY(Spawn(SpawnOptions{{"truncate", "-s", std::to_string(opts.fs_bytes), img}}).status());
+    auto mk = Spawn(SpawnOptions{{"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", img}});
+    if (!mk.ok()) return std::move(mk).error().Context("mkfs layer fs");
+    if (!mk->success()) {
+      ::unlink(img.c_str());
+      return Error(Code::kUnavailable, "mkfs.ext4 " + img + ": " + ErrorLines(mk->err))
+          .WithHint("install e2fsprogs");
+    }
+  }
+  auto mt = Spawn(SpawnOptions{{"mount", "-o", "loop,noatime", img, mnt}});
+  if (!mt.ok()) return std::move(mt).error().Context("mount layer fs");
+  if (!mt->success()) return Error(Code::kUnavailable, "mount -o loop " + img + ": " + ErrorLines(mt->err));
+  mounted_fs_ = true;
+  return Status::Ok();
+}
+
+CheckpointStore::~CheckpointStore() {
+  if (mounted_fs_ && ::umount2(fs_dir_.c_str(), MNT_DETACH) != 0) {
+    // Still in use (a live sandbox elsewhere): the next Open reuses it.
+  }
+}
+
+Status CheckpointStore::Migrate() {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare("PRAGMA user_version"));
+  SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+  int version = row ? static_cast<int>(q.Int(0)) : 0;
+  if (version > kSchemaVersion) {
+    return Error(Code::kFailedPrecondition,
+                 "database schema version " + std::to_string(version) + " is newer than this build's " +
+                     std::to_string(kSchemaVersion))
+        .WithHint("run a newer speculad, or use another --state-dir");
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    SPECULA_ASSIGN_OR_RETURN(auto txn, SqliteTxn::Begin(db_));
+    SPECULA_TRY_CTX(db_.Exec(kMigrations[v]), "migrate to " + std::to_string(v + 1));
+    SPECULA_TRY(db_.Exec("PRAGMA user_version=" + std::to_string(v + 1)));
+    SPECULA_TRY(txn.Commit());
+  }
+  return Status::Ok();
+}
+
+std::string CheckpointStore::LayerPath(const std::string& id) const { return fs_dir_ + "/layers/" + id + "/fs"; }
+std::string CheckpointStore::ImageDir(const std::string& id) const { return dir_ + "/images/" + id; }
+std::string CheckpointStore::BranchDir(const std::string& id) const { return fs_dir_ + "/branches/" + id; }
+std::string CheckpointStore::JournalDir() const { return dir_ + "/journal"; }
+
+Status CheckpointStore::PutSession(const SessionRecord& s) {
+  if (s.target != "layer" && s.target != "base") {
+    return Error(Code::kInvalidArgument, "session target must be 'layer' or 'base', not '" + s.target + "'");
+  }
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO sessions(") + kSessionCols +
+                                               ") VALUES(?,?,?,?,?,?,?,?)"));
+  q.Bind(1, s.id).Bind(2, s.name).Bind(3, s.base).Bind(4, s.target).Bind(5, s.policy_text);
+  q.Bind(6, s.policy_path).Bind(7, s.head).Bind(8, s.created_ms);
+  return q.Run().Context("put session " + s.id);
+}
+
+Result<SessionRecord> CheckpointStore::GetSession(const std::string& id) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kSessionCols +
+                                               " FROM sessions WHERE id=?"));
+  q.Bind(1, id);
+  SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(Code::kNotFound, "no session " + id);
+  return ReadSession(q);
+}
+
+Result<std::vector<SessionRecord>> CheckpointStore::ListSessions() {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kSessionCols +
+                                               " FROM sessions ORDER BY created, id"));
+  std::vector<SessionRecord> out;
+  for (;;) {
+    SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back(ReadSession(q));
+  }
+  return out;
+}
+
+Status CheckpointStore::SetHead(const std::string& session, const std::string& checkpoint) {
+  std::lock_guard lock(mu_);
+  // The head must be a checkpoint of this very session.
+  SPECULA_ASSIGN_OR_RETURN(
+      auto q, db_.Prepare("UPDATE sessions SET head=?1 WHERE id=?2 AND EXISTS "
+                          "(SELECT 1 FROM checkpoints WHERE id=?1 AND session=?2)"));
+  q.Bind(1, checkpoint).Bind(2, session);
+  SPECULA_TRY(q.Run());
+  if (db_.Changes() != 1) {
+    return Error(Code::kNotFound, "set head of " + session + ": no checkpoint " + checkpoint + " in it");
+  }
+  return Status::Ok();
+}
+
+Status CheckpointStore::DeleteSession(const std::string& id) {
+  std::vector<std::string> dirs;
+  {
+    std::lock_guard lock(mu_);
+    SPECULA_ASSIGN_OR_RETURN(auto ql, db_.Prepare("SELECT id FROM layers WHERE session=?"));
+    ql.Bind(1, id);
+    for (;;) {
+      SPECULA_ASSIGN_OR_RETURN(bool row, ql.Step());
+      if (!row) break;
+      dirs.push_back(fs_dir_ + "/layers/" + ql.Text(0));
+    }
+    SPECULA_ASSIGN_OR_RETURN(auto qc, db_.Prepare("SELECT id FROM checkpoints WHERE session=?"));
+    qc.Bind(1, id);
+    for (;;) {
+      SPECULA_ASSIGN_OR_RETURN(bool row, qc.Step());
+      if (!row) break;
+      dirs.push_back(ImageDir(qc.Text(0)));
+    }
+    SPECULA_ASSIGN_OR_RETURN(auto qb, db_.Prepare("SELECT id FROM branches WHERE session=?"));
+    qb.Bind(1, id);
+    for (;;) {
+      SPECULA_ASSIGN_OR_RETURN(bool row, qb.Step());
+      if (!row) break;
+      dirs.push_back(BranchDir(qb.Text(0)));
+    }
+    // Rows first: a crash after this leaves only unreferenced directories,
+    // never rows pointing at missing files.
+    SPECULA_ASSIGN_OR_RETURN(auto qd, db_.Prepare("DELETE FROM sessions WHERE id=?"));
+    qd.Bind(1, id);
+    SPECULA_TRY(qd.Run());
+    if (db_.Changes() != 1) return Error(Code::kNotFound, "no session " + id);
+  }
+  for (const auto& d : dirs) SPECULA_TRY_CTX(RemoveTree(d), "delete session " + id);
+  return Status::Ok();
+}
+
+Status CheckpointStore::InsertCheckpointLocked(const CheckpointRecord& c) {
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO checkpoints(") + kCheckpointCols +
+                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+  q.Bind(1, c.id).Bind(2, c.session);
+  if (c.parent.empty()) q.BindNull(3);
+  else q.Bind(3, c.parent);
+  q.Bind(4, c.command).Bind(5, c.created_ms).Bind(6, ToJsonList(c.layers)).Bind(7, c.shell_state);
+  q.Bind(8, int64_t{c.has_process_image}).Bind(9, c.image_dir);
+  q.Bind(10, static_cast<int64_t>(c.layer_bytes)).Bind(11, static_cast<int64_t>(c.image_bytes));
+  q.Bind(12, c.apply_record);
+  return q.Run().Context("put checkpoint " + c.id);
+}
+
+Status CheckpointStore::PutCheckpoint(const CheckpointRecord& c) {
+  std::lock_guard lock(mu_);
+  return InsertCheckpointLocked(c);
+}
+
+Status CheckpointStore::PutCheckpointAsHead(const CheckpointRecord& c) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto txn, SqliteTxn::Begin(db_));
+  SPECULA_TRY(InsertCheckpointLocked(c));
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare("UPDATE sessions SET head=? WHERE id=?"));
+  q.Bind(1, c.id).Bind(2, c.session);
+  SPECULA_TRY(q.Run());
+  if (db_.Changes() != 1) return Error(Code::kNotFound, "no session " + c.session);
+  return txn.Commit();
+}
+
+Result<CheckpointRecord> CheckpointStore::GetCheckpoint(const std::string& id) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kCheckpointCols +
+                                               " FROM checkpoints WHERE id=?"));
+  q.Bind(1, id);
+  SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(Code::kNotFound, "no checkpoint " + id);
+  return ReadCheckpoint(q);
+}
+
+Result<std::vector<CheckpointRecord>> CheckpointStore::ListCheckpoints(const std::string& session) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kCheckpointCols +
+                                               " FROM checkpoints WHERE session=? ORDER BY created, rowid"));
+  q.Bind(1, session);
+  std::vector<CheckpointRecord> out;
+  for (;;) {
+    SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    SPECULA_ASSIGN_OR_RETURN(auto c, ReadCheckpoint(q));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<LayerRecord> CheckpointStore::SealLayer(const std::string& session, const std::string& upper_dir,
+                                               std::vector<std::string> squashed_from) {
+  SPECULA_ASSIGN_OR_RETURN(std::string id, NewId('l'));
+  std::string container = fs_dir_ + "/layers/" + id;
+  std::string path = container + "/fs";
+  if (::mkdir(container.c_str(), 0700) != 0) return Error::FromErrno("seal layer: mkdir " + container);
+  if (std::rename(upper_dir.c_str(), path.c_str()) != 0) {
+    Error e = Error::FromErrno("seal layer: rename " + upper_dir + " to " + path);
+    ::rmdir(container.c_str());
+    if (e.sys_errno() == EXDEV) e.WithHint("branch dirs and layers must be on one filesystem (the state dir)");
+    return e;
+  }
+  // Read-only marker on the container; the files themselves are never
+  // written again because a sealed layer is only ever an overlay lowerdir.
+  // (A per-file chmod would be O(size) and change what the layer shows.)
+  ::chmod(container.c_str(), 0500);
+  SPECULA_ASSIGN_OR_RETURN(uint64_t bytes, DiskUsage(path));
+  LayerRecord l{id, session, path, bytes, NowMs(), std::move(squashed_from)};
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare("INSERT INTO layers(id,session,path,bytes,created,squashed_from)"
+                                               " VALUES(?,?,?,?,?,?)"));
+  q.Bind(1, l.id).Bind(2, l.session).Bind(3, l.path).Bind(4, static_cast<int64_t>(l.bytes));
+  q.Bind(5, l.created_ms).Bind(6, ToJsonList(l.squashed_from));
+  SPECULA_TRY_CTX(q.Run(), "seal layer " + id);
+  return l;
+}
+
+Result<LayerRecord> CheckpointStore::GetLayer(const std::string& id) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(
+      auto q, db_.Prepare("SELECT id,session,path,bytes,created,squashed_from FROM layers WHERE id=?"));
+  q.Bind(1, id);
+  SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(Code::kNotFound, "no layer " + id);
+  LayerRecord l{q.Text(0), q.Text(1), q.Text(2), static_cast<uint64_t>(q.Int(3)), q.Int(4), {}};
+  SPECULA_ASSIGN_OR_RETURN(l.squashed_from, FromJsonList(q.Text(5), "layer " + id));
+  return l;
+}
+
+Status CheckpointStore::PutBranch(const BranchRecord& b) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO branches(") + kBranchCols +
+                                               ") VALUES(?,?,?,?,?,?,?,?)"));
+  q.Bind(1, b.id).Bind(2, b.session).Bind(3, b.parent_checkpoint).Bind(4, b.command);
+  q.Bind(5, b.state).Bind(6, b.result_json).Bind(7, b.created_ms).Bind(8, b.updated_ms);
+  return q.Run().Context("put branch " + b.id);
+}
+
+Status CheckpointStore::UpdateBranch(const std::string& id, const std::string& state,
+                                     const std::optional<std::string>& result_json) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(
+      auto q, db_.Prepare("UPDATE branches SET state=?1, updated=?2, result=COALESCE(?3, result) WHERE id=?4"));
+  q.Bind(1, state).Bind(2, NowMs());
+  if (result_json) q.Bind(3, *result_json);
+  else q.BindNull(3);
+  q.Bind(4, id);
+  SPECULA_TRY(q.Run());
+  if (db_.Changes() != 1) return Error(Code::kNotFound, "no branch " + id);
+  return Status::Ok();
+}
+
+Result<BranchRecord> CheckpointStore::GetBranch(const std::string& id) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kBranchCols +
+                                               " FROM branches WHERE id=?"));
+  q.Bind(1, id);
+  SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Error(Code::kNotFound, "no branch " + id);
+  return ReadBranch(q);
+}
+
+Result<std::vector<BranchRecord>> CheckpointStore::ListBranches(const std::string& session) {
+  std::lock_guard lock(mu_);
+  SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("SELECT ") + kBranchCols +
+                                               " FROM branches WHERE session=? ORDER BY created, rowid"));
+  q.Bind(1, session);
+  std::vector<BranchRecord> out;
+  for (;;) {
+    SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back(ReadBranch(q));
+  }
+  return out;
+}
+
+}  // namespace specula::store

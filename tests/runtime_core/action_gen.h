@@ -1,0 +1,38 @@
+// Random shell-action sequences for the differential tests: file operations
+// over a small tree, shell-state changes, background processes, failing
+// commands. Deterministic for a seed.
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace specula::core::testing {
+
+class ActionGenerator {
+ public:
+  // no_hardlinks: triage only (SPECULA_DIFF_NO_HARDLINKS=1), to see past the
+  // known overlayfs hard-link copy-up difference (docs/checkpoints.md).
+  ActionGenerator(uint32_t seed, std::string tree, bool no_hardlinks = false)
+      : rng_(seed), tree_(std::move(tree)), no_hardlinks_(no_hardlinks) {}
+
+  // The first action of every sequence: the initial small tree.
+  std::string Setup() const;
+  std::string Next();
+
+ private:
+  std::string Pick(const std::vector<std::string>& v) {
+    return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng_)];
+  }
+  int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  std::string File();
+  std::string Dir();
+  std::string Word();
+
+  std::mt19937 rng_;
+  std::string tree_;
+  bool no_hardlinks_;
+  int bg_started_ = 0;
+};
+
+}  // namespace specula::core::testing

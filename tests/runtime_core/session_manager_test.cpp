@@ -1,0 +1,282 @@
+// The speculation core against the real sandbox, overlayfs and CRIU.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core_test_util.h"
+
+namespace specula::core::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool HostHas(const std::string& p) {
+  struct stat sb;
+  return ::lstat(p.c_str(), &sb) == 0;
+}
+
+class SessionManagerTest : public CoreFixture {};
+
+TEST_F(SessionManagerTest, RejectsBadSessionsAndCommands) {
+  CreateSessionRequest req;
+  req.base = "relative";
+  EXPECT_EQ(mgr_->CreateSession(req).error().code(), Code::kInvalidArgument);
+  req.base = "/";
+  req.policy.speculation.normalisations = {"lowercase_everything"};
+  EXPECT_EQ(mgr_->CreateSession(req).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(mgr_->Commit("snope", "true").error().code(), Code::kNotFound);
+  std::string s = NewSession();
+  EXPECT_EQ(mgr_->Speculate(s, std::string("a\0b", 3)).error().code(), Code::kInvalidArgument);
+}
+
+TEST_F(SessionManagerTest, HitPromotesTheBranchAndItsEffects) {
+  std::string s = NewSession();
+  std::string f = Scratch() + "/hit";
+  std::string cmd = "mkdir -p " + Scratch() + " && echo payload > " + f + " && echo printed";
+  auto b = mgr_->Speculate(s, cmd);
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  ASSERT_TRUE(mgr_->WaitBranch(*b, 60s).ok());
+  auto info = mgr_->ShowBranch(*b);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, BranchState::kDone) << info->error;
+  auto diff = mgr_->DiffBranch(*b);
+  ASSERT_TRUE(diff.ok()) << diff.error().ToString();
+  bool saw = false;
+  for (const auto& c : *diff) saw = saw || (c.path == f && c.kind == ChangeKind::kAdded);
+  EXPECT_TRUE(saw);
+  EXPECT_FALSE(HostHas(f));  // the branch's write stayed in its upper
+
+  // Trimming is part of the match rule.
+  auto r = MustCommit(s, "  " + cmd + "\n");
+  EXPECT_TRUE(r.hit);
+  EXPECT_EQ(r.branch, *b);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.stdout_data, "printed\n");
+  EXPECT_FALSE(HostHas(f));
+  auto head = mgr_->ShowCheckpoint(r.head);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->layers.size(), 1u);
+  EXPECT_FALSE(head->has_process_image);
+  auto promoted = mgr_->ShowBranch(*b);
+  ASSERT_TRUE(promoted.ok());
+  EXPECT_EQ(promoted->state, BranchState::kPromoted);
+
+  auto next = MustCommit(s, "cat " + f);
+  EXPECT_FALSE(next.hit);
+  EXPECT_EQ(next.stdout_data, "payload\n");
+  auto cps = mgr_->ListCheckpoints(s);
+  ASSERT_TRUE(cps.ok());
+  EXPECT_EQ(cps->size(), 3u);
+}
+
+TEST_F(SessionManagerTest, MissDiscardsBranchesAndRunsTheRealCommand) {
+  std::string s = NewSession();
+  std::string f = Scratch() + "/miss";
+  auto wrong = mgr_->Speculate(s, "mkdir -p " + Scratch() + "; echo wrong > " + f);
+  ASSERT_TRUE(wrong.ok());
+  auto r = MustCommit(s, "mkdir -p " + Scratch() + "; echo right > " + f + "; exit 3");
+  EXPECT_FALSE(r.hit);
+  EXPECT_EQ(r.exit_code, 3);
+  auto w = mgr_->ShowBranch(*wrong);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->state, BranchState::kDiscarded);
+  EXPECT_FALSE(HostHas(mgr_->store().BranchDir(*wrong)));
+  EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "right\n");
+}
+
+TEST_F(SessionManagerTest, ShellStateCarriesAcrossCheckpoints) {
+  std::string s = NewSession();
+  MustCommit(s, "mkdir -p " + Scratch() + "/d && cd " + Scratch() +
+                    "/d && export GREETING=hello && LOCALVAR=7 && alias say='echo said' && "
+                    "fn() { echo \"fn $1\"; } && umask 027");
+  auto b = mgr_->Speculate(s, "pwd; echo $GREETING $LOCALVAR; fn x; umask");
+  ASSERT_TRUE(b.ok());
+  auto r = MustCommit(s, "pwd; echo $GREETING $LOCALVAR; fn x; umask");
+  EXPECT_TRUE(r.hit);
+  EXPECT_EQ(r.stdout_data, Scratch() + "/d\nhello 7\nfn x\n0027\n");
+  EXPECT_EQ(MustCommit(s, "shopt -s expand_aliases; say").stdout_data, "said\n");
+}
+
+TEST_F(SessionManagerTest, EightConcurrentBranchesAreIsolated) {
+  policy::Policy p = policy::DefaultPolicy();
+  p.speculation.max_branches_per_session = 8;
+  p.speculation.max_concurrent_branches = 8;
+  std::string s = NewSession(p);
+  std::string f = Scratch() + "/which";
+  std::vector<std::string> ids;
+  for (int i = 0; i < 8; ++i) {
+    auto b = mgr_->Speculate(s, "mkdir -p " + Scratch() + "; echo " + std::to_string(i) + " >> " + f +
+                                    "; sleep 0.2; cat " + f);
+    ASSERT_TRUE(b.ok()) << b.error().ToString();
+    ids.push_back(*b);
+  }
+  EXPECT_EQ(mgr_->Speculate(s, "true").error().code(), Code::kResourceExhausted);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(mgr_->WaitBranch(ids[i], 120s).ok());
+    auto info = mgr_->ShowBranch(ids[i]);
+    ASSERT_TRUE(info.ok());
+    ASSERT_EQ(info->state, BranchState::kDone) << info->error;
+    ASSERT_TRUE(info->result.has_value());
+    // Each branch saw only its own write.
+    EXPECT_EQ(info->result->stdout_data, std::to_string(i) + "\n");
+  }
+  auto r = MustCommit(s, "mkdir -p " + Scratch() + "; echo 5 >> " + f + "; sleep 0.2; cat " + f);
+  EXPECT_TRUE(r.hit);
+  EXPECT_EQ(r.branch, ids[5]);
+  for (int i = 0; i < 8; ++i) {
+    if (i == 5) continue;
+    EXPECT_EQ(mgr_->ShowBranch(ids[i])->state, BranchState::kDiscarded);
+  }
+  EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "5\n");
+}
+
+TEST_F(SessionManagerTest, DiscardKillsAndRemovesEverything) {
+  std::string s = NewSession();
+  auto b = mgr_->Speculate(s, "sleep 300");
+  ASSERT_TRUE(b.ok());
+  for (int i = 0; i < 200; ++i) {
+    auto info = mgr_->ShowBranch(*b);
+    if (info.ok() && info->state == BranchState::kRunning) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(mgr_->DiscardBranch(*b).ok());
+  EXPECT_EQ(mgr_->ShowBranch(*b)->state, BranchState::kDiscarded);
+  EXPECT_FALSE(HostHas(mgr_->store().BranchDir(*b)));
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mounts, line)) EXPECT_EQ(line.find(*b), std::string::npos) << line;
+}
+
+TEST_F(SessionManagerTest, LiveProcessesAreCheckpointedAndRestoredIntoBranches) {
+  std::string s = NewSession();
+  std::string c = Scratch() + "/counter";
+  auto r = MustCommit(s, "mkdir -p " + Scratch() + "; (while :; do echo x >> " + c +
+                             "; sleep 0.05; done) >/dev/null 2>&1 </dev/null &");
+  ASSERT_FALSE(r.head.empty());
+  auto head = mgr_->ShowCheckpoint(r.head);
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE(head->has_process_image);
+  EXPECT_GT(head->image_bytes, 0u);
+  // Two branches restore the same image; each counter keeps growing on its own.
+  auto b1 = mgr_->Speculate(s, "sleep 0.5; wc -l < " + c);
+  auto b2 = mgr_->Speculate(s, "sleep 0.5; wc -l < " + c);
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  ASSERT_TRUE(mgr_->WaitBranch(*b1, 60s).ok());
+  ASSERT_TRUE(mgr_->WaitBranch(*b2, 60s).ok());
+  auto i1 = mgr_->ShowBranch(*b1);
+  ASSERT_EQ(i1->state, BranchState::kDone) << i1->error;
+  int n1 = std::stoi(i1->result->stdout_data);
+  auto r2 = MustCommit(s, "sleep 0.5; wc -l < " + c);
+  EXPECT_TRUE(r2.hit);
+  EXPECT_GT(n1, 3);
+  // The promoted branch still has the loop: the next checkpoint has it too.
+  auto h2 = mgr_->ShowCheckpoint(r2.head);
+  ASSERT_TRUE(h2.ok());
+  EXPECT_TRUE(h2->has_process_image);
+  auto r3 = MustCommit(s, "kill %1 2>/dev/null; pkill -f 'sleep 0.05' ; kill $(jobs -p) 2>/dev/null; true");
+  EXPECT_EQ(r3.exit_code, 0);
+}
+
+TEST_F(SessionManagerTest, RollbackMovesTheHeadBack) {
+  std::string s = NewSession();
+  std::string f = Scratch() + "/rb";
+  auto first = MustCommit(s, "mkdir -p " + Scratch() + "; echo one > " + f);
+  MustCommit(s, "echo two > " + f);
+  MustCommit(s, "echo three > " + f);
+  EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "three\n");
+  ASSERT_TRUE(mgr_->Rollback(s, first.head).ok());
+  EXPECT_EQ(mgr_->ShowSession(s)->record.head, first.head);
+  EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "one\n");
+  EXPECT_EQ(mgr_->Rollback(s, "cnotthere").error().code(), Code::kNotFound);
+}
+
+TEST_F(SessionManagerTest, SquashKeepsWhatCheckpointsShow) {
+  mgr_.reset();
+  OpenManager(/*squash_threshold=*/4);
+  std::string s = NewSession();
+  std::string d = Scratch() + "/sq";
+  std::vector<std::string> steps = {
+      "mkdir -p " + d + "/keep " + d + "/gone && echo a > " + d + "/a && echo k > " + d + "/keep/k",
+      "echo b > " + d + "/b && ln " + d + "/b " + d + "/b2 && ln -s a " + d + "/link && echo c > " + d + "/c0",
+      "rm -rf " + d + "/gone && rm " + d + "/a",
+      "mkdir " + d + "/gone && echo new > " + d + "/gone/n && chmod 0640 " + d + "/c0 && echo c0 > " + d + "/c1",
+      "echo a2 > " + d + "/a && rm -rf " + d + "/keep && mkdir " + d + "/keep",
+      "echo c > " + d + "/c",
+      "echo d > " + d + "/d",
+  };
+  std::string listing = "cd " + d + " && find . -printf '%p %y %m %n %l\\n' | sort && cat a b gone/n";
+  std::vector<std::string> heads;
+  for (const auto& st : steps) heads.push_back(MustCommit(s, st).head);
+  auto final_view = MustCommit(s, listing);
+  EXPECT_EQ(final_view.exit_code, 0) << final_view.stderr_data;
+  auto head = mgr_->ShowCheckpoint(final_view.head);
+  ASSERT_TRUE(head.ok());
+  EXPECT_LE(head->layers.size(), 4u);
+  EXPECT_NE(final_view.stdout_data.find("./b f 644 2 \n./b2 f 644 2 \n"), std::string::npos) << final_view.stdout_data;
+  EXPECT_NE(final_view.stdout_data.find("./c0 f 640 1 \n"), std::string::npos) << final_view.stdout_data;
+  EXPECT_EQ(final_view.stdout_data.find("./keep/k"), std::string::npos) << final_view.stdout_data;
+  // An old checkpoint (from before the squash) still shows its own state.
+  ASSERT_TRUE(mgr_->Rollback(s, heads[1]).ok());
+  auto old_view = MustCommit(s, "cd " + d + " && ls && cat a");
+  EXPECT_EQ(old_view.stdout_data, "a\nb\nb2\nc0\ngone\nkeep\nlink\na\n");
+}
+
+
+// A restarted manager (daemon) finds every session and checkpoint again;
+// branches that were live are recorded as discarded.
+TEST_F(SessionManagerTest, ReopenFindsSessionsAndCheckpoints) {
+  std::string s = NewSession();
+  std::string f = Scratch() + "/reopen";
+  auto r = MustCommit(s, "mkdir -p " + Scratch() + " && echo kept > " + f + " && cd " + Scratch());
+  auto b = mgr_->Speculate(s, "sleep 300");
+  ASSERT_TRUE(b.ok());
+  mgr_.reset();
+  OpenManager();
+  auto info = mgr_->ShowSession(s);
+  ASSERT_TRUE(info.ok()) << info.error().ToString();
+  EXPECT_EQ(info->record.head, r.head);
+  EXPECT_EQ(mgr_->ShowBranch(*b)->state, BranchState::kDiscarded);
+  EXPECT_EQ(MustCommit(s, "cat reopen; pwd").stdout_data, "kept\n" + Scratch() + "\n");
+  EXPECT_EQ(mgr_->ListCheckpoints(s)->size(), 3u);
+}
+
+// Target base: promote applies onto the base (here the host's /, under a
+// scratch dir only) and rollback reverts through runtime/apply.
+TEST_F(SessionManagerTest, BaseTargetAppliesAndRollsBack) {
+  // Not under /var: the journal lives there and apply refuses uppers that
+  // would touch a directory holding it.
+  std::string dir = "/srv/specula-core-scratch-" + std::to_string(::getpid());
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { (void)store::RemoveTree(d); }
+  } cleanup{dir};
+  std::string s = NewSession(policy::DefaultPolicy(), policy::PromoteTarget::kBase);
+  auto root = mgr_->ShowSession(s)->record.head;
+  auto one = MustCommit(s, "mkdir -p " + dir + " && echo one > " + dir + "/f");
+  ASSERT_FALSE(one.head.empty());
+  std::ifstream in1(dir + "/f");
+  std::string line;
+  std::getline(in1, line);
+  EXPECT_EQ(line, "one");  // on the host now
+  auto two = MustCommit(s, "echo two > " + dir + "/f && echo extra > " + dir + "/g");
+  ASSERT_FALSE(two.head.empty());
+  EXPECT_TRUE(HostHas(dir + "/g"));
+  // Back to `one`: g goes, f reads "one" again.
+  ASSERT_TRUE(mgr_->Rollback(s, one.head).ok());
+  EXPECT_FALSE(HostHas(dir + "/g"));
+  std::ifstream in2(dir + "/f");
+  std::getline(in2, line);
+  EXPECT_EQ(line, "one");
+  // A host change since the promote makes rollback refuse, changing nothing.
+  std::ofstream(dir + "/f") << "changed on the host\n";
+  auto rb = mgr_->Rollback(s, root);
+  ASSERT_FALSE(rb.ok());
+  EXPECT_EQ(rb.error().code(), Code::kFailedPrecondition) << rb.error().ToString();
+  EXPECT_EQ(mgr_->ShowSession(s)->record.head, one.head);
+  EXPECT_TRUE(HostHas(dir + "/f"));
+}
+
+}  // namespace
+}  // namespace specula::core::testing

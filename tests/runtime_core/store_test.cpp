@@ -1,0 +1,174 @@
+// Checkpoint store: schema, records, layer sealing, ids.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "runtime/store/checkpoint_store.h"
+#include "runtime/store/fs_util.h"
+
+namespace specula::store {
+namespace {
+
+// Unit tests need no root: no loop-mounted layer filesystem.
+const StoreOptions kNoFs{false};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/specula-store-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { ASSERT_TRUE(RemoveTree(dir_).ok()); }
+  std::string dir_;
+};
+
+SessionRecord Session(const std::string& id) {
+  return SessionRecord{id, "name-" + id, "/", "layer", "", "", "", NowMs()};
+}
+
+CheckpointRecord Ckpt(const std::string& id, const std::string& session, const std::string& parent) {
+  CheckpointRecord c;
+  c.id = id;
+  c.session = session;
+  c.parent = parent;
+  c.command = "echo " + id;
+  c.created_ms = NowMs();
+  c.layers = {"l1", "l2"};
+  c.shell_state = "cwd=/\n";
+  return c;
+}
+
+TEST(IdTest, ShortPrintableAndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    auto id = NewId('c');
+    ASSERT_TRUE(id.ok());
+    EXPECT_EQ(id->size(), 9u);
+    EXPECT_EQ((*id)[0], 'c');
+    for (char ch : id->substr(1)) EXPECT_TRUE((ch >= 'a' && ch <= 'z') || (ch >= '2' && ch <= '7')) << *id;
+    EXPECT_TRUE(seen.insert(*id).second);
+  }
+}
+
+TEST_F(StoreTest, RejectsRelativeStateDir) {
+  auto s = CheckpointStore::Open("relative/dir");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), Code::kInvalidArgument);
+}
+
+TEST_F(StoreTest, SessionsCheckpointsBranchesRoundTrip) {
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto& st = **store;
+  ASSERT_TRUE(st.PutSession(Session("s1")).ok());
+  auto dup = st.PutSession(Session("s1"));
+  EXPECT_FALSE(dup.ok());
+  auto bad = Session("s2");
+  bad.target = "elsewhere";
+  EXPECT_EQ(st.PutSession(bad).error().code(), Code::kInvalidArgument);
+
+  ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt("c1", "s1", "")).ok());
+  auto c2 = Ckpt("c2", "s1", "c1");
+  c2.has_process_image = true;
+  c2.image_dir = "/x";
+  c2.image_bytes = 1234;
+  ASSERT_TRUE(st.PutCheckpointAsHead(c2).ok());
+  // A parent that does not exist violates the foreign key.
+  auto orphan = st.PutCheckpoint(Ckpt("c3", "s1", "nope"));
+  ASSERT_FALSE(orphan.ok());
+
+  auto s = st.GetSession("s1");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->head, "c2");
+  auto got = st.GetCheckpoint("c2");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->parent, "c1");
+  EXPECT_EQ(got->layers, (std::vector<std::string>{"l1", "l2"}));
+  EXPECT_TRUE(got->has_process_image);
+  EXPECT_EQ(got->image_bytes, 1234u);
+  auto root = st.GetCheckpoint("c1");
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->parent, "");
+  EXPECT_EQ(st.GetCheckpoint("zz").error().code(), Code::kNotFound);
+
+  // The head must belong to the session.
+  ASSERT_TRUE(st.PutSession(Session("s2")).ok());
+  EXPECT_EQ(st.SetHead("s2", "c1").error().code(), Code::kNotFound);
+  ASSERT_TRUE(st.SetHead("s1", "c1").ok());
+
+  BranchRecord b{"b1", "s1", "c1", "make", "running", "", NowMs(), NowMs()};
+  ASSERT_TRUE(st.PutBranch(b).ok());
+  ASSERT_TRUE(st.UpdateBranch("b1", "done", std::string("{\"exit_code\":0}")).ok());
+  ASSERT_TRUE(st.UpdateBranch("b1", "promoted").ok());
+  auto gb = st.GetBranch("b1");
+  ASSERT_TRUE(gb.ok());
+  EXPECT_EQ(gb->state, "promoted");
+  EXPECT_EQ(gb->result_json, "{\"exit_code\":0}");
+  EXPECT_EQ(st.UpdateBranch("b9", "done").error().code(), Code::kNotFound);
+
+  auto list = st.ListCheckpoints("s1");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u);
+  auto sessions = st.ListSessions();
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_EQ(sessions->size(), 2u);
+}
+
+TEST_F(StoreTest, SurvivesReopenAndRefusesNewerSchema) {
+  {
+    auto store = CheckpointStore::Open(dir_, kNoFs);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutSession(Session("s1")).ok());
+    ASSERT_TRUE((*store)->PutCheckpointAsHead(Ckpt("c1", "s1", "")).ok());
+  }
+  {
+    auto store = CheckpointStore::Open(dir_, kNoFs);
+    ASSERT_TRUE(store.ok());
+    auto s = (*store)->GetSession("s1");
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->head, "c1");
+  }
+  {
+    auto db = SqliteDb::Open(dir_ + "/specula.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("PRAGMA user_version=99").ok());
+  }
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, SealLayerRenamesUpperAndDeleteSessionRemovesIt) {
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok());
+  auto& st = **store;
+  ASSERT_TRUE(st.PutSession(Session("s1")).ok());
+  std::string upper = st.BranchDir("b1") + "/upper";
+  ASSERT_TRUE(MakeDirs(upper + "/etc").ok());
+  std::ofstream(upper + "/etc/motd") << "hello\n";
+  auto layer = st.SealLayer("s1", upper);
+  ASSERT_TRUE(layer.ok()) << layer.error().ToString();
+  EXPECT_EQ(::access(upper.c_str(), F_OK), -1);
+  std::ifstream in(layer->path + "/etc/motd");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "hello");
+  EXPECT_GT(layer->bytes, 0u);
+  auto got = st.GetLayer(layer->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->path, st.LayerPath(layer->id));
+
+  ASSERT_TRUE(st.DeleteSession("s1").ok());
+  EXPECT_EQ(::access(layer->path.c_str(), F_OK), -1);
+  EXPECT_EQ(st.GetLayer(layer->id).error().code(), Code::kNotFound);
+  EXPECT_EQ(st.DeleteSession("s1").error().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace specula::store
