@@ -270,6 +270,34 @@ Result<std::vector<pid_t>> SandboxCgroup::Pids() const {
   return pids;
 }
 
+Result<bool> SandboxCgroup::HasProcessOtherThan(pid_t except) const {
+  if (!v2_dir_) return Error(Code::kFailedPrecondition, "cgroup removed");
+  // A fresh fd per call: a shared one's file position would race between threads.
+  UniqueFd procs(::openat(v2_dir_.get(), "cgroup.procs", O_RDONLY | O_CLOEXEC));
+  if (!procs) return Error::FromErrno("open " + v2_path_ + "/cgroup.procs");
+  char buf[4096];
+  pid_t current = 0;
+  bool in_number = false;
+  for (;;) {
+    ssize_t n = ::read(procs.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("read " + v2_path_ + "/cgroup.procs");
+    if (n == 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      char c = buf[i];
+      if (c >= '0' && c <= '9') {
+        current = current * 10 + (c - '0');
+        in_number = true;
+      } else if (in_number) {  // one pid per line
+        if (current != except) return true;
+        current = 0;
+        in_number = false;
+      }
+    }
+  }
+  return in_number && current != except;
+}
+
 Status SandboxCgroup::KillAll() {
   if (v2_path_.empty()) return Status::Ok();
   if (Exists(v2_path_ + "/cgroup.kill")) return WriteFile(v2_path_ + "/cgroup.kill", "1");

@@ -59,6 +59,11 @@ class SandboxCgroup {
   Status Thaw();
   // Host pids in the sandbox's cgroup2 directory.
   Result<std::vector<pid_t>> Pids() const;
+  // True when a process other than `except` is in the cgroup2 directory.
+  // Cheap (one openat on the held directory fd, reads only until the first
+  // other pid, no allocation) and exact: cgroup.procs lists thread-group
+  // leaders with live threads, so exited zombies are not counted.
+  Result<bool> HasProcessOtherThan(pid_t except) const;
   // SIGKILL to everything in the cgroup (cgroup.kill, or one by one).
   Status KillAll();
   // Removes the directories (waiting briefly for dying tasks). Idempotent.

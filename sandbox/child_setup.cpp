@@ -114,6 +114,13 @@ int ApplyStep(const MountStep& s) {
     case MountStep::Kind::kDetach:
       if (::umount2(t, MNT_DETACH) != 0) return errno;
       return 0;
+    case MountStep::Kind::kAttach: {
+      // The target's last component is not followed (no MOVE_MOUNT_T_SYMLINKS).
+      int err = 0;
+      if (::syscall(SYS_move_mount, s.fd, "", AT_FDCWD, t, MOVE_MOUNT_F_EMPTY_PATH) != 0) err = errno;
+      ::close(s.fd);  // attached (or failed): the tree no longer needs our reference
+      return err;
+    }
   }
   return EINVAL;
 }

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <string>
 #include <vector>
-#include <vector>
 
 namespace specula::sandbox {
 
@@ -31,6 +30,7 @@ struct MountStep {
     kMask,         // empty ro tmpfs over a dir, /dev/null over a file; skipped if absent
     kTmpfsIfDir,   // tmpfs on target only if it is a real directory (not a symlink)
     kDetach,       // umount2(target, MNT_DETACH)
+    kAttach,       // move_mount the detached tree `fd` (host_bind.h) onto target, then close fd
   };
   Kind kind;
   std::string source, target, fstype, data;
@@ -38,6 +38,7 @@ struct MountStep {
   unsigned mode = 0755;
   bool read_only = false;
   bool optional = false;  // a missing target is not an error
+  int fd = -1;            // kAttach: detached mount tree inherited from the parent
   std::string step;       // what to report on failure (fits ChildFailure::step)
 };
 

@@ -93,6 +93,8 @@ struct RestoreTarget {
   std::string root;                        // merged overlay dir to pass as `criu restore --root`
   std::vector<std::string> cgroup_paths;   // the sandbox's cgroup dirs (v2 first) to place tasks in
   // `--external mnt[KEY]:HOSTPATH` pairs the image's external mounts need.
+  // For SandboxSpec.binds HOSTPATH is a staging mount of the host's object
+  // under run_dir/binds/ (sandbox/host_bind.h), valid only during the callback.
   std::vector<std::pair<std::string, std::string>> external_mounts;
 };
 

@@ -107,11 +107,19 @@ Status ValidateSpec(const SandboxSpec& spec) {
     struct stat st {};
     if (::lstat(b.host_path.c_str(), &st) != 0) return Error::FromErrno("bind source " + b.host_path);
     if (S_ISLNK(st.st_mode)) return Invalid("bind source " + b.host_path + " is a symlink");
+    // These read the uts namespace of whoever reads or writes them (not of
+    // whoever looked them up, as /proc/sys/net and ipc knobs do), so no bind
+    // can reach the host's value: refuse rather than silently isolate.
+    if (b.host_path == "/proc/sys/kernel/hostname" || b.host_path == "/proc/sys/kernel/domainname") {
+      return Invalid("bind source " + b.host_path + " follows the uts namespace of its user; "
+                     "a sandbox cannot reach the host's through a bind");
+    }
     if (!IsNormalAbsolute(b.sandbox_path) || b.sandbox_path == "/") {
       return Invalid("bind target '" + b.sandbox_path + "' must be a normalised absolute path, not /");
     }
-    if (b.sandbox_path == "/proc" || b.sandbox_path.rfind("/proc/", 0) == 0) {
-      return Invalid("bind target " + b.sandbox_path + " is under /proc");
+    if ((b.sandbox_path == "/proc" || b.sandbox_path.rfind("/proc/", 0) == 0) &&
+        !IsProcSysTarget(b.sandbox_path)) {
+      return Invalid("bind target " + b.sandbox_path + " is under /proc (only /proc/sys/... knobs can be bound)");
     }
   }
   for (const auto& r : spec.policy.paths) {
@@ -145,7 +153,9 @@ Result<std::string> OverlayOptions(const SandboxSpec& spec) {
   return opts;
 }
 
-std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec) {
+bool IsProcSysTarget(const std::string& p) { return p.rfind("/proc/sys/", 0) == 0 && p.size() > 10; }
+
+std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vector<int>& bind_trees) {
   using K = MountStep::Kind;
   std::vector<MountStep> s;
   const unsigned long kSafe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -193,11 +203,21 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec) {
   var_run.optional = true;
   s.push_back(var_run);
 
-  // Caller's binds (lossy paths rw, others ro), from the old root.
-  for (const auto& b : spec.binds) {
+  // Caller's binds (lossy paths rw, others ro): detached trees the parent
+  // cloned in the host's namespaces, attached here. Targets under /proc/sys
+  // wait for the sandbox's own /proc (below).
+  auto attach = [&](size_t i) {
+    MountStep a = Step(K::kAttach, spec.binds[i].sandbox_path, "attach " + spec.binds[i].sandbox_path.substr(0, 40));
+    a.fd = i < bind_trees.size() ? bind_trees[i] : -1;
+    a.read_only = spec.binds[i].read_only;  // informational: the parent already made the tree read-only
+    s.push_back(a);
+  };
+  for (size_t i = 0; i < spec.binds.size(); ++i) {
+    const auto& b = spec.binds[i];
+    if (IsProcSysTarget(b.sandbox_path)) continue;
     AddParents(s, b.sandbox_path);
     struct stat st {};
-    bool dir = ::stat(b.host_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    bool dir = ::lstat(b.host_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
     if (dir) {
       s.push_back(Mkdir(b.sandbox_path, 0755));
     } else {
@@ -205,10 +225,7 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec) {
       t.mode = 0644;
       s.push_back(t);
     }
-    MountStep bind = Step(K::kBind, b.sandbox_path, "bind " + b.sandbox_path.substr(0, 40));
-    bind.source = "/proc" + b.host_path;
-    bind.read_only = b.read_only;
-    s.push_back(bind);
+    attach(i);
   }
 
   s.push_back(Step(K::kDetach, "/proc", "detach old root"));
@@ -217,6 +234,11 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec) {
     MountStep ro = Step(K::kReadOnly, p, std::string("read-only ") + p);
     ro.optional = true;
     s.push_back(ro);
+  }
+  // Knobs of the sandbox's (read-only) /proc/sys covered by the host's: the
+  // file exists already (same sysctl, the branch's namespace).
+  for (size_t i = 0; i < spec.binds.size(); ++i) {
+    if (IsProcSysTarget(spec.binds[i].sandbox_path)) attach(i);
   }
 
   // Policy path rules, parents before children so a child rule wins.

@@ -25,8 +25,15 @@ Status ValidateSpec(const SandboxSpec& spec);
 // "lowerdir=top:...:bottom:base,upperdir=...,workdir=..."
 Result<std::string> OverlayOptions(const SandboxSpec& spec);
 
+// True for a bind target below /proc/sys/: an existing sysctl file of the
+// sandbox's own /proc, covered by the host's knob (host_bind.h says why the
+// host's). Other targets under /proc are refused.
+bool IsProcSysTarget(const std::string& sandbox_path);
+
 // Steps run by init after pivot_root (old root parked on /proc).
-std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec);
+// bind_trees[i] is the detached mount (host_bind.h) for spec.binds[i]; a
+// missing entry leaves the kAttach step's fd at -1 (plan inspection only).
+std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vector<int>& bind_trees = {});
 
 struct ExternalMount {
   std::string sandbox_path;  // where it is mounted inside

@@ -1,4 +1,5 @@
 #include "runtime/criu/criu_driver.h"
+#include "runtime/doctor/doctor.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -79,7 +80,10 @@ Error CriuFailed(const std::string& what, const SpawnResult& r, const std::strin
 bool CriuOptions::DefaultNoBreakpoints() {
   const char* v = std::getenv("SPECULA_CRIU_FAULT");
   if (v != nullptr && *v != '\0') return std::string(v) != "0";
-  return true;
+  // The doctor's real probe (a debug-register breakpoint set with ptrace,
+  // cached per boot): CRIU's parasite exit relies on hardware breakpoints, and
+  // where they do not fire a dump hangs, so CRIU_FAULT=130 is needed.
+  return CriuNeedsNoBreakpoints();
 }
 
 Result<std::unique_ptr<CriuDriver>> CriuDriver::Create(CriuOptions opts) {

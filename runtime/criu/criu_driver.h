@@ -22,8 +22,8 @@ namespace specula::criu {
 struct CriuOptions {
   std::string criu_path;  // empty: CriuPath()
   // CRIU_FAULT=130: CRIU's "no hardware breakpoints" switch. Default from
-  // $SPECULA_CRIU_FAULT ("0" turns it off), else true: this VM needs it
-  // (until runtime/doctor's probe decides it at start-up).
+  // $SPECULA_CRIU_FAULT ("0" off, anything else on), else from
+  // runtime/doctor's breakpoint probe (CriuNeedsNoBreakpoints, cached per boot).
   bool no_breakpoints = DefaultNoBreakpoints();
   std::chrono::milliseconds timeout{30000};
   // Directory for the driver's private kdat tmpfs; empty: no tmpfs (CRIU

@@ -34,6 +34,15 @@ TEST(SandboxPlanTest, ValidatesSpec) {
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.layers = {"/nonexistent-layer"}; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.run_dir = "/tmp/../etc"; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/proc/x", true}}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/proc/sys", true}}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/proc/self/x", true}}; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) {
+                 s.binds = {{"/proc/sys/kernel/hostname", "/proc/sys/kernel/hostname", false}};
+               }).ok());
+  // A host knob over the sandbox's own sysctl file is the one /proc target allowed.
+  EXPECT_TRUE(bad([](SandboxSpec& s) {
+                s.binds = {{"/proc/sys/net/core/somaxconn", "/proc/sys/net/core/somaxconn", false}};
+              }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/", true}}; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.sandbox.hostname = "bad host"; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.resources.pids = 1; }).ok());
@@ -54,32 +63,44 @@ TEST(SandboxPlanTest, OverlayListsTopmostLayerFirst) {
 
 TEST(SandboxPlanTest, MountPlanDetachesOldRootAfterBindsAndAppliesRules) {
   SandboxSpec s = Good();
-  s.binds = {{"/etc/hostname", "/opt/x/hostname", true}};
+  s.binds = {{"/etc/hostname", "/opt/x/hostname", true},
+             {"/proc/sys/net/core/somaxconn", "/proc/sys/net/core/somaxconn", false}};
   s.policy.paths.push_back({"/etc", policy::PathMode::kHidden});
-  auto steps = BuildMountSteps(s);
+  auto steps = BuildMountSteps(s, {41, 42});
   auto pos = [&](MountStep::Kind k, const std::string& target) {
     auto it = std::find_if(steps.begin(), steps.end(),
                            [&](const MountStep& m) { return m.kind == k && m.target == target; });
     return it == steps.end() ? -1 : static_cast<int>(it - steps.begin());
   };
-  int bind = pos(MountStep::Kind::kBind, "/opt/x/hostname");
+  int bind = pos(MountStep::Kind::kAttach, "/opt/x/hostname");
+  int touch = pos(MountStep::Kind::kTouch, "/opt/x/hostname");
   int detach = pos(MountStep::Kind::kDetach, "/proc");
   int proc_ro = pos(MountStep::Kind::kReadOnly, "/proc/sys");
+  int knob = pos(MountStep::Kind::kAttach, "/proc/sys/net/core/somaxconn");
   int hide = pos(MountStep::Kind::kMask, "/etc");
   ASSERT_GE(bind, 0);
+  ASSERT_GE(knob, 0);
+  EXPECT_LT(touch, bind);
   EXPECT_LT(bind, detach);
   EXPECT_LT(detach, proc_ro);
-  EXPECT_LT(proc_ro, hide);
-  EXPECT_EQ(steps[bind].source, "/proc/etc/hostname");
+  // The host's knob covers the sandbox's own file: after the fresh /proc and
+  // its read-only /proc/sys, before the policy rules.
+  EXPECT_LT(proc_ro, knob);
+  EXPECT_LT(knob, hide);
+  EXPECT_EQ(pos(MountStep::Kind::kTouch, "/proc/sys/net/core/somaxconn"), -1);
+  EXPECT_EQ(steps[bind].fd, 41);
+  EXPECT_EQ(steps[knob].fd, 42);
   EXPECT_TRUE(steps[bind].read_only);
+  EXPECT_FALSE(steps[knob].read_only);
   EXPECT_GE(pos(MountStep::Kind::kMount, "/run"), 0);
   EXPECT_GE(pos(MountStep::Kind::kTmpfsIfDir, "/var/run"), 0);
   for (const auto& st : steps) EXPECT_LT(st.step.size(), 56u) << st.step;
 
   auto ext = BuildExternalMounts(s);
-  ASSERT_EQ(ext.size(), SandboxDevices().size() + 1);
+  ASSERT_EQ(ext.size(), SandboxDevices().size() + 2);
   EXPECT_EQ(ext[0].sandbox_path, "/dev/null");
-  EXPECT_EQ(ext.back().host_path, "/etc/hostname");
+  EXPECT_EQ(ext[ext.size() - 2].host_path, "/etc/hostname");
+  EXPECT_EQ(ext.back().sandbox_path, "/proc/sys/net/core/somaxconn");
   EXPECT_EQ(ext.back().key.find_first_of(":[]/"), std::string::npos);
 }
 

@@ -202,6 +202,96 @@ TEST(SandboxSerialTest, CriuDumpsSandboxWithBackgroundProcessAndRestoresIt) {
   EXPECT_TRUE((*restored)->Destroy().ok());
 }
 
+// Lossy binds are external mounts: a sandbox with a rw host-file bind and a
+// rw host sysctl bind is dumpable, and after the restore both still reach
+// the host's objects.
+TEST(SandboxSerialTest, CriuDumpsAndRestoresLossyBinds) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  if (!HaveCriu()) GTEST_SKIP() << "no CRIU at " << CriuPath();
+  const std::string knob = "/proc/sys/net/core/somaxconn";
+  const std::string original = ReadText(knob);
+  ASSERT_FALSE(original.empty());
+  // Put the host's knob back whatever happens below.
+  struct Restore {
+    std::string path, value;
+    ~Restore() {
+      if (ReadText(path) == value) return;
+      std::ofstream out(path);
+      out << value;
+      out.flush();
+      if (!out) ADD_FAILURE() << "could not restore " << path;
+    }
+  } restore_knob{knob, original};
+
+  std::string name = UniqueName("criubind");
+  ScratchDirs dirs(name);
+  const std::string host_file = dirs.root() + "/lossy-file";
+  { std::ofstream(host_file) << "before\n"; }
+  SandboxSpec spec = MakeSpec(name, dirs);
+  spec.policy.syscalls.clear();  // no user-notify listener (CRIU cannot restore one)
+  spec.binds.push_back({host_file, "/etc/specula-lossy", false});
+  spec.binds.push_back({knob, knob, false});
+  auto sb = Sandbox::Create(spec);
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  auto r = (*sb)->Run("echo one > /etc/specula-lossy; sleep 1000 & echo $!", 20s);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  std::string sleep_pid = r->stdout_data.substr(0, r->stdout_data.find('\n'));
+  EXPECT_EQ(ReadText(host_file), "one\n");
+
+  const std::string images = dirs.root() + "/images";
+  std::filesystem::create_directories(images);
+  std::vector<std::string> dump = {"dump", "-t", std::to_string((*sb)->init_pid()), "-D", images,
+                                   "-o", "dump.log", "-v4", "--network-lock", "skip"};
+  auto ext = CriuExternals(**sb, true);
+  dump.insert(dump.end(), ext.begin(), ext.end());
+  auto d = RunCriu(dump);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  ASSERT_TRUE(d->success()) << d->err << ErrorLines(ReadText(images + "/dump.log"), 15);
+  ShellState shell = (*sb)->shell_state();
+  ASSERT_TRUE((*sb)->Destroy().ok());
+
+  std::string name2 = name + "-r";
+  ScratchDirs dirs2(name2);
+  SpawnOptions cp;
+  cp.argv = {"cp", "-a", "--", dirs.upper() + "/.", dirs2.upper()};
+  auto copied = Spawn(cp);
+  ASSERT_TRUE(copied.ok() && copied->success());
+  SandboxSpec spec2 = spec;
+  spec2.name = name2;
+  spec2.upper_dir = dirs2.upper();
+  spec2.work_dir = dirs2.work();
+  spec2.run_dir = dirs2.run();
+  spec2.shell = shell;
+  auto restored = Sandbox::CreateRestored(spec2, [&](const RestoreTarget& t) -> Result<pid_t> {
+    std::string pidfile = images + "/restored.pid";
+    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
+                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
+                                     "--network-lock", "skip"};
+    for (const auto& [key, host] : t.external_mounts) {
+      args.push_back("--external");
+      args.push_back("mnt[" + key + "]:" + host);
+    }
+    auto res = RunCriu(args);
+    if (!res.ok()) return res.error();
+    if (!res->success()) {
+      return Error(Code::kInternal, "criu restore failed: " + ErrorLines(ReadText(images + "/restore.log"), 15));
+    }
+    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
+  });
+  ASSERT_TRUE(restored.ok()) << restored.error().ToString();
+  // The staging mounts CRIU bound from are gone again.
+  EXPECT_EQ(ReadText("/proc/self/mountinfo").find(dirs2.run() + "/binds"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dirs2.run() + "/binds"));
+  const std::string wanted = std::to_string(std::stol(original) + 5);
+  auto r2 = (*restored)->Run("kill -0 " + sleep_pid + " && echo sleep-alive; cat /etc/specula-lossy; "
+                             "echo two > /etc/specula-lossy; echo " + wanted + " > " + knob + " && echo knob", 20s);
+  ASSERT_TRUE(r2.ok()) << r2.error().ToString();
+  EXPECT_EQ(r2->stdout_data, "sleep-alive\none\nknob\n") << r2->stderr_data;
+  EXPECT_EQ(ReadText(host_file), "two\n");
+  EXPECT_EQ(ReadText(knob), wanted + "\n") << "after the restore the bind must still be the host's knob";
+  EXPECT_TRUE((*restored)->Destroy().ok());
+}
+
 // CRIU cannot checkpoint a seccomp user-notification listener: what does a
 // restored task get when it reaches a deferred syscall? (docs/sandbox.md)
 TEST(SandboxSerialTest, RestoredTaskHittingDeferredSyscallFailsClosed) {

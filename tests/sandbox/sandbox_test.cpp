@@ -227,10 +227,49 @@ TEST_F(SandboxTest, BackgroundProcessSurvivesItsAction) {
   EXPECT_EQ(r.stdout_data, "1\n") << r.stderr_data;
 }
 
+// Used on every checkpoint to decide whether CRIU must run: must say false
+// exactly when only init is left (zombies do not count) and true otherwise.
+TEST_F(SandboxTest, HasLiveProcessesIsExact) {
+  Start();
+  auto live_now = [&] {
+    auto live = sb_->HasLiveProcesses();
+    EXPECT_TRUE(live.ok()) << live.error().ToString();
+    return live.ok() && *live;
+  };
+  EXPECT_FALSE(live_now()) << "only init after start";
+  RunOk("true");
+  EXPECT_FALSE(live_now()) << "a finished action leaves nothing";
+  // A job that ends on its own: nothing live once it is gone, whether or not
+  // init has reaped it yet.
+  auto r = RunOk("sleep 0.2 & echo $!");
+  EXPECT_TRUE(live_now());
+  std::this_thread::sleep_for(800ms);
+  EXPECT_FALSE(live_now()) << "the exited job still counted";
+  // A live process holding an unreaped zombie child: live (the parent).
+  r = RunOk("(sleep 0.1 & exec sleep 1000) >/dev/null 2>&1 & echo $!");
+  std::string pid = r.stdout_data.substr(0, r.stdout_data.find('\n'));
+  ASSERT_FALSE(pid.empty());
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(live_now());
+  // Frozen processes are still processes to checkpoint.
+  ASSERT_TRUE(sb_->Freeze().ok());
+  EXPECT_TRUE(live_now());
+  ASSERT_TRUE(sb_->Thaw().ok());
+  RunOk("kill -9 " + pid);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = !live_now();
+    if (!gone) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(gone) << "killed job (and its zombie child) still counted";
+}
+
 TEST_F(SandboxTest, ChattyBackgroundJobCannotFillTheActionTmpfs) {
   Start();
   // `yes` keeps writing to the action's stdout file after the action returned.
-  auto r = RunOk("yes & echo started", 10s);
+  // `echo` first: a background `yes` started before it may win the race to
+  // the file under load (seen with ctest -j2).
+  auto r = RunOk("echo started; yes &", 10s);
   EXPECT_EQ(r.stdout_data.substr(0, 8), "started\n");
   std::this_thread::sleep_for(500ms);
   for (int i = 0; i < 3; ++i) {

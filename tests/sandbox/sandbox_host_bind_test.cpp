@@ -1,0 +1,164 @@
+// Binds from the host (SandboxSpec.binds) must reach the HOST's objects, also
+// for namespaced ones: a lossy /proc/sys/net knob written inside the sandbox
+// changes the host's value (sandbox/host_bind.h). Part of sandbox_serial_test:
+// it changes a host-wide sysctl, so nothing may run beside it.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "sandbox/sandbox.h"
+#include "sandbox_test_util.h"
+
+namespace specula::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::MakeSpec;
+using testing::ReadText;
+using testing::ScratchDirs;
+using testing::UniqueName;
+
+constexpr const char* kSomaxconn = "/proc/sys/net/core/somaxconn";
+constexpr const char* kBacklog = "/proc/sys/net/core/netdev_max_backlog";
+
+bool WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+// Puts a host sysctl back to the value it had at construction, whatever the
+// test did (also when an assertion fails half-way).
+class SysctlRestorer {
+ public:
+  explicit SysctlRestorer(std::string path) : path_(std::move(path)), original_(ReadText(path_)) {}
+  SysctlRestorer(const SysctlRestorer&) = delete;
+  SysctlRestorer& operator=(const SysctlRestorer&) = delete;
+  ~SysctlRestorer() {
+    if (original_.empty()) return;
+    if (ReadText(path_) != original_ && !WriteText(path_, original_)) {
+      ADD_FAILURE() << "could not restore " << path_ << " to " << original_;
+    }
+  }
+  const std::string& original() const { return original_; }
+
+ private:
+  std::string path_;
+  std::string original_;
+};
+
+class SandboxHostBindTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    name_ = UniqueName("hostbind");
+    dirs_ = std::make_unique<ScratchDirs>(name_);
+    spec_ = MakeSpec(name_, *dirs_);
+  }
+  void TearDown() override {
+    if (sb_) {
+      Status st = sb_->Destroy();
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      sb_.reset();
+    }
+    dirs_.reset();
+  }
+  void Start() {
+    auto r = Sandbox::Create(spec_);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    sb_ = std::move(r).value();
+  }
+  ActionResult RunOk(const std::string& cmd) {
+    auto r = sb_->Run(cmd, 20s);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    if (!r.ok()) return ActionResult{};
+    return *r;
+  }
+
+  std::string name_;
+  std::unique_ptr<ScratchDirs> dirs_;
+  SandboxSpec spec_;
+  std::unique_ptr<Sandbox> sb_;
+};
+
+TEST_F(SandboxHostBindTest, LossyNetSysctlBindChangesTheHostValue) {
+  SysctlRestorer somaxconn(kSomaxconn);
+  SysctlRestorer backlog(kBacklog);
+  ASSERT_FALSE(somaxconn.original().empty());
+  ASSERT_FALSE(backlog.original().empty());
+  const long original = std::stol(somaxconn.original());
+  const std::string wanted = std::to_string(original + 7);
+  const std::string backlog_wanted = std::to_string(std::stol(backlog.original()) + 3);
+
+  spec_.binds.push_back({kSomaxconn, kSomaxconn, /*read_only=*/false});
+  Start();
+  // The sandbox starts from its own network namespace's defaults; whatever
+  // it reads there, after the bind it sees and writes the host's knob.
+  auto r = RunOk(std::string("cat ") + kSomaxconn + "; echo " + wanted + " > " + kSomaxconn +
+                 " && echo wrote; cat " + kSomaxconn + "; echo " + backlog_wanted + " > " + kBacklog +
+                 " || echo backlog-refused");
+  EXPECT_EQ(r.stdout_data, somaxconn.original() + "wrote\n" + wanted + "\nbacklog-refused\n") << r.stderr_data;
+  EXPECT_EQ(ReadText(kSomaxconn), wanted + "\n") << "the write inside must reach the host";
+  EXPECT_EQ(ReadText(kBacklog), backlog.original()) << "a non-bound knob stays read-only";
+  bool listed = false;
+  for (const auto& [path, key] : sb_->ExternalMounts()) listed = listed || path == kSomaxconn;
+  EXPECT_TRUE(listed) << "CRIU must be told about the bind";
+}
+
+TEST_F(SandboxHostBindTest, ReadOnlyNetSysctlBindShowsHostValueAndRefusesWrites) {
+  SysctlRestorer somaxconn(kSomaxconn);
+  spec_.binds.push_back({kSomaxconn, kSomaxconn, /*read_only=*/true});
+  Start();
+  auto r = RunOk(std::string("cat ") + kSomaxconn + "; echo 77 > " + kSomaxconn + " || echo refused");
+  EXPECT_EQ(r.stdout_data, somaxconn.original() + "refused\n") << r.stderr_data;
+  EXPECT_EQ(ReadText(kSomaxconn), somaxconn.original());
+}
+
+TEST_F(SandboxHostBindTest, RegularFileBindsReachTheHostFile) {
+  const std::string rw = dirs_->root() + "/lossy-file";
+  const std::string ro = dirs_->root() + "/ro-dir";
+  ASSERT_TRUE(WriteText(rw, "before\n"));
+  std::filesystem::create_directories(ro + "/sub");
+  ASSERT_TRUE(WriteText(ro + "/sub/f", "host\n"));
+  spec_.binds.push_back({rw, "/etc/specula-lossy", /*read_only=*/false});
+  spec_.binds.push_back({ro, "/opt/specula-ro", /*read_only=*/true});
+  Start();
+  auto r = RunOk("cat /etc/specula-lossy; echo after > /etc/specula-lossy && echo wrote; "
+                 "cat /opt/specula-ro/sub/f; echo x > /opt/specula-ro/sub/f || echo ro-refused; "
+                 "touch /opt/specula-ro/new || echo ro-refused");
+  EXPECT_EQ(r.stdout_data, "before\nwrote\nhost\nro-refused\nro-refused\n") << r.stderr_data;
+  EXPECT_EQ(ReadText(rw), "after\n");
+  EXPECT_EQ(ReadText(ro + "/sub/f"), "host\n");
+  EXPECT_FALSE(std::filesystem::exists(ro + "/new"));
+  // The overlay's upper dir holds only the (empty) mount targets, never the
+  // bound content.
+  EXPECT_EQ(ReadText(dirs_->upper() + "/etc/specula-lossy"), "");
+}
+
+TEST_F(SandboxHostBindTest, SymlinkOnTheHostPathIsRefused) {
+  const std::string real_dir = dirs_->root() + "/real";
+  std::filesystem::create_directories(real_dir);
+  ASSERT_TRUE(WriteText(real_dir + "/f", "secret\n"));
+  const std::string link_file = dirs_->root() + "/link-file";
+  const std::string link_dir = dirs_->root() + "/link-dir";
+  std::filesystem::create_symlink(real_dir + "/f", link_file);
+  std::filesystem::create_directory_symlink(real_dir, link_dir);
+
+  for (const std::string& host : {link_file, link_dir + "/f"}) {
+    SandboxSpec spec = spec_;
+    spec.binds.push_back({host, "/etc/specula-lossy", /*read_only=*/false});
+    auto sb = Sandbox::Create(spec);
+    ASSERT_FALSE(sb.ok()) << host;
+    EXPECT_EQ(sb.error().code(), Code::kInvalidArgument) << sb.error().ToString();
+    EXPECT_NE(sb.error().ToString().find("symlink"), std::string::npos) << sb.error().ToString();
+    EXPECT_FALSE(std::filesystem::exists(spec.run_dir)) << "nothing is created before the check";
+  }
+}
+
+}  // namespace
+}  // namespace specula::sandbox
