@@ -1,0 +1,282 @@
+// GCC 12 reports a false -Wnull-dereference inside CLI11's inlined string
+// splitting (CLI/StringTools.hpp); the pragma must precede every include to
+// cover the standard headers that code is inlined from.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include "runtime/cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <optional>
+
+#include "policies/policy_cli.h"
+#include "runtime/cli/output.h"
+#include "runtime/cli/render.h"
+#include "runtime/doctor/doctor.h"
+#include "runtime/rpc/client.h"
+
+namespace specula {
+const char* Version();  // runtime/version.cpp
+}
+
+namespace specula::cli {
+namespace {
+
+struct Globals : CliGlobals {
+  uint64_t timeout_ms = 0;  // 0: wait as long as the call takes
+};
+
+// The daemon resolves paths in its own cwd, so relative paths are made
+// absolute here, where the user meant them.
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
+std::string JoinWords(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+// Connects, calls, and either renders the result or reports the error.
+int Call(const Globals& g, const std::string& method, const Json& params,
+         const std::function<int(const Json&)>& on_result) {
+  auto client = rpc::Client::Connect(g.socket);
+  if (!client.ok()) return ReportError(client.error(), g.json, std::cout, std::cerr);
+  auto result = client->Call(method, params, std::chrono::milliseconds(g.timeout_ms));
+  if (!result.ok()) return ReportError(result.error(), g.json, std::cout, std::cerr);
+  return on_result(*result);
+}
+
+// For commands whose --json output is the daemon's result as is.
+std::function<int(const Json&)> Print(const Globals& g, std::function<std::string(const Json&)> text) {
+  return [&g, text = std::move(text)](const Json& r) {
+    if (g.json) std::cout << rpc::DumpJson(r) << "\n";
+    else std::cout << text(r);
+    return 0;
+  };
+}
+
+int PrintCommit(const Globals& g, const Json& r) {
+  int status = static_cast<int>(Int(r, "exit_code"));
+  if (int64_t sig = Int(r, "signal"); sig != 0) status = 128 + static_cast<int>(sig);
+  if (status < 0 || status > 255) status = 1;
+  if (g.json) {
+    std::cout << rpc::DumpJson(r) << "\n";
+    return status;
+  }
+  // As a shell would: the action's own output, nothing added on stdout.
+  std::string out = Str(r, "stdout"), err = Str(r, "stderr");
+  std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
+  std::cout.flush();
+  std::cerr.write(err.data(), static_cast<std::streamsize>(err.size()));
+  if (Bool(r, "truncated")) std::cerr << "specula: output truncated at the policy's cap\n";
+  for (const auto& e : r.value("lossy_effects", Json::array())) {
+    std::cerr << "specula: lossy effect [" << Str(e, "tag") << "] " << Str(e, "kind") << " " << Str(e, "path") << "\n";
+  }
+  return status;
+}
+
+}  // namespace
+
+int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) {
+  CLI::App app{"specula: speculative sandboxes for an agent's shell actions (docs/cli.md)", "specula"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options also after the subcommand: `specula session ls --json`
+  Globals g;
+  g.socket = rpc::DefaultSocketPath();
+  app.add_option("--socket", g.socket, "speculad's socket (env SPECULA_SOCKET)")->capture_default_str();
+  app.add_flag("--json", g.json, "print JSON instead of tables");
+  app.add_option("--timeout-ms", g.timeout_ms, "give up waiting for the daemon after this long (0: never)");
+
+  std::function<int()> action;
+
+  // session create|ls|show|rm
+  auto* session = app.add_subcommand("session", "create, list, show and remove sessions");
+  session->require_subcommand(1);
+  std::string base = "/", target = "layer", policy_file, name, session_id;
+  auto* create = session->add_subcommand("create", "create a session over a base directory");
+  create->add_option("--base", base, "the directory tree the agent administers")->capture_default_str();
+  create->add_option("--target", target, "where promote writes: layer or base")
+      ->capture_default_str()->check(CLI::IsMember({"layer", "base"}));
+  create->add_option("--policy", policy_file, "policy file (default: the built-in strict policy)");
+  create->add_option("--name", name, "a label for the session");
+  create->callback([&] {
+    action = [&] {
+      Json params{{"base", Absolute(base)}, {"target", target}, {"name", name}};
+      // A file (made absolute), or else the name of a shipped policy.
+      if (!policy_file.empty()) {
+        params["policy"] = std::filesystem::exists(policy_file) ? Absolute(policy_file) : policy_file;
+      }
+      return Call(g, "session.create", params, Print(g, [](const Json& r) {
+        return "session " + Str(r, "session") + " created, head " + Str(r, "head") + "\n";
+      }));
+    };
+  });
+  auto* ls = session->add_subcommand("ls", "list sessions");
+  ls->alias("list");
+  ls->callback([&] { action = [&] { return Call(g, "session.list", Json::object(), Print(g, RenderSessionTable)); }; });
+  auto* show = session->add_subcommand("show", "show one session");
+  show->add_option("SESSION", session_id)->required();
+  show->callback([&] {
+    action = [&] { return Call(g, "session.show", {{"session", session_id}}, Print(g, RenderSession)); };
+  });
+  auto* rm = session->add_subcommand("rm", "destroy a session: discard its branches and delete its history");
+  rm->add_option("SESSION", session_id)->required();
+  rm->callback([&] {
+    action = [&] {
+      return Call(g, "session.destroy", {{"session", session_id}},
+                  Print(g, [](const Json& r) { return "session " + Str(r, "session") + " destroyed\n"; }));
+    };
+  });
+
+  // spec / run: SESSION -- COMMAND...
+  std::vector<std::string> words;
+  uint64_t action_timeout = 0;
+  auto add_action = [&](const char* cmd, const char* help) {
+    auto* sub = app.add_subcommand(cmd, help);
+    sub->add_option("SESSION", session_id)->required();
+    sub->add_option("COMMAND", words, "the command, after --")->required();
+    sub->add_option("--action-timeout-ms", action_timeout, "kill the action after this long (0: the policy's)");
+    return sub;
+  };
+  add_action("spec", "start a speculative branch running COMMAND; prints the branch id")->callback([&] {
+    action = [&] {
+      return Call(g, "action.speculate",
+                  {{"session", session_id}, {"command", JoinWords(words)}, {"timeout_ms", action_timeout}},
+                  Print(g, [](const Json& r) { return Str(r, "branch") + "\n"; }));
+    };
+  });
+  add_action("run", "run COMMAND for real (commit); prints its output and exits with its status")->callback([&] {
+    action = [&] {
+      return Call(g, "action.commit",
+                  {{"session", session_id}, {"command", JoinWords(words)}, {"timeout_ms", action_timeout}},
+                  [&](const Json& r) { return PrintCommit(g, r); });
+    };
+  });
+  auto* abort = app.add_subcommand("abort", "discard every live branch of a session");
+  abort->add_option("SESSION", session_id)->required();
+  abort->callback([&] {
+    action = [&] {
+      return Call(g, "action.abort", {{"session", session_id}}, Print(g, [](const Json& r) {
+        return "discarded " + std::to_string(Int(r, "discarded")) + " branches\n";
+      }));
+    };
+  });
+
+  // Inspection.
+  std::string branch_id, checkpoint_id, dir;
+  auto* branches = app.add_subcommand("branches", "list a session's branches");
+  branches->add_option("SESSION", session_id)->required();
+  branches->callback([&] {
+    action = [&] { return Call(g, "branch.list", {{"session", session_id}}, Print(g, RenderBranchTable)); };
+  });
+  auto* inspect = app.add_subcommand("inspect", "show a branch: state, result, effects, syscalls");
+  inspect->add_option("BRANCH", branch_id)->required();
+  inspect->callback([&] {
+    action = [&] { return Call(g, "branch.show", {{"branch", branch_id}}, Print(g, RenderBranch)); };
+  });
+  auto* diff = app.add_subcommand("diff", "files a branch added, changed and deleted");
+  diff->add_option("BRANCH", branch_id)->required();
+  diff->callback([&] {
+    action = [&] { return Call(g, "branch.diff", {{"branch", branch_id}}, Print(g, RenderDiff)); };
+  });
+  auto* log = app.add_subcommand("log", "a session's checkpoints as a graph");
+  log->add_option("SESSION", session_id)->required();
+  log->callback([&] {
+    action = [&] {
+      auto client = rpc::Client::Connect(g.socket);
+      if (!client.ok()) return ReportError(client.error(), g.json, std::cout, std::cerr);
+      auto timeout = std::chrono::milliseconds(g.timeout_ms);
+      auto list = client->Call("checkpoint.list", {{"session", session_id}}, timeout);
+      if (!list.ok()) return ReportError(list.error(), g.json, std::cout, std::cerr);
+      if (g.json) {
+        std::cout << rpc::DumpJson(CheckpointLogJson(*list)) << "\n";
+        return 0;
+      }
+      auto info = client->Call("session.show", {{"session", session_id}}, timeout);
+      if (!info.ok()) return ReportError(info.error(), g.json, std::cout, std::cerr);
+      std::cout << RenderCheckpointLog(*list, Str(*info, "head"));
+      return 0;
+    };
+  });
+  auto* mount = app.add_subcommand("mount", "mount a checkpoint's files read-only at DIR");
+  mount->add_option("CHECKPOINT", checkpoint_id)->required();
+  mount->add_option("DIR", dir)->required();
+  mount->callback([&] {
+    action = [&] {
+      return Call(g, "checkpoint.mount", {{"checkpoint", checkpoint_id}, {"dir", Absolute(dir)}},
+                  Print(g, [](const Json& r) { return Str(r, "checkpoint") + " mounted at " + Str(r, "dir") + "\n"; }));
+    };
+  });
+  auto* umount = app.add_subcommand("umount", "unmount a checkpoint mounted with `specula mount`");
+  umount->add_option("DIR", dir)->required();
+  umount->callback([&] {
+    action = [&] {
+      return Call(g, "checkpoint.umount", {{"dir", Absolute(dir)}},
+                  Print(g, [](const Json& r) { return "unmounted " + Str(r, "dir") + "\n"; }));
+    };
+  });
+  auto* rollback = app.add_subcommand("rollback", "move a session's head back to CHECKPOINT");
+  rollback->add_option("SESSION", session_id)->required();
+  rollback->add_option("CHECKPOINT", checkpoint_id)->required();
+  rollback->callback([&] {
+    action = [&] {
+      return Call(g, "session.rollback", {{"session", session_id}, {"checkpoint", checkpoint_id}},
+                  Print(g, [](const Json& r) { return "session " + Str(r, "session") + " head is now " + Str(r, "head") + "\n"; }));
+    };
+  });
+
+  // Local commands (no daemon needed).
+  auto* doctor = app.add_subcommand("doctor", "what this machine's kernel and tools allow");
+  doctor->callback([&] { action = [&] { return DoctorCommand(g.json, std::cout); }; });
+  auto* policy = app.add_subcommand("policy", "check or explain a policy file");
+  policy->require_subcommand(1);
+  std::string policy_arg;
+  auto* check = policy->add_subcommand("check", "validate a policy file");
+  check->add_option("FILE", policy_arg)->required();
+  check->callback([&] {
+    action = [&] { return policy::PolicyCheckCommand(policy_arg, g.json, std::cout, std::cerr); };
+  });
+  auto* explain = policy->add_subcommand("explain", "a policy file (or shipped policy name) in plain words");
+  explain->add_option("FILE", policy_arg)->required();
+  explain->callback([&] {
+    action = [&] { return policy::PolicyExplainCommand(policy_arg, g.json, std::cout, std::cerr); };
+  });
+  auto* version = app.add_subcommand("version", "the CLI's and the daemon's versions");
+  version->callback([&] {
+    action = [&] {
+      return Call(g, "daemon.version", Json::object(), [&](const Json& r) {
+        if (g.json) {
+          std::cout << rpc::DumpJson(Json{{"cli", Version()}, {"daemon", r}}) << "\n";
+        } else {
+          std::cout << "specula " << Version() << "\nspeculad " << Str(r, "version") << " (pid " << Int(r, "pid")
+                    << ", " << (Bool(r, "core") ? "with" : "WITHOUT") << " the speculation core, socket "
+                    << Str(r, "socket") << ")\n";
+        }
+        return 0;
+      });
+    };
+  });
+
+  for (const auto& extend : extensions) extend(app, g, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int status = app.exit(e);
+    return status == 0 ? 0 : kExitUsage;
+  }
+  if (!action) return kExitUsage;
+  return action();
+}
+
+}  // namespace specula::cli

@@ -1,0 +1,54 @@
+// The client side of speculad's socket, used by the CLI, the tests and the
+// agents: connect, then blocking calls, one at a time per Client. Daemon
+// errors come back as the Error the daemon built (same Code, message, hint).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+#include "common/unique_fd.h"
+#include "runtime/rpc/framing.h"
+#include "runtime/rpc/protocol.h"
+
+namespace specula::rpc {
+
+// $SPECULA_SOCKET when set, else /run/specula/speculad.sock.
+std::string DefaultSocketPath();
+
+class Client {
+ public:
+  // Fails with kUnavailable (and a hint on how to start it) when no daemon
+  // listens at socket_path, kPermissionDenied when the socket is not ours.
+  static Result<Client> Connect(const std::string& socket_path);
+
+  // Sends one request and waits for its reply. timeout 0 waits forever
+  // (commit may legitimately take minutes). Fails with the daemon's error,
+  // or kUnavailable if the daemon goes away, kDeadlineExceeded on timeout
+  // (the connection is then unusable: a late reply would be misattributed).
+  Result<Json> Call(std::string_view method, const Json& params = Json::object(),
+                    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+  const std::string& socket_path() const { return socket_path_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  Client(UniqueFd fd, std::string socket_path)
+      : fd_(std::move(fd)), socket_path_(std::move(socket_path)) {}
+  Status SendAll(std::string_view data);
+  // An error line with id null already received (the daemon's refusal).
+  std::optional<Error> PendingRefusal();
+
+  UniqueFd fd_;
+  std::string socket_path_;
+  LineBuffer in_{kMaxMessageBytes};
+  int64_t next_id_ = 1;
+};
+
+// The hint shown whenever the daemon cannot be reached.
+std::string StartDaemonHint(const std::string& socket_path);
+
+}  // namespace specula::rpc

@@ -1,0 +1,37 @@
+// Typed access to a request's named params with errors a caller can act on
+// ("session.create: param \"name\" must be a string"). Unknown params are
+// rejected (Finish) so a misspelt optional param is not silently ignored.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+#include "runtime/rpc/protocol.h"
+
+namespace specula::rpc {
+
+class Params {
+ public:
+  // `method` only names the call in error messages.
+  Params(std::string_view method, const Json& params) : method_(method), params_(params) {}
+
+  Result<std::string> String(std::string_view key);  // required, non-empty
+  Result<std::string> OptString(std::string_view key, std::string fallback = "");
+  // An optional non-negative integer no greater than max.
+  Result<uint64_t> OptUint(std::string_view key, uint64_t fallback, uint64_t max);
+  // Fails when params holds a key no accessor asked for.
+  Status Finish() const;
+
+ private:
+  Error Bad(std::string_view key, std::string_view what) const;
+  const Json* Get(std::string_view key);
+
+  std::string method_;
+  const Json& params_;
+  std::set<std::string, std::less<>> used_;
+};
+
+}  // namespace specula::rpc

@@ -1,0 +1,87 @@
+// The wire protocol of speculad: JSON-RPC 2.0, one JSON object per line
+// (docs/api.md). Everything here is a pure function of its input (no I/O, no
+// state) so the request decoder can be fuzzed fast (fuzz/rpc_fuzzer.cpp) and
+// unit-tested without a socket.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace specula::rpc {
+
+using Json = nlohmann::json;
+
+// Largest request or response line (without its '\n'). A bigger request gets
+// an error and its connection is dropped; a client refuses a bigger response.
+inline constexpr size_t kMaxMessageBytes = 4u << 20;
+
+// JSON-RPC 2.0 reserved codes for protocol-level failures.
+inline constexpr int kParseError = -32700;
+inline constexpr int kInvalidRequest = -32600;
+inline constexpr int kMethodNotFound = -32601;
+inline constexpr int kInvalidParams = -32602;
+inline constexpr int kInternalError = -32603;
+
+// An application error's JSON-RPC code: -32000 minus the Code's index
+// (docs/error-model.md), so invalid_argument is -32001, internal -32011.
+int JsonRpcCodeFor(Code code);
+
+// One decoded request. `id` is absent for a notification (no reply is sent).
+struct Request {
+  std::optional<Json> id;  // a string, an integer or null, as the client sent it
+  std::string method;
+  Json params = Json::object();  // always an object; absent params become {}
+};
+
+// Why a line is not a valid request, ready to be sent back as an error reply.
+struct ProtocolError {
+  int code = kInvalidRequest;
+  std::string message;
+  Json id = nullptr;  // the request's id when it could be read, else null
+};
+
+// Either a request or the protocol error to answer it with.
+struct Decoded {
+  std::optional<Request> request;
+  std::optional<ProtocolError> error;
+};
+
+// Decodes one line (without its '\n'). Never throws; any input, including
+// invalid UTF-8, deep nesting and huge numbers, yields a request or an error.
+// Rejected: non-objects (batches too), a missing or wrong "jsonrpc", a
+// non-string or empty method, ids that are not string/integer/null, params
+// that are not an object (positional params are not supported).
+Decoded DecodeRequest(std::string_view line);
+
+// Reply lines, each a single line of JSON without the trailing '\n'.
+std::string EncodeResult(const Json& id, const Json& result);
+std::string EncodeError(const Json& id, int code, std::string_view message,
+                        const Json& data = nullptr);
+// An Error as a JSON-RPC error reply: code from JsonRpcCodeFor (or
+// `protocol_code` when non-zero, e.g. kInvalidParams), data {kind, errno, hint}.
+std::string EncodeError(const Json& id, const Error& error, int protocol_code = 0);
+std::string EncodeRequest(const Json& id, std::string_view method, const Json& params);
+
+// Client side: one reply line, decoded. A JSON-RPC error reply becomes an
+// Error whose Code is taken from data.kind (falling back to the code number),
+// with the daemon's message and hint. Malformed replies are kInternal errors.
+struct Reply {
+  Json id;
+  Result<Json> result;
+};
+Result<Reply> DecodeReply(std::string_view line);
+
+// Code for a CodeName ("not_found" -> kNotFound); nullopt if unknown.
+std::optional<Code> CodeFromName(std::string_view name);
+
+// Dumps JSON for the wire: invalid UTF-8 in strings is replaced (U+FFFD)
+// rather than throwing, because action output is arbitrary bytes.
+std::string DumpJson(const Json& value);
+
+}  // namespace specula::rpc

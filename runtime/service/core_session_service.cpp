@@ -1,0 +1,337 @@
+#include "runtime/service/core_session_service.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "common/spawn.h"
+#include "common/unique_fd.h"
+#include "policies/policy_parser.h"
+#include "sandbox/sandbox.h"
+
+namespace specula::service {
+namespace {
+
+// The mount source of checkpoint views: umount only touches mounts carrying
+// it, so checkpoint.umount cannot be used to unmount anything else.
+constexpr const char* kMountSourcePrefix = "specula-checkpoint:";
+
+std::string Rfc3339(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
+ActionOutcome Outcome(const sandbox::ActionResult& r) {
+  return ActionOutcome{r.exit_code, r.signal, static_cast<uint64_t>(r.duration.count()),
+                       r.stdout_data.size(), r.stderr_data.size(), r.stdout_truncated || r.stderr_truncated};
+}
+
+BranchSummary Summary(const core::BranchInfo& b) {
+  BranchSummary s{b.id, b.session, core::ToString(b.state), b.command, b.parent_checkpoint,
+                  Rfc3339(b.created_ms), std::nullopt};
+  if (b.result) s.result = Outcome(*b.result);
+  return s;
+}
+
+CheckpointInfo Checkpoint(const store::CheckpointRecord& c) {
+  CheckpointInfo info{c.id, c.parent, c.session, c.command, Rfc3339(c.created_ms),
+                      static_cast<uint32_t>(c.layers.size()), c.has_process_image, c.image_bytes, ""};
+  if (auto shell = sandbox::ShellState::Parse(c.shell_state); shell.ok()) info.cwd = shell->cwd;
+  return info;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The mount source recorded for `dir` in /proc/self/mountinfo (the last,
+// i.e. topmost, mount at exactly that point), or "" when nothing is mounted.
+std::string MountSourceAt(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, source;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, devno, root, point;
+    f >> id >> parent >> devno >> root >> point;
+    if (point != dir) continue;
+    std::string field;
+    while (f >> field && field != "-") {}
+    std::string fstype, src;
+    f >> fstype >> src;
+    source = src;
+  }
+  return source;
+}
+
+// "file" | "dir" | "symlink" | "other", or "" when path is empty or gone.
+std::string FileType(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::lstat(path.c_str(), &st) != 0) return "";
+  if (S_ISREG(st.st_mode)) return "file";
+  if (S_ISDIR(st.st_mode)) return "dir";
+  if (S_ISLNK(st.st_mode)) return "symlink";
+  return "other";
+}
+
+// The file `path` resolves to in a stack of lower dirs (topmost first), as
+// overlayfs would; "" when absent or hidden by a whiteout (a 0/0 char device).
+std::string LowerFile(const std::vector<std::string>& lowers, const std::string& path) {
+  for (const auto& dir : lowers) {
+    std::string candidate = dir + path;
+    struct stat st {};
+    if (::lstat(candidate.c_str(), &st) != 0) continue;
+    if (S_ISCHR(st.st_mode) && st.st_rdev == 0) return "";
+    return candidate;
+  }
+  return "";
+}
+
+// Regular files small enough to diff and without NUL bytes in their head.
+constexpr off_t kMaxDiffBytes = 256 * 1024;
+bool LooksLikeText(const std::string& path) {
+  if (path.empty()) return true;  // /dev/null side
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxDiffBytes) return false;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return false;
+  char buf[8192];
+  ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+  return n >= 0 && std::find(buf, buf + n, '\0') == buf + n;
+}
+
+// `diff -u` of two files ("" = absent), labelled with the sandbox path.
+std::string TextDiff(const std::string& path, const std::string& before, const std::string& after) {
+  if (!LooksLikeText(before) || !LooksLikeText(after)) return "";
+  SpawnOptions opts;
+  opts.argv = {"diff", "-u", "--label", "a" + path, "--label", "b" + path,
+               before.empty() ? "/dev/null" : before, after.empty() ? "/dev/null" : after};
+  opts.clear_env = true;
+  opts.env_set = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
+  opts.timeout = std::chrono::seconds(10);
+  auto r = Spawn(opts);
+  // diff exits 1 when the files differ; 0 (same) and >1 (trouble) give no text.
+  if (!r.ok() || r->exit_code != 1) return "";
+  return r->out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir) {
+  core::SessionManagerOptions opts;
+  opts.state_dir = state_dir;
+  SPECULA_ASSIGN_OR_RETURN(auto manager, core::SessionManager::Open(std::move(opts)));
+  return std::unique_ptr<CoreSessionService>(new CoreSessionService(std::move(manager)));
+}
+
+SessionInfo CoreSessionService::Convert(const core::SessionInfo& s) {
+  const auto& r = s.record;
+  SessionInfo info{r.id, r.name, r.base, r.target,
+                   r.policy_path.empty() ? (r.policy_text.empty() ? "default" : "(inline)") : r.policy_path,
+                   r.head, Rfc3339(r.created_ms), 0, static_cast<uint32_t>(s.live_branches)};
+  if (auto cps = manager_->ListCheckpoints(r.id); cps.ok()) info.checkpoints = static_cast<uint32_t>(cps->size());
+  return info;
+}
+
+Result<CreateSessionResponse> CoreSessionService::CreateSession(const CreateSessionRequest& req) {
+  core::CreateSessionRequest c;
+  c.name = req.name;
+  c.base = req.base;
+  c.target = req.target == "base" ? policy::PromoteTarget::kBase : policy::PromoteTarget::kLayer;
+  c.policy = policy::DefaultPolicy();
+  if (!req.policy_file.empty()) {
+    // An absolute path, or the name of a shipped policy ("sysadmin").
+    std::string path = req.policy_file.front() == '/' ? req.policy_file : policy::FindShippedPolicy(req.policy_file);
+    if (path.empty()) {
+      return Error(Code::kNotFound, "no policy file or shipped policy \"" + req.policy_file + "\"")
+          .WithHint("pass an absolute path, or one of default, sysadmin, kernel-tuning");
+    }
+    std::ifstream in(path);
+    if (!in) return Error::FromErrno("read policy " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    c.policy_text = text.str();
+    c.policy_path = path;
+    auto parsed = policy::LoadPolicyFile(path);
+    if (!parsed.ok()) return std::move(parsed).error().Context("policy " + path);
+    c.policy = std::move(*parsed);
+  }
+  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->CreateSession(c));
+  return CreateSessionResponse{s.record.id, s.record.head};
+}
+
+Result<std::vector<SessionInfo>> CoreSessionService::ListSessions() {
+  SPECULA_ASSIGN_OR_RETURN(auto sessions, manager_->ListSessions());
+  std::vector<SessionInfo> out;
+  for (const auto& s : sessions) out.push_back(Convert(s));
+  return out;
+}
+
+Result<SessionInfo> CoreSessionService::ShowSession(const std::string& session) {
+  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(session));
+  return Convert(s);
+}
+
+Status CoreSessionService::DestroySession(const std::string& session) { return manager_->DestroySession(session); }
+
+Result<std::string> CoreSessionService::Rollback(const std::string& session, const std::string& checkpoint) {
+  SPECULA_TRY(manager_->Rollback(session, checkpoint));
+  return checkpoint;
+}
+
+Result<std::string> CoreSessionService::Speculate(const ActionRequest& req) {
+  return manager_->Speculate(req.session, req.command, std::chrono::milliseconds(req.timeout_ms));
+}
+
+Result<CommitResponse> CoreSessionService::Commit(const ActionRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(core::CommitResult r,
+                           manager_->Commit(req.session, req.command, std::chrono::milliseconds(req.timeout_ms)));
+  CommitResponse out;
+  out.hit = r.hit;
+  out.branch = r.branch;
+  out.exit_code = r.exit_code;
+  out.signal = r.signal;
+  out.stdout_text = std::move(r.stdout_data);
+  out.stderr_text = std::move(r.stderr_data);
+  out.truncated = r.truncated;
+  out.duration_ms = static_cast<uint64_t>(std::max<int64_t>(0, r.duration_ms));
+  out.saved_ms = static_cast<uint64_t>(std::max<int64_t>(0, r.saved_ms));
+  out.head = r.head;
+  // The core reports lossy effects as text for now ("<tag>: <path>").
+  for (const auto& e : r.lossy_effects) {
+    LossyEffect le;
+    auto colon = e.find(": ");
+    if (colon != std::string::npos) {
+      le.tag = e.substr(0, colon);
+      le.path = e.substr(colon + 2);
+    } else {
+      le.path = e;
+    }
+    le.kind = "write";
+    out.lossy_effects.push_back(std::move(le));
+  }
+  out.flags = r.flags;
+  if (r.timed_out) out.flags.push_back("timed_out");
+  return out;
+}
+
+Result<AbortResponse> CoreSessionService::Abort(const std::string& session) {
+  // The core does not count what it discards; count the live ones first.
+  uint32_t live = 0;
+  if (auto branches = manager_->ListBranches(session); branches.ok()) {
+    for (const auto& b : *branches) {
+      if (b.state == core::BranchState::kStarting || b.state == core::BranchState::kRunning ||
+          b.state == core::BranchState::kBlocked || b.state == core::BranchState::kDone) {
+        ++live;
+      }
+    }
+  }
+  SPECULA_TRY(manager_->Abort(session));
+  return AbortResponse{live};
+}
+
+Result<std::vector<BranchSummary>> CoreSessionService::ListBranches(const std::string& session) {
+  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(session));
+  std::vector<BranchSummary> out;
+  for (const auto& b : branches) out.push_back(Summary(b));
+  return out;
+}
+
+Result<BranchDetail> CoreSessionService::ShowBranch(const std::string& branch) {
+  SPECULA_ASSIGN_OR_RETURN(core::BranchInfo b, manager_->ShowBranch(branch));
+  BranchDetail d;
+  d.summary = Summary(b);
+  d.upper_bytes = b.upper_bytes;
+  for (const auto& call : b.deferred) {
+    std::string args;
+    for (uint64_t a : call.args) args += (args.empty() ? "" : ", ") + Hex(a);
+    d.deferred.push_back(SyscallEvent{call.syscall, "pid " + std::to_string(call.pid) + ": " + args, "waiting"});
+  }
+  if (b.state == core::BranchState::kFailed && !b.error.empty()) d.flags.push_back("failed: " + b.error);
+  if (b.result && b.result->timed_out) d.flags.push_back("timed_out");
+  return d;
+}
+
+Result<BranchDiff> CoreSessionService::DiffBranch(const std::string& branch) {
+  SPECULA_ASSIGN_OR_RETURN(auto changes, manager_->DiffBranch(branch));
+  BranchDiff d{branch, {}};
+  // Text diffs need the branch's upper dir (gone once promoted or
+  // discarded) and the view it was forked from: the checkpoint's layers
+  // over the base. Without them the list of changes is still returned.
+  std::string upper;
+  std::vector<std::string> lowers;  // topmost first, the base last
+  if (auto b = manager_->ShowBranch(branch); b.ok()) {
+    upper = manager_->store().BranchDir(branch) + "/upper";
+    auto layers = manager_->CheckpointLayerDirs(b->parent_checkpoint);
+    auto session = manager_->ShowSession(b->session);
+    if (layers.ok() && session.ok()) {
+      lowers.assign(layers->rbegin(), layers->rend());
+      lowers.push_back(session->record.base == "/" ? "" : session->record.base);
+    }
+  }
+  for (const auto& c : changes) {
+    FileChange f{c.path, core::ToString(c.kind), "", ""};
+    std::string before = c.kind == core::ChangeKind::kAdded ? "" : LowerFile(lowers, c.path);
+    std::string after = c.kind == core::ChangeKind::kDeleted || upper.empty() ? "" : upper + c.path;
+    f.type = FileType(after.empty() ? before : after);
+    if (f.type == "file" && !lowers.empty() && !upper.empty()) f.diff = TextDiff(c.path, before, after);
+    d.files.push_back(std::move(f));
+  }
+  return d;
+}
+
+Result<std::vector<CheckpointInfo>> CoreSessionService::ListCheckpoints(const std::string& session) {
+  SPECULA_ASSIGN_OR_RETURN(auto cps, manager_->ListCheckpoints(session));
+  std::vector<CheckpointInfo> out;
+  for (const auto& c : cps) out.push_back(Checkpoint(c));
+  return out;
+}
+
+Result<CheckpointInfo> CoreSessionService::ShowCheckpoint(const std::string& checkpoint) {
+  SPECULA_ASSIGN_OR_RETURN(auto c, manager_->ShowCheckpoint(checkpoint));
+  return Checkpoint(c);
+}
+
+Status CoreSessionService::MountCheckpoint(const std::string& checkpoint, const std::string& dir) {
+  SPECULA_ASSIGN_OR_RETURN(auto ckpt, manager_->ShowCheckpoint(checkpoint));
+  SPECULA_ASSIGN_OR_RETURN(auto session, manager_->ShowSession(ckpt.session));
+  SPECULA_ASSIGN_OR_RETURN(std::vector<std::string> layers, manager_->CheckpointLayerDirs(checkpoint));
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return Error::FromErrno("mount point " + dir);
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kInvalidArgument, "mount point " + dir + " is not a directory");
+  // overlayfs lists the topmost lower dir first; the base is the bottom.
+  // With lower dirs only, the overlay is read-only by construction.
+  std::string lower;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) lower += *it + ":";
+  lower += session.record.base;
+  if (layers.empty()) lower += ":" + session.record.base;  // overlayfs needs two lower dirs without an upper
+  std::string options = "lowerdir=" + lower;
+  std::string source = std::string(kMountSourcePrefix) + checkpoint;
+  if (::mount(source.c_str(), dir.c_str(), "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
+    return Error::FromErrno("mount overlay of " + checkpoint + " at " + dir);
+  }
+  return Status::Ok();
+}
+
+Status CoreSessionService::UmountCheckpoint(const std::string& dir) {
+  std::string source = MountSourceAt(dir);
+  if (source.rfind(kMountSourcePrefix, 0) != 0) {
+    return Error(Code::kInvalidArgument, dir + " is not a checkpoint mounted by `specula mount`");
+  }
+  if (::umount2(dir.c_str(), UMOUNT_NOFOLLOW) != 0) return Error::FromErrno("umount " + dir);
+  return Status::Ok();
+}
+
+}  // namespace specula::service

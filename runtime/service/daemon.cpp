@@ -1,0 +1,162 @@
+// GCC 12 reports a false -Wnull-dereference inside CLI11's inlined string
+// splitting (CLI/StringTools.hpp); the pragma must precede every include to
+// cover the standard headers that code is inlined from.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include "runtime/service/daemon.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "common/log.h"
+#include "common/paths.h"
+#include "common/unique_fd.h"
+#include "runtime/rpc/server.h"
+#include "runtime/service/core_session_service.h"
+#include "runtime/service/coreless_service.h"
+#include "runtime/service/handlers.h"
+
+namespace specula {
+const char* Version();  // runtime/version.cpp
+}
+
+namespace specula::service {
+namespace {
+
+constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE
+
+// One daemon per state dir: a second one would "recover" state the first is
+// still using. A POSIX record lock (fcntl F_SETLK), not flock: it belongs to
+// the process, so it dies with a kill -9'd daemon even while sandbox
+// processes forked from it (which inherit every fd, CLOEXEC or not, until
+// they exec) are still alive.
+Result<UniqueFd> LockStateDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error::FromErrno("create state dir " + dir, ec.value());
+  if (::chmod(dir.c_str(), 0700) != 0) return Error::FromErrno("chmod " + dir);
+  std::string path = dir + "/speculad.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return Error::FromErrno("open " + path);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_SETLK, &lock) != 0) {
+    if (errno == EACCES || errno == EAGAIN) {
+      struct flock holder = lock;
+      std::string who;
+      if (::fcntl(fd.get(), F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK) {
+        who = " (pid " + std::to_string(holder.l_pid) + ")";
+      }
+      return Error(Code::kAlreadyExists, "another speculad" + who + " is using state dir " + dir)
+          .WithHint("stop it first, or pass another --state-dir");
+    }
+    return Error::FromErrno("lock " + path);
+  }
+  return fd;
+}
+
+// SPECULAD_CORELESS=1 serves without the speculation core (no sandboxes,
+// no CRIU): for running the daemon where the kernel lacks what the core
+// needs, and for transport tests that must not depend on it.
+Result<std::unique_ptr<SessionService>> MakeService(const std::string& state_dir, bool& core) {
+  if (const char* env = std::getenv("SPECULAD_CORELESS"); env && std::string_view(env) == "1") {
+    core = false;
+    return std::unique_ptr<SessionService>(std::make_unique<CorelessSessionService>());
+  }
+  core = true;
+  SPECULA_ASSIGN_OR_RETURN(auto svc, CoreSessionService::Open(state_dir));
+  return std::unique_ptr<SessionService>(std::move(svc));
+}
+
+}  // namespace
+
+int DaemonMain(int argc, char** argv) {
+  // Before anything can start a thread: SIGTERM must only reach the signalfd.
+  if (Status st = rpc::BlockShutdownSignals(); !st.ok()) {
+    std::fprintf(stderr, "speculad: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  CLI::App app{"speculad: the specula daemon (JSON-RPC 2.0 on a Unix socket, docs/api.md)", "speculad"};
+  std::string socket = kDefaultSocket;
+  std::string state_dir = kDefaultStateDir;
+  std::string group = "specula";
+  std::string log_level = "info";
+  size_t quick_workers = 4, blocking_workers = 16;
+  uint64_t grace_ms = 30000;
+  bool version = false;
+  app.add_option("--socket", socket, "Unix socket to serve")->capture_default_str();
+  app.add_option("--state-dir", state_dir, "state directory (database, layers, images)")->capture_default_str();
+  app.add_option("--group", group, "group whose members may connect besides root")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--quick-workers", quick_workers, "threads for quick calls (list, show)")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--blocking-workers", blocking_workers, "threads for long calls (commit, create)")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--shutdown-grace-ms", grace_ms, "on SIGTERM, how long running calls may take to finish")
+      ->capture_default_str();
+  app.add_flag("--version", version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (version) {
+    std::printf("speculad %s\n", Version());
+    return 0;
+  }
+  InitLogging(log_level, "speculad");
+
+  auto fail = [](const Error& err, int status) {
+    spdlog::error("{}", err.ToString());
+    return status;
+  };
+  auto lock = LockStateDir(state_dir);
+  if (!lock.ok()) return fail(lock.error(), lock.error().code() == Code::kAlreadyExists ? kExitUnavailable : 1);
+
+  bool core = false;
+  auto made = MakeService(state_dir, core);
+  if (!made.ok()) return fail(Error(made.error()).Context("open state in " + state_dir), 1);
+  std::unique_ptr<SessionService> service = std::move(*made);
+  if (!core) spdlog::warn("built without the speculation core: session methods answer \"unavailable\"");
+  // Recovery runs before the socket exists, so no client ever sees
+  // half-reconciled state.
+  if (Status st = service->Recover(); !st.ok()) return fail(Error(st.error()).Context("recover state"), 1);
+
+  rpc::Dispatcher dispatcher;
+  RegisterSessionMethods(dispatcher, *service);
+  RegisterDaemonMethods(dispatcher, DaemonInfo{Version(), socket, state_dir, "", core});
+
+  rpc::ServerOptions opts;
+  opts.socket_path = socket;
+  opts.group = group;
+  opts.quick_workers = quick_workers;
+  opts.blocking_workers = blocking_workers;
+  opts.shutdown_grace = std::chrono::milliseconds(grace_ms);
+  opts.on_shutdown = [svc = service.get()] { svc->BeginShutdown(); };
+  auto server = rpc::Server::Create(std::move(opts), dispatcher);
+  if (!server.ok()) {
+    Code code = server.error().code();
+    return fail(server.error(), code == Code::kAlreadyExists ? kExitUnavailable : 1);
+  }
+  spdlog::info("speculad {} pid {} state dir {}", Version(), ::getpid(), state_dir);
+  if (Status st = (*server)->Run(); !st.ok()) {
+    // Calls still running past the grace period: leave without joining
+    // them. The state stays consistent because every commit is durable
+    // step by step (a crash at any point is recovered at the next start).
+    spdlog::error("{}; exiting anyway", st.ToString());
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }
+  return 0;
+}
+
+}  // namespace specula::service

@@ -1,0 +1,251 @@
+// The specula CLI as a user runs it, against the real speculad (with the
+// speculation core): output, --json shapes, exit statuses, and the daemon's
+// behaviour across kill -9, vanishing clients and SIGTERM mid-commit.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "runtime/rpc/client.h"
+#include "tests/daemon/daemon_harness.h"
+
+namespace specula::testing {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Json ParseOut(const SpawnResult& r) {
+  Json j = Json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
+  return j;
+}
+
+TEST(CliNoDaemon, EveryCommandSaysSoAndExits69) {
+  TempDir dir;
+  std::string socket = dir.path() + "/nobody-home.sock";
+  std::vector<std::vector<std::string>> commands = {
+      {"session", "create"}, {"session", "ls"}, {"session", "show", "s"}, {"session", "rm", "s"},
+      {"spec", "s", "--", "true"}, {"run", "s", "--", "true"}, {"abort", "s"}, {"branches", "s"},
+      {"inspect", "b"}, {"diff", "b"}, {"log", "s"}, {"mount", "c", "/tmp"}, {"umount", "/tmp"},
+      {"rollback", "s", "c"}, {"version"}};
+  for (const auto& cmd : commands) {
+    SpawnResult r = RunCli(socket, cmd);
+    std::string joined;
+    for (const auto& w : cmd) joined += w + " ";
+    EXPECT_EQ(r.exit_code, 69) << joined << r.err;
+    EXPECT_NE(r.err.find("speculad is not running"), std::string::npos) << joined << r.err;
+    EXPECT_NE(r.err.find("hint: start it with `speculad --socket " + socket), std::string::npos) << r.err;
+  }
+  SpawnResult json = RunCli(socket, {"--json", "session", "ls"});
+  EXPECT_EQ(json.exit_code, 69);
+  EXPECT_EQ(ParseOut(json)["error"]["code"], "unavailable");
+  // SPECULA_SOCKET is honoured when --socket is absent.
+  SpawnResult env = RunCli("", {"session", "ls"}, {"SPECULA_SOCKET=" + socket});
+  EXPECT_EQ(env.exit_code, 69);
+  EXPECT_NE(env.err.find(socket), std::string::npos) << env.err;
+}
+
+TEST(CliNoDaemon, UsageErrorsExit2AndLocalCommandsWork) {
+  EXPECT_EQ(RunCli("", {"bogus"}).exit_code, 2);
+  EXPECT_EQ(RunCli("", {"spec"}).exit_code, 2);
+  EXPECT_EQ(RunCli("", {"session", "create", "--target", "sideways"}).exit_code, 2);
+  EXPECT_EQ(RunCli("", {"--help"}).exit_code, 0);
+  SpawnResult check = RunCli("", {"--json", "policy", "check", SPECULA_SOURCE_DIR "/policies/default.toml"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_EQ(ParseOut(check)["ok"], true);
+  SpawnResult explain = RunCli("", {"policy", "explain", "default"});
+  EXPECT_EQ(explain.exit_code, 0) << explain.err;
+  EXPECT_FALSE(explain.out.empty());
+}
+
+class CliE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "speculad needs root";
+    auto d = Daemon::Start(dir_.path());
+    ASSERT_TRUE(d.ok()) << d.error().ToString();
+    daemon_ = std::move(*d);
+    auto v = Cli({"--json", "version"});
+    ASSERT_EQ(v.exit_code, 0) << v.err;
+    ASSERT_EQ(ParseOut(v)["daemon"]["core"], true) << "speculad was built without the speculation core";
+  }
+  void TearDown() override {
+    if (HasFailure() && daemon_) std::cerr << "---- speculad log ----\n" << daemon_->Log();
+  }
+  SpawnResult Cli(std::vector<std::string> args) { return RunCli(daemon_->socket(), std::move(args)); }
+  std::string CreateSession(const std::string& name) {
+    auto r = Cli({"--json", "session", "create", "--name", name});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    Json j = ParseOut(r);
+    EXPECT_TRUE(j["session"].is_string() && j["head"].is_string()) << r.out;
+    return j.value("session", "");
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(CliE2E, SpecThenRunIsAHitAndTheLogShowsIt) {
+  std::string s = CreateSession("hit-test");
+  ASSERT_FALSE(s.empty());
+  auto spec = Cli({"--json", "spec", s, "--", "echo", "from-branch;", "echo", "err", ">&2;", "exit", "4"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  std::string branch = ParseOut(spec)["branch"];
+  // Text mode: the action's own output on the right streams, its exit status.
+  auto run = Cli({"run", s, "--", "echo from-branch; echo err >&2; exit 4"});
+  EXPECT_EQ(run.exit_code, 4) << run.err;
+  EXPECT_EQ(run.out, "from-branch\n");
+  EXPECT_EQ(run.err, "err\n");
+
+  auto branches = Cli({"--json", "branches", s});
+  ASSERT_EQ(branches.exit_code, 0);
+  Json list = ParseOut(branches);
+  ASSERT_EQ(list.size(), 1u) << branches.out;  // the run was a hit: no second branch
+  EXPECT_EQ(list[0]["branch"], branch);
+  EXPECT_EQ(list[0]["state"], "promoted");
+
+  auto miss = Cli({"--json", "run", s, "--", "echo miss"});
+  EXPECT_EQ(miss.exit_code, 0);
+  Json commit = ParseOut(miss);
+  for (const char* key : {"hit", "branch", "exit_code", "signal", "stdout", "stderr", "truncated", "duration_ms",
+                          "saved_ms", "head", "lossy_effects", "flags"}) {
+    EXPECT_TRUE(commit.contains(key)) << key << " missing in " << miss.out;
+  }
+  EXPECT_EQ(commit["hit"], false);
+  EXPECT_EQ(commit["stdout"], "miss\n");
+
+  auto log = Cli({"--json", "log", s});
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  Json graph = ParseOut(log);
+  ASSERT_EQ(graph.size(), 3u) << log.out;  // root + two commits
+  for (const auto& c : graph) {
+    for (const char* key : {"checkpoint", "parent", "command", "created", "layers", "has_process_image"}) {
+      EXPECT_TRUE(c.contains(key)) << key << " missing in " << c.dump();
+    }
+  }
+  auto text_log = Cli({"log", s});
+  EXPECT_NE(text_log.out.find("(head) echo miss"), std::string::npos) << text_log.out;
+  EXPECT_NE(text_log.out.find("(root)"), std::string::npos) << text_log.out;
+
+  auto inspect = Cli({"inspect", branch});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("state        promoted"), std::string::npos) << inspect.out;
+
+  // Roll back to the root: the head moves and the log marks it.
+  std::string root;
+  for (const auto& c : graph) {
+    if (c["parent"].is_null()) root = c["checkpoint"];
+  }
+  auto rb = Cli({"rollback", s, root});
+  EXPECT_EQ(rb.exit_code, 0) << rb.err;
+  auto shown = Cli({"--json", "session", "show", s});
+  EXPECT_EQ(ParseOut(shown)["head"], root);
+}
+
+TEST_F(CliE2E, DiffShowsWhatABranchWrote) {
+  std::string s = CreateSession("diff-test");
+  std::string hostname_before = ReadFile("/etc/hostname");
+  auto spec = Cli({"--json", "spec", s, "--",
+                   "mkdir -p /opt/specula-diff-test && echo x > /opt/specula-diff-test/f && "
+                   "echo speculated >> /etc/hostname"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  std::string branch = ParseOut(spec)["branch"];
+  // Wait for the branch to finish (inspect until done).
+  for (int i = 0; i < 100; ++i) {
+    Json b = ParseOut(Cli({"--json", "inspect", branch}));
+    if (b["state"] == "done") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto diff = Cli({"--json", "diff", branch});
+  ASSERT_EQ(diff.exit_code, 0) << diff.err;
+  bool found = false, changed = false;
+  Json changes = ParseOut(diff);
+  for (const auto& f : changes["files"]) {
+    if (f["path"] == "/opt/specula-diff-test/f" && f["change"] == "added") {
+      found = true;
+      EXPECT_EQ(f["type"], "file");
+      EXPECT_NE(f["diff"].get<std::string>().find("+x\n"), std::string::npos) << f.dump();
+    }
+    if (f["path"] == "/etc/hostname" && f["change"] == "changed") {
+      changed = true;
+      EXPECT_NE(f["diff"].get<std::string>().find("--- a/etc/hostname"), std::string::npos) << f.dump();
+      EXPECT_NE(f["diff"].get<std::string>().find("+speculated\n"), std::string::npos) << f.dump();
+    }
+  }
+  EXPECT_TRUE(found) << diff.out;
+  EXPECT_TRUE(changed) << diff.out;
+  EXPECT_EQ(ReadFile("/etc/hostname"), hostname_before) << "a speculative write reached the host";
+  auto text = Cli({"diff", branch});
+  EXPECT_NE(text.out.find("A  /opt/specula-diff-test/f"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("M  /etc/hostname"), std::string::npos) << text.out;
+  EXPECT_FALSE(std::filesystem::exists("/opt/specula-diff-test")) << "a speculative write reached the host";
+  auto abort = Cli({"--json", "abort", s});
+  EXPECT_EQ(abort.exit_code, 0) << abort.err;
+  EXPECT_EQ(ParseOut(abort)["discarded"], 1);
+}
+
+TEST_F(CliE2E, Kill9ThenRestartFindsTheSessionAndItsHistory) {
+  std::string s = CreateSession("survivor");
+  auto run = Cli({"run", s, "--", "echo before-crash"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::string head_before = ParseOut(Cli({"--json", "session", "show", s}))["head"];
+  auto spec = Cli({"spec", s, "--", "sleep 30"});  // live when the daemon dies
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  daemon_->Kill9();
+  auto again = Daemon::Start(dir_.path());
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  daemon_ = std::move(*again);
+  Json session = ParseOut(Cli({"--json", "session", "show", s}));
+  EXPECT_EQ(session["head"], head_before);
+  EXPECT_EQ(session["live_branches"], 0);  // the old process's branch is gone
+  Json log = ParseOut(Cli({"--json", "log", s}));
+  EXPECT_EQ(log.size(), 2u) << log.dump();
+  auto after = Cli({"run", s, "--", "echo after-restart"});
+  EXPECT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(after.out, "after-restart\n");
+}
+
+TEST_F(CliE2E, ClientVanishingMidCommitStillCommits) {
+  std::string s = CreateSession("vanish");
+  {
+    auto raw = RawConn::Connect(daemon_->socket());
+    ASSERT_TRUE(raw.ok());
+    Json req{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "action.commit"},
+             {"params", {{"session", s}, {"command", "sleep 0.5; echo done"}}}};
+    ASSERT_TRUE(raw->Send(req.dump() + "\n").ok());
+  }  // closed before the reply
+  // The commit is authoritative: it completes and becomes the head.
+  bool committed = false;
+  for (int i = 0; i < 100 && !committed; ++i) {
+    Json log = ParseOut(Cli({"--json", "log", s}));
+    for (const auto& c : log) committed |= c["command"] == "sleep 0.5; echo done";
+    if (!committed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(committed);
+  EXPECT_TRUE(daemon_->Alive());
+}
+
+TEST_F(CliE2E, SigtermWaitsForARunningCommit) {
+  std::string s = CreateSession("sigterm");
+  SpawnResult run;
+  std::thread t([&] { run = Cli({"run", s, "--", "sleep 1; echo finished"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  int status = daemon_->Terminate();
+  t.join();
+  EXPECT_EQ(status, 0) << daemon_->Log();
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "finished\n");
+}
+
+}  // namespace
+}  // namespace specula::testing
