@@ -33,6 +33,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3
   bubblewrap iproute2 util-linux procps psmisc file xz-utils
   python3 libcurl4-openssl-dev
+  rsync
 )
 
 missing=()
