@@ -18,6 +18,15 @@ int64_t MsBetween(steady_clock::time_point a, steady_clock::time_point b) {
   return std::chrono::duration_cast<milliseconds>(b - a).count();
 }
 
+// The instrumentation's contribution to a commit's answer.
+void FillReport(CommitResult& out, const std::optional<instrument::BranchReport>& rep) {
+  if (!rep) return;
+  out.lossy_effects = instrument::LossyEffectLines(*rep);
+  for (const auto& f : rep->flags) {
+    if (std::find(out.flags.begin(), out.flags.end(), f) == out.flags.end()) out.flags.push_back(f);
+  }
+}
+
 void FillResult(CommitResult& out, const sandbox::ActionResult& r) {
   out.exit_code = r.exit_code;
   out.signal = r.signal;
@@ -71,6 +80,13 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     {
       std::lock_guard bl(hit->mu);
       usable = hit->state == BranchState::kDone && hit->result.has_value();
+      // The policy may refuse to promote a branch that read nondeterministic
+      // input (its result may differ from a run now): treat it as a miss.
+      if (usable && !s->policy.speculation.promote_nondeterministic && hit->report &&
+          hit->report->HasFlag(instrument::kFlagNondeterministic)) {
+        spdlog::info("commit {}: hit {} read nondeterministic input; policy says run afresh", session, hit->id);
+        usable = false;
+      }
     }
     if (usable) {
       {
@@ -90,6 +106,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         out.saved_ms = std::max<int64_t>(0, out.duration_ms - waited);
         out.head = *promoted;
         if (hit->parent_has_image) out.flags.push_back("restored_processes");
+        FillReport(out, hit->report);
         return out;
       }
       // The branch ran but cannot become the head (e.g. its processes could
@@ -99,6 +116,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
                    promoted.error().ToString());
       if (hit->sandbox) (void)hit->sandbox->Destroy();
       hit->sandbox.reset();
+      if (hit->probe) (void)hit->probe->Discard();
       (void)store_->UpdateBranch(hit->id, ToString(BranchState::kFailed));
       (void)store::RemoveTree(store_->BranchDir(hit->id));
     }
@@ -119,16 +137,18 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
                                                     run->created_ms}));
   auto fail = [&](Error e) -> Error {
     if (run->sandbox) (void)run->sandbox->Destroy();
+    if (run->probe) (void)run->probe->Discard();
     (void)store_->UpdateBranch(run->id, ToString(BranchState::kFailed));
     (void)store::RemoveTree(store_->BranchDir(run->id));
     return std::move(e.Context("commit " + session));
   };
-  auto sb = ForkSandbox(*s, ckpt, run->id);
+  auto sb = ForkSandbox(*s, ckpt, *run);
   if (!sb.ok()) return fail(std::move(sb).error());
   run->sandbox = std::move(*sb);
   auto r = run->sandbox->Run(command, timeout);
   if (!r.ok()) return fail(std::move(r).error());
   run->result = std::move(*r);
+  FinishProbe(*run);
   (void)store_->UpdateBranch(run->id, ToString(BranchState::kDone), ResultToJson(*run->result));
   auto promoted = PromoteLocked(*s, *run);
   if (!promoted.ok()) return fail(std::move(promoted).error());
@@ -137,6 +157,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   FillResult(out, *run->result);
   out.head = *promoted;
   if (run->parent_has_image) out.flags.push_back("restored_processes");
+  FillReport(out, run->report);
   return out;
 }
 
@@ -215,6 +236,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
     info.error = b->error;
     info.created_ms = b->created_ms;
     if (!b->finished && b->sandbox) info.deferred = b->sandbox->PendingDeferred();
+    if (b->report) info.report = instrument::ToJson(*b->report);
   }
   if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
   auto bytes = store::DiskUsage(store_->BranchDir(info.id) + "/upper");

@@ -34,6 +34,8 @@ struct SessionManager::Branch {
   bool finished = false;   // the worker is done (result, failure or cancel)
   bool cancelled = false;  // discard asked the worker to stop
   std::unique_ptr<sandbox::Sandbox> sandbox;
+  std::unique_ptr<instrument::BranchProbe> probe;  // null: not instrumented
+  std::optional<instrument::BranchReport> report;  // after the action
   std::optional<sandbox::ActionResult> result;
   std::string error;
   std::chrono::steady_clock::time_point run_started{}, run_finished{};

@@ -8,6 +8,7 @@
 
 #include "policies/policy_parser.h"
 #include "runtime/apply/apply.h"
+#include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
 #include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
@@ -81,10 +82,16 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   if (!opts.create_restored_sandbox) opts.create_restored_sandbox = &sandbox::Sandbox::CreateRestored;
   if (opts.criu.kdat_dir.empty()) opts.criu.kdat_dir = opts.state_dir + "/criu-run";
   std::unique_ptr<SessionManager> m(new SessionManager(std::move(opts)));
+  // A crashed daemon's sandboxes may still run, rooted in overlays of this
+  // state dir, possibly holding the layer filesystem in their own mount
+  // namespace: they go before the store (re)mounts it.
+  SPECULA_TRY_CTX(KillForeignUsers(m->opts_.state_dir).status(), "open " + m->opts_.state_dir);
   SPECULA_ASSIGN_OR_RETURN(m->store_, store::CheckpointStore::Open(m->opts_.state_dir));
   SPECULA_ASSIGN_OR_RETURN(m->criu_, criu::CriuDriver::Create(m->opts_.criu));
-  // Sessions survive a restart; live branches do not (their sandboxes died
-  // with the old process): their records become discarded, their dirs go.
+  SPECULA_TRY_CTX(m->RecoverAfterCrash(), "open " + m->opts_.state_dir);
+  if (m->opts_.instrument) m->instr_ = std::make_unique<instrument::Instrumentation>(m->opts_.instrumentation);
+  // Sessions survive a restart; live branches do not (their sandboxes were
+  // killed above): their records become discarded.
   SPECULA_ASSIGN_OR_RETURN(auto sessions, m->store_->ListSessions());
   for (auto& rec : sessions) {
     auto s = std::make_shared<Session>();
@@ -100,8 +107,8 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
     for (const auto& b : branches) {
       auto st = StateFromString(b.state);
       if (st && IsFinal(*st)) continue;
+      spdlog::warn("branch {} ({}) was {} when the previous daemon stopped: discarded", b.id, b.command, b.state);
       SPECULA_TRY(m->store_->UpdateBranch(b.id, ToString(BranchState::kDiscarded)));
-      SPECULA_TRY(store::RemoveTree(m->store_->BranchDir(b.id)));
     }
     s->rec = rec;
     m->sessions_[rec.id] = std::move(s);
@@ -208,7 +215,8 @@ Status SessionManager::DestroySession(const std::string& id) {
 
 Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Session& s,
                                                                      const store::CheckpointRecord& ckpt,
-                                                                     const std::string& branch_id) {
+                                                                     Branch& b) {
+  const std::string& branch_id = b.id;
   std::string dir = store_->BranchDir(branch_id);
   for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(store::MakeDirs(dir + sub, 0700));
   sandbox::SandboxSpec spec;
@@ -220,11 +228,26 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.name = branch_id;
   spec.policy = s.policy;
   SPECULA_ASSIGN_OR_RETURN(spec.shell, sandbox::ShellState::Parse(ckpt.shell_state));
-  if (!ckpt.has_process_image) return opts_.create_sandbox(spec);
+  if (instr_) {
+    // Lossy pre-images go into the branch dir: a discard (or crash recovery)
+    // restores them from there. The lossy binds must be in the spec.
+    SPECULA_ASSIGN_OR_RETURN(b.probe, instr_->Prepare(s.policy, dir));
+    spec.binds.insert(spec.binds.end(), b.probe->binds().begin(), b.probe->binds().end());
+  }
+  auto attach = [&b](Result<std::unique_ptr<sandbox::Sandbox>> sb) -> Result<std::unique_ptr<sandbox::Sandbox>> {
+    if (sb.ok() && b.probe) {
+      if (Status st = b.probe->Attach(**sb); !st.ok()) {
+        (void)(*sb)->Destroy();
+        return std::move(st).error().Context("instrument branch " + b.id);
+      }
+    }
+    return sb;
+  };
+  if (!ckpt.has_process_image) return attach(opts_.create_sandbox(spec));
   const criu::CriuDriver* driver = criu_.get();
   std::string image = ckpt.image_dir;
   std::string work = dir + "/criu";
-  return opts_.create_restored_sandbox(spec, [driver, image, work](const sandbox::RestoreTarget& t) -> Result<pid_t> {
+  return attach(opts_.create_restored_sandbox(spec, [driver, image, work](const sandbox::RestoreTarget& t) -> Result<pid_t> {
     criu::RestoreRequest rr;
     rr.image_dir = image;
     rr.work_dir = work;
@@ -233,7 +256,20 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
     rr.cgroup_paths = t.cgroup_paths;
     SPECULA_ASSIGN_OR_RETURN(auto res, driver->Restore(rr));
     return res.pid;
-  });
+  }));
+}
+
+void SessionManager::FinishProbe(Branch& b) {
+  if (!b.probe) return;
+  instrument::FinishOptions fo;
+  fo.processes_before = b.parent_has_image;  // restored processes the tracer never saw start
+  auto rep = b.probe->Finish(fo);
+  if (!rep.ok()) {
+    spdlog::warn("branch {}: instrumentation report: {}", b.id, rep.error().ToString());
+    return;
+  }
+  std::lock_guard lock(b.mu);
+  b.report = std::move(*rep);
 }
 
 Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
@@ -311,7 +347,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   if (cancelled) return finish(BranchState::kDiscarded, "");
   auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
   if (!ckpt.ok()) return finish(BranchState::kFailed, ckpt.error().ToString());
-  auto sb = ForkSandbox(*s, *ckpt, b->id);
+  auto sb = ForkSandbox(*s, *ckpt, *b);
   if (!sb.ok()) {
     spdlog::warn("branch {}: fork from {}: {}", b->id, b->parent_checkpoint, sb.error().ToString());
     return finish(BranchState::kFailed, "fork from " + b->parent_checkpoint + ": " + sb.error().ToString());
@@ -337,6 +373,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
     if (r.ok()) b->result = std::move(*r);
   }
   if (!r.ok()) return finish(BranchState::kFailed, r.error().ToString());
+  FinishProbe(*b);
   // Done: frozen so whatever it left running does not run ahead of the
   // sequential timeline while waiting for the commit.
   if (Status f = box->Freeze(); !f.ok()) {
@@ -367,6 +404,10 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b)
   }
   if (doomed) {
     if (Status st = doomed->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b->id, st.ToString());
+  }
+  // After the sandbox is gone, so nothing writes a lossy path again.
+  if (b->probe) {
+    if (Status st = b->probe->Discard(); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
   }
   if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
@@ -426,7 +467,18 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   c.command = b.command;
   SPECULA_TRY_CTX(box->Thaw(), "promote " + b.id);
   SPECULA_ASSIGN_OR_RETURN(bool live, box->HasLiveProcesses());
-  if (live) {
+  // The tracer's decision can elide the dump; the cgroup's live-process
+  // check stays the safety net: dump if either says so.
+  if (b.report && b.report->checkpoint.criu_dump != live) {
+    spdlog::info("promote {}: tracer says {} ({}), cgroup says {}: {}", b.id,
+                 b.report->checkpoint.criu_dump ? "dump" : "no dump", b.report->checkpoint.reason,
+                 live ? "processes alive" : "none alive", live || b.report->checkpoint.criu_dump ? "dumping" : "eliding");
+  }
+  // A "dump" that only means "could not observe" (untraced, or restored
+  // processes the tracer never saw start) adds nothing to the exact cgroup
+  // check; a dump decided from a complete trace does.
+  bool tracer_saw_need = b.report && b.report->checkpoint.criu_dump && b.report->traced && !b.parent_has_image;
+  if (live || tracer_saw_need) {
     criu::DumpRequest dr;
     dr.pid = box->init_pid();
     dr.image_dir = store_->ImageDir(c.id);
@@ -450,7 +502,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   } else {
     apply::ApplyOptions ao;
     ao.promotion = s.policy.promotion;
-    ao.journal_dir = store_->JournalDir() + "/" + c.id;
+    ao.journal_dir = store_->JournalDir() + "/" + s.rec.id + "." + c.id;  // crash recovery finds the base by session
     auto rep = apply::ApplyUpper(upper, s.rec.base, ao);
     if (!rep.ok()) return std::move(rep).error().Context("promote " + b.id + " onto " + s.rec.base);
     c.apply_record = ao.journal_dir;
@@ -464,6 +516,9 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     s.rec.head = c.id;
   }
   SPECULA_TRY(store_->UpdateBranch(b.id, ToString(BranchState::kPromoted)));
+  if (b.probe) {
+    if (Status st = b.probe->Keep(); !st.ok()) spdlog::warn("promote {}: {}", b.id, st.ToString());
+  }
   {
     std::lock_guard lock(b.mu);
     b.state = BranchState::kPromoted;

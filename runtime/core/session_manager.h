@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "policies/policy.h"
 #include "runtime/criu/criu_driver.h"
+#include "runtime/instrument/branch_instrument.h"
 #include "runtime/store/checkpoint_store.h"
 #include "sandbox/sandbox.h"
 
@@ -50,6 +51,9 @@ struct SessionManagerOptions {
   // Empty: sandbox::Sandbox::Create / CreateRestored.
   SandboxFactory create_sandbox;
   RestoredSandboxFactory create_restored_sandbox;
+  // Per-branch instrumentation (effect tracer, egress guard, lossy journal).
+  bool instrument = true;
+  instrument::InstrumentationOptions instrumentation;
 };
 
 struct SessionInfo {
@@ -78,6 +82,10 @@ struct BranchInfo {
   std::vector<sandbox::DeferredCall> deferred;  // held now (live branches only)
   uint64_t upper_bytes = 0;
   int64_t created_ms = 0;
+  // The instrumentation's report of the action (live branches whose action
+  // finished): effect journal, lossy effects, flags, denied egress,
+  // checkpoint decision, as instrument::ToJson gives it.
+  std::optional<nlohmann::json> report;
 };
 
 struct CommitResult {
@@ -154,8 +162,11 @@ class SessionManager {
   Result<std::shared_ptr<Session>> FindSession(const std::string& id);
   Result<std::shared_ptr<Branch>> FindBranch(const std::string& id);
   // A new sandbox over `ckpt` in the branch dir `dir` (restoring its image).
+  // Attaches the branch's instrumentation probe (b.probe) when enabled.
   Result<std::unique_ptr<sandbox::Sandbox>> ForkSandbox(const Session& s, const store::CheckpointRecord& ckpt,
-                                                        const std::string& branch_id);
+                                                        Branch& b);
+  // After the branch's action: its instrumentation report (b.report).
+  void FinishProbe(Branch& b);
   void RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, std::chrono::milliseconds timeout);
   // Checkpoints the sandbox after its action, destroys it, makes the new
   // checkpoint the session's head. Called with the session's op lock held.
@@ -163,10 +174,14 @@ class SessionManager {
   void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b);
   void DiscardAllLocked(Session& s);
   Result<std::vector<std::string>> MaybeSquash(Session& s, std::vector<std::string> layers);
+  // Open: kills and unmounts what a crashed daemon left, removes branch
+  // dirs, finishes or undoes interrupted promotes to the base.
+  Status RecoverAfterCrash();
 
   SessionManagerOptions opts_;
   std::unique_ptr<store::CheckpointStore> store_;
   std::unique_ptr<criu::CriuDriver> criu_;
+  std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::map<std::string, std::shared_ptr<Branch>> branches_;  // live branches

@@ -3,7 +3,10 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,8 +101,16 @@ Result<std::unique_ptr<CriuDriver>> CriuDriver::Create(CriuOptions opts) {
     }
     // A tmpfs because CRIU only trusts (and only writes) its cache on one:
     // a tmpfs cannot outlive a reboot into another kernel.
-    if (::mount("specula-criu-run", d->opts_.kdat_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
-                "mode=0700,size=4m") != 0) {
+    // A daemon that crashed left its tmpfs mounted: adopt it (the cache in
+    // it is still valid) rather than stack one more mount per crash.
+    struct stat here, parent;
+    struct statfs fs;
+    std::string up = d->opts_.kdat_dir + "/..";
+    bool left_mounted = ::stat(d->opts_.kdat_dir.c_str(), &here) == 0 && ::stat(up.c_str(), &parent) == 0 &&
+                        here.st_dev != parent.st_dev && ::statfs(d->opts_.kdat_dir.c_str(), &fs) == 0 &&
+                        fs.f_type == TMPFS_MAGIC;
+    if (!left_mounted && ::mount("specula-criu-run", d->opts_.kdat_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                                 "mode=0700,size=4m") != 0) {
       return Error::FromErrno("mount tmpfs on " + d->opts_.kdat_dir);
     }
     d->kdat_mounted_ = true;

@@ -121,7 +121,12 @@ Status CheckpointStore::MountLayerFs(const StoreOptions& opts) {
   struct stat top, m;
   if (::stat(dir_.c_str(), &top) != 0 || ::stat(mnt.c_str(), &m) != 0) return Error::FromErrno("stat " + mnt);
   fs_dir_ = mnt;
-  if (top.st_dev != m.st_dev) return Status::Ok();  // already mounted (a restarted daemon)
+  if (top.st_dev != m.st_dev) {
+    // Left mounted by a daemon that crashed: adopt it, so it is unmounted
+    // when this store closes instead of outliving every daemon.
+    mounted_fs_ = true;
+    return Status::Ok();
+  }
   if (::access(img.c_str(), F_OK) != 0) {
     // Sparse file; mkfs without lazy init work so it takes milliseconds.
     SPECULA_TRY(Spawn(SpawnOptions{{"truncate", "-s", std::to_string(opts.fs_bytes), img}}).status());
