@@ -75,25 +75,43 @@ std::string BuildActionScript(const ShellState& state, const std::string& comman
                               const std::string& state_path, const std::string& token) {
   std::ostringstream s;
   // \builtin: the user's aliases must not redirect the wrapper's own commands.
-  s << "\\builtin shopt -s expand_aliases\n"
-    << "\\builtin trap -- " << ShellQuote(CaptureProgram(state_path, token)) << " EXIT\n"
+  s << "\\builtin trap -- " << ShellQuote(CaptureProgram(state_path, token)) << " EXIT\n"
     << "\\builtin cd -- " << ShellQuote(state.cwd) << " 2>/dev/null || \\builtin cd /\n";
   char umask_text[16];
   std::snprintf(umask_text, sizeof(umask_text), "%04o", state.umask);
   s << "\\builtin umask " << umask_text << "\n";
-  // Definitions: one compound command, so aliases defined here only apply
-  // from the next line on (bash expands aliases when it reads a line).
-  s << "{\n" << state.env << "\n" << state.variables << "\n" << state.functions << "\n"
-    << state.aliases << "\n:\n} 2>/dev/null\n";
-  s << "{\n";
+  s << "{\n" << state.env << "\n" << state.variables << "\n:\n} 2>/dev/null\n";
+  // Functions, aliases, options and the command are handed to the -c
+  // program (ActionShellProgram) as variables: functions defined in this
+  // sourced file would name it in their error messages.
+  std::string options;
   std::stringstream opts(state.options);
   std::string line;
   while (std::getline(opts, line)) {
-    if (!line.empty()) s << "\\builtin " << line << "\n";
+    if (!line.empty()) options += "\\builtin " + line + "\n";
   }
-  s << ":\n} 2>/dev/null\n";
-  s << "\\builtin eval -- " << ShellQuote(command) << "\n";
+  s << "__specula_funcs=" << ShellQuote(state.functions + "\n:") << "\n"
+    << "__specula_aliases=" << ShellQuote("\\builtin shopt -s expand_aliases\n" + state.aliases + "\n:") << "\n"
+    << "__specula_opts=" << ShellQuote(options + ":") << "\n"
+    << "__specula_cmd=" << ShellQuote(command) << "\n";
   return s.str();
+}
+
+std::string ActionShellProgram(const std::string& script_path) {
+  // Runs as `bash -c`, so bash names itself "bash" in error messages and
+  // counts lines of the command from 1, exactly as `bash -c CMD` would;
+  // nothing here depends on the action, the token or the state's size.
+  // Order matters: functions are parsed before aliases exist (their text is
+  // already alias-expanded), aliases before the command is parsed, options
+  // last so errexit/nounset do not apply to the restore itself.
+  // One line: bash numbers the lines of an eval'd string from the line the
+  // eval is on, and `bash -c CMD` starts CMD at line 1.
+  return "\\builtin . " + ShellQuote(script_path) +
+         "; \\builtin eval -- \"$__specula_funcs\" 2>/dev/null"
+         "; \\builtin eval -- \"$__specula_aliases\" 2>/dev/null"
+         "; \\builtin eval -- \"$__specula_opts\" 2>/dev/null"
+         "; \\builtin eval -- \"\\builtin unset __specula_funcs __specula_aliases __specula_opts __specula_cmd;"
+         " $__specula_cmd\"";
 }
 
 Result<ShellState> ParseCapturedState(const std::string& text, const std::string& token) {

@@ -257,7 +257,12 @@ void LaunchAction(const ActionPlan& plan) {
   JoinCgroups(plan.cgroup_fds, report);
   // The cgroup namespace comes last (in the action itself): CLONE_INTO_CGROUP
   // checks the source cgroup against the caller's cgroup namespace.
-  if (::setns(plan.init_pidfd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) != 0) {
+  // CLONE_NEWTIME too: a CRIU-restored init lives in a time namespace of its
+  // own, and actions (and the jobs they leave) must share it, or the next
+  // dump/restore fails ("Can't restore sub-task in NS (cflags 80)").
+  // setns to a time namespace sets the one our children get, like NEWPID.
+  if (::setns(plan.init_pidfd,
+              CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWTIME) != 0) {
     ChildFail(report, "setns into sandbox");
   }
   // The action becomes the runtime's child (CLONE_PARENT), so the runtime

@@ -17,7 +17,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include "common/child_report.h"
@@ -27,6 +31,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/child_setup.h"
 #include "sandbox/defer_notifier.h"
+#include "sandbox/host_bind.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sandbox_plan.h"
 #include "sandbox/seccomp_filter.h"
@@ -40,6 +45,8 @@ extern const size_t kSandboxInit_size;
 namespace {
 
 constexpr size_t kMaxStateBytes = 64u << 20;
+// In the sandbox's action tmpfs (kIoDirInside); see RunLocked.
+constexpr const char* kActionScriptName = "action.sh";
 
 // The overlay mounted on the host at <run_dir>/merged.
 class OverlayMount {
@@ -51,9 +58,30 @@ class OverlayMount {
     Status st = Unmount();
     if (!st.ok()) spdlog::warn("sandbox: {}", st.ToString());
   }
-  Status Mount(const std::string& target, const std::string& options) {
-    if (::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str()) != 0) {
-      return Error::FromErrno("mount overlay on " + target);
+  bool mounted() const { return !target_.empty(); }
+  // work_dir: the overlay's workdir (options name it too).
+  Status Mount(const std::string& target, const std::string& options, const std::string& work_dir) {
+    int rc = ::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str());
+    if (rc != 0 && errno == ESTALE) {
+      // index=on ties <work>/index to the upper dir it was made with; a work
+      // dir reused with a new upper (e.g. emptied and recreated) is refused.
+      // Its entries are of no use then: Destroy links up every alias the
+      // index held before unmounting (LinkUpIndexedAliases). Retry once
+      // without it.
+      std::error_code ec;
+      if (std::filesystem::remove_all(work_dir + "/index", ec) > 0 && !ec) {
+        spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, work_dir);
+        rc = ::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str());
+      } else {
+        errno = ESTALE;
+      }
+    }
+    if (rc != 0) {
+      const bool stale = errno == ESTALE;
+      Error e = Error::FromErrno("mount overlay on " + target);
+      // index=on records the upper's lower root in the upper dir and checks it.
+      if (stale) e.WithHint("the upper dir was used before over a different lower layer stack");
+      return e;
     }
     target_ = target;
     return Status::Ok();
@@ -79,6 +107,78 @@ class OverlayMount {
  private:
   std::string target_;
 };
+
+// Opens rel below root without following any symlink (the sandbox owns
+// everything below its root).
+UniqueFd OpenBeneath(int root, const std::string& rel, int flags) {
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof(how))));
+}
+
+// Regular files below dir (relative paths, "a/b"), filtered by keep(stat).
+template <typename Keep>
+std::vector<std::pair<std::string, struct stat>> FilesBelow(const std::string& dir, Keep keep) {
+  std::vector<std::pair<std::string, struct stat>> out;
+  std::error_code ec;
+  namespace fs = std::filesystem;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || !keep(st)) continue;
+    out.emplace_back(it->path().lexically_relative(dir).string(), st);
+  }
+  return out;
+}
+
+// The overlay is mounted with index=on so that writing one name of a
+// hard-linked lower file keeps its other names linked: the copy goes to
+// <work>/index and the other names resolve to it. But only names actually
+// written are linked into the upper dir, and the index (in the work dir) is
+// dropped, so once the upper is sealed as a layer the other names would
+// show the old lower file again. Before unmounting, every such alias found
+// in the sandbox's layers is opened for writing through the overlay, which
+// makes overlayfs link it up into the upper dir (no data copied, content and
+// times unchanged). Names in the base are not searched: that walk would cost
+// O(base); links created by actions live in layers.
+Status LinkUpIndexedAliases(const SandboxSpec& spec, const std::string& merged) {
+  std::set<ino_t> indexed;  // upper-fs inodes of the index entries
+  for (const auto& [rel, st] : FilesBelow(spec.work_dir + "/index", [](const struct stat&) { return true; })) {
+    indexed.insert(st.st_ino);
+  }
+  if (indexed.empty()) return Status::Ok();
+  UniqueFd root(::open(merged.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return Error::FromErrno("open " + merged);
+  auto merged_stat = [&](const std::string& rel) -> std::optional<struct stat> {
+    UniqueFd f = OpenBeneath(root.get(), rel, O_PATH);
+    struct stat st {};
+    if (!f || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    return st;
+  };
+  std::set<std::pair<dev_t, ino_t>> targets;  // overlay inodes with an indexed upper
+  for (const auto& [rel, st] : FilesBelow(spec.upper_dir, [&](const struct stat& s) {
+         return indexed.count(s.st_ino) != 0;
+       })) {
+    if (auto m = merged_stat(rel)) targets.emplace(m->st_dev, m->st_ino);
+  }
+  for (const auto& layer : spec.layers) {
+    for (const auto& [rel, st] : FilesBelow(layer, [](const struct stat& s) { return s.st_nlink > 1; })) {
+      struct stat up {};
+      if (::lstat((spec.upper_dir + "/" + rel).c_str(), &up) == 0) continue;  // already in the upper
+      auto m = merged_stat(rel);
+      if (!m) continue;
+      // Linked up when another name of it was written, or when names were
+      // added or removed (index=on tracks the overlay's link count in the
+      // index; the sealed layer must carry it as real links).
+      if (targets.count({m->st_dev, m->st_ino}) == 0 && m->st_nlink == st.st_nlink) continue;
+      if (!OpenBeneath(root.get(), rel, O_WRONLY | O_NONBLOCK)) {
+        return Error::FromErrno("link up hard link " + rel);
+      }
+    }
+  }
+  return Status::Ok();
+}
 
 std::string RandomHex(size_t bytes) {
   unsigned char buf[32];
@@ -203,13 +303,11 @@ class LinuxSandbox final : public Sandbox {
   Status ReleaseDeferred() override { return notifier_.ReleaseAll(); }
   Status Destroy() override;
 
-  RestoreTarget restore_target() const {
-    RestoreTarget t;
-    t.root = merged_;
-    t.cgroup_paths = cgroup_.paths();
-    for (const auto& e : externals_) t.external_mounts.emplace_back(e.key, e.host_path);
-    return t;
-  }
+  // What `criu restore` needs. The caller's binds are staged first under
+  // run_dir/binds/ (host_bind.h: StagedBind says why); UnstageBinds removes
+  // them once the restore is over.
+  Result<RestoreTarget> PrepareRestoreTarget();
+  void UnstageBinds();
 
  private:
   Error Gone() const { return Error(Code::kFailedPrecondition, "sandbox " + spec_.name + " is destroyed"); }
@@ -224,6 +322,10 @@ class LinuxSandbox final : public Sandbox {
   SeccompProgram seccomp_;
   PrivilegePlan priv_;
   std::vector<ExternalMount> externals_;
+  // spec.binds as detached trees cloned in the host's namespaces; handed to
+  // init (inherited over clone3) and dropped once init has attached them.
+  std::vector<HostBindTree> bind_trees_;
+  std::vector<StagedBind> staged_binds_;  // only while a CRIU restore runs
   UniqueFd init_pidfd_;
   pid_t init_pid_ = -1;
   UniqueFd io_dir_;  // O_PATH fd of the sandbox's action tmpfs
@@ -250,6 +352,12 @@ Status LinuxSandbox::Prepare() {
                  "gives loopback only", spec_.name, policy::ToString(spec_.policy.network.mode));
   }
   externals_ = BuildExternalMounts(spec_);
+  // Before anything is created: this is also where a symlink anywhere on a
+  // bind's host path is refused.
+  for (const auto& b : spec_.binds) {
+    SPECULA_ASSIGN_OR_RETURN(auto tree, CloneHostBind(b.host_path, b.read_only));
+    bind_trees_.push_back(std::move(tree));
+  }
   SPECULA_ASSIGN_OR_RETURN(std::string options, OverlayOptions(spec_));
 
   if (::mkdir(spec_.run_dir.c_str(), 0700) == 0) {
@@ -260,7 +368,7 @@ Status LinuxSandbox::Prepare() {
   merged_ = spec_.run_dir + "/merged";
   if (::mkdir(merged_.c_str(), 0755) != 0) return Error::FromErrno("mkdir " + merged_);
   created_merged_ = true;
-  SPECULA_TRY(overlay_.Mount(merged_, options));
+  SPECULA_TRY(overlay_.Mount(merged_, options, spec_.work_dir));
   // pivot_root parks the old root on merged/proc: it must be a real directory.
   struct stat st {};
   std::string proc = merged_ + "/proc";
@@ -278,7 +386,9 @@ Status LinuxSandbox::StartInit() {
   InitPlan plan;
   plan.merged = merged_;
   plan.cgroup_fds = cgroup_.v1_procs_fds();
-  plan.steps = BuildMountSteps(spec_);
+  std::vector<int> tree_fds;
+  for (const auto& t : bind_trees_) tree_fds.push_back(t.tree.get());
+  plan.steps = BuildMountSteps(spec_, tree_fds);
   plan.hostname = spec_.policy.sandbox.hostname;
   plan.loopback_up = spec_.policy.network.mode != policy::NetworkMode::kNone;
   plan.priv = priv_;
@@ -302,6 +412,7 @@ Status LinuxSandbox::StartInit() {
   init_pid_ = static_cast<pid_t>(pid);
   report.second.Reset();
   Status st = ReadChildReport(report.first.get(), "start sandbox init");
+  bind_trees_.clear();  // attached by init (or init failed): our clones are not needed
   if (!st.ok()) {
     WaitExit(init_pidfd_.get(), std::chrono::milliseconds(5000), nullptr);
     init_pidfd_.Reset();
@@ -309,6 +420,38 @@ Status LinuxSandbox::StartInit() {
     return st;
   }
   return Adopt();
+}
+
+Result<RestoreTarget> LinuxSandbox::PrepareRestoreTarget() {
+  RestoreTarget t;
+  t.root = merged_;
+  t.cgroup_paths = cgroup_.paths();
+  for (const auto& e : externals_) t.external_mounts.emplace_back(e.key, e.host_path);
+  if (bind_trees_.empty()) return t;
+  const std::string dir = spec_.run_dir + "/binds";
+  if (::mkdir(dir.c_str(), 0700) != 0) return Error::FromErrno("mkdir " + dir);
+  // The bind externals are the last entries, in spec order (BuildExternalMounts).
+  const size_t first = t.external_mounts.size() - bind_trees_.size();
+  for (size_t i = 0; i < bind_trees_.size(); ++i) {
+    auto staged = StagedBind::Attach(std::move(bind_trees_[i]), dir + "/" + std::to_string(i));
+    if (!staged.ok()) {
+      UnstageBinds();
+      return std::move(staged).error();
+    }
+    t.external_mounts[first + i].second = staged->path();
+    staged_binds_.push_back(std::move(staged).value());
+  }
+  bind_trees_.clear();
+  return t;
+}
+
+void LinuxSandbox::UnstageBinds() {
+  staged_binds_.clear();
+  bind_trees_.clear();
+  const std::string dir = spec_.run_dir + "/binds";
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("sandbox {}: rmdir {}: {}", spec_.name, dir, std::strerror(errno));
+  }
 }
 
 Status LinuxSandbox::AdoptRestored(pid_t pid) {
@@ -363,11 +506,10 @@ Status LinuxSandbox::Adopt() {
 
 Result<bool> LinuxSandbox::HasLiveProcesses() const {
   if (cgroup_.v2_path().empty()) return Gone();
-  SPECULA_ASSIGN_OR_RETURN(auto pids, cgroup_.Pids());
-  for (pid_t p : pids) {
-    if (p != init_pid_) return true;
-  }
-  return false;
+  // Every process of the sandbox is in its cgroup2 directory (init and
+  // actions enter it with CLONE_INTO_CGROUP; nothing inside can leave: the
+  // cgroup namespace is rooted there and cgroupfs is not mounted inside).
+  return cgroup_.HasProcessOtherThan(init_pid_);
 }
 
 Result<ActionResult> LinuxSandbox::Run(const std::string& command, std::chrono::milliseconds timeout) {
@@ -399,7 +541,14 @@ Result<ActionResult> LinuxSandbox::RunLocked(const std::string& command, std::ch
     return UniqueFd(::openat(dir.get(), file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   };
   {
-    UniqueFd script = create("run.sh");
+    // One fixed path for every action, so the `bash -c` program (and with it
+    // the command line of any subshell the action leaves) never varies.
+    // Actions run one at a time (run_mu_), so reusing the name is safe.
+    if (::unlinkat(io_dir_.get(), kActionScriptName, 0) != 0 && errno != ENOENT) {
+      return Error::FromErrno("remove previous action script");
+    }
+    UniqueFd script(::openat(io_dir_.get(), kActionScriptName,
+                             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!script) return Error::FromErrno("create action script");
     SPECULA_TRY_CTX(WriteAll(script.get(), BuildActionScript(shell_, command, inside + "/state", token)),
                     "write action script");
@@ -408,7 +557,9 @@ Result<ActionResult> LinuxSandbox::RunLocked(const std::string& command, std::ch
   if (!out || !err) return Error::FromErrno("create action output files");
 
   // Everything the launcher child needs, prepared before it exists.
-  std::vector<std::string> argv_s = {"bash", "--noprofile", "--norc", inside + "/run.sh"};
+  std::vector<std::string> argv_s = {
+      "bash", "--noprofile", "--norc", "-c",
+      ActionShellProgram(std::string(kIoDirInside) + "/" + kActionScriptName)};
   std::vector<std::string> env_s = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                     "HOME=/root", "LANG=C.UTF-8", "TERM=dumb"};
   ActionPlan plan;
@@ -510,7 +661,7 @@ Result<ActionResult> LinuxSandbox::RunLocked(const std::string& command, std::ch
       spdlog::debug("sandbox {}: shell state not captured: {}", spec_.name, parsed.error().ToString());
     }
   }
-  (void)::unlinkat(dir.get(), "run.sh", 0);
+  (void)::unlinkat(io_dir_.get(), kActionScriptName, 0);
   (void)::unlinkat(dir.get(), "state", 0);
   auto live = HasLiveProcesses();
   if (live.ok() && !*live) {
@@ -546,6 +697,7 @@ Status LinuxSandbox::Destroy() {
   notifier_.Stop();
 
   std::lock_guard<std::mutex> rlock(run_mu_);
+  UnstageBinds();
   kept_outputs_.clear();
   io_dir_.Reset();
   init_pidfd_.Reset();
@@ -557,6 +709,9 @@ Status LinuxSandbox::Destroy() {
     }
   }
   keep(cgroup_.Remove());
+  // Nothing runs in the sandbox any more: its upper dir is final but for
+  // the aliases index=on only links up lazily (see LinkUpIndexedAliases).
+  if (overlay_.mounted()) keep(LinkUpIndexedAliases(spec_, merged_).Context("sandbox " + spec_.name));
   Status unmounted = overlay_.Unmount();
   keep(unmounted);
   // Never remove anything under merged unless the overlay is gone: the
@@ -588,8 +743,15 @@ Result<std::unique_ptr<Sandbox>> Sandbox::CreateRestored(
   auto sb = std::make_unique<LinuxSandbox>(spec);
   Status st = sb->Prepare();
   if (st.ok()) {
-    auto pid = restore(sb->restore_target());
-    st = pid.ok() ? sb->AdoptRestored(*pid) : pid.status();
+    auto target = sb->PrepareRestoreTarget();
+    if (target.ok()) {
+      auto pid = restore(*target);
+      // The restored mounts hold their own references to the bound objects.
+      sb->UnstageBinds();
+      st = pid.ok() ? sb->AdoptRestored(*pid) : pid.status();
+    } else {
+      st = target.status();
+    }
   }
   if (!st.ok()) return std::move(st.Context("restore sandbox " + spec.name)).error();
   return std::unique_ptr<Sandbox>(std::move(sb));

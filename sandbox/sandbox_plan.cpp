@@ -145,7 +145,11 @@ Result<std::string> OverlayOptions(const SandboxSpec& spec) {
   std::string lower;
   for (auto it = spec.layers.rbegin(); it != spec.layers.rend(); ++it) lower += *it + ":";
   lower += spec.base;
-  std::string opts = "lowerdir=" + lower + ",upperdir=" + spec.upper_dir + ",workdir=" + spec.work_dir;
+  // index=on: a hard link whose one name is written in a later layer keeps
+  // its other names linked (see LinkUpIndexedAliases in sandbox.cpp). It does
+  // not turn on redirect_dir or metacopy, which runtime/apply refuses.
+  std::string opts = "lowerdir=" + lower + ",upperdir=" + spec.upper_dir + ",workdir=" + spec.work_dir +
+                     ",index=on";
   if (opts.size() >= 4000) {  // mount(2) data is one page
     return Error(Code::kInvalidArgument, "overlay options too long (" + std::to_string(spec.layers.size()) +
                                              " layers); squash layers");

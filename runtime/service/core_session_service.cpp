@@ -34,7 +34,49 @@ std::string Rfc3339(int64_t ms) {
 
 ActionOutcome Outcome(const sandbox::ActionResult& r) {
   return ActionOutcome{r.exit_code, r.signal, static_cast<uint64_t>(r.duration.count()),
-                       r.stdout_data.size(), r.stderr_data.size(), r.stdout_truncated || r.stderr_truncated};
+                       r.stdout_data.size(), r.stderr_data.size(), r.stdout_truncated || r.stderr_truncated,
+                       r.stdout_data, r.stderr_data};
+}
+
+// The branch's instrumentation report (runtime/instrument ToJson: effects,
+// lossy_effects, flags, denied_egress) as branch.show's journal, lossy
+// effects and flags. Fields are read defensively: the report is data.
+void AddInstrumentReport(const nlohmann::json& report, BranchDetail& d) {
+  auto str = [](const nlohmann::json& j, const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (auto it = report.find("effects"); it != report.end() && it->is_array()) {
+    for (const auto& e : *it) {
+      if (!e.is_object()) continue;
+      EffectEntry entry{str(e, "op"), str(e, "addr").empty() ? str(e, "path") : str(e, "addr"), "", ""};
+      std::string path2 = str(e, "path2");
+      std::string comm = str(e, "comm");
+      entry.detail = path2.empty() ? comm : "-> " + path2;
+      if (auto r = e.find("result"); r != e.end() && r->is_number_integer() && r->get<int64_t>() < 0) {
+        entry.detail += (entry.detail.empty() ? "" : " ") + std::string("(error ") +
+                        std::to_string(r->get<int64_t>()) + ")";
+      }
+      d.journal.push_back(std::move(entry));
+    }
+  }
+  if (auto it = report.find("lossy_effects"); it != report.end() && it->is_array()) {
+    for (const auto& l : *it) {
+      if (!l.is_object()) continue;
+      d.lossy_effects.push_back(LossyEffect{str(l, "tag"), str(l, "kind"), str(l, "path"),
+                                            str(l, "compensation") == "restore"});
+    }
+  }
+  if (auto it = report.find("flags"); it != report.end() && it->is_array()) {
+    for (const auto& f : *it) {
+      if (f.is_string()) d.flags.push_back(f.get<std::string>());
+    }
+  }
+  if (auto it = report.find("denied_egress"); it != report.end() && it->is_number_unsigned() &&
+      it->get<uint64_t>() > 0) {
+    d.denied.push_back(SyscallEvent{"connect", std::to_string(it->get<uint64_t>()) +
+                                                   " egress attempt(s) denied by policy", "denied"});
+  }
 }
 
 BranchSummary Summary(const core::BranchInfo& b) {
@@ -261,6 +303,7 @@ Result<BranchDetail> CoreSessionService::ShowBranch(const std::string& branch) {
   }
   if (b.state == core::BranchState::kFailed && !b.error.empty()) d.flags.push_back("failed: " + b.error);
   if (b.result && b.result->timed_out) d.flags.push_back("timed_out");
+  if (b.report) AddInstrumentReport(*b.report, d);
   return d;
 }
 

@@ -25,7 +25,8 @@ Json ToJson(const AbortResponse& v) { return {{"discarded", v.discarded}}; }
 
 Json ToJson(const ActionOutcome& v) {
   return {{"exit_code", v.exit_code}, {"signal", v.signal}, {"duration_ms", v.duration_ms},
-          {"stdout_bytes", v.stdout_bytes}, {"stderr_bytes", v.stderr_bytes}, {"truncated", v.truncated}};
+          {"stdout_bytes", v.stdout_bytes}, {"stderr_bytes", v.stderr_bytes}, {"truncated", v.truncated},
+          {"stdout", v.stdout_text}, {"stderr", v.stderr_text}};
 }
 
 Json ToJson(const BranchSummary& v) {

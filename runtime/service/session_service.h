@@ -81,6 +81,10 @@ struct ActionOutcome {  // a finished branch's result (no stdout/stderr here: se
   uint64_t stdout_bytes = 0;
   uint64_t stderr_bytes = 0;
   bool truncated = false;
+  // The captured text itself (already capped by the policy): an agent engine
+  // pre-launches its next model call with a finished branch's output.
+  std::string stdout_text;
+  std::string stderr_text;
 };
 
 struct BranchSummary {

@@ -56,7 +56,7 @@ TEST(SandboxPlanTest, OverlayListsTopmostLayerFirst) {
   s.layers = {"/l1", "/l2"};
   auto o = OverlayOptions(s);
   ASSERT_TRUE(o.ok());
-  EXPECT_EQ(*o, "lowerdir=/l2:/l1:/,upperdir=/tmp,workdir=/tmp");
+  EXPECT_EQ(*o, "lowerdir=/l2:/l1:/,upperdir=/tmp,workdir=/tmp,index=on");
   s.layers.assign(400, "/some/long/layer/path");
   EXPECT_FALSE(OverlayOptions(s).ok());
 }

@@ -98,7 +98,7 @@ Result<ShellState> RunWrapper(const ShellState& in, const std::string& command, 
     script << BuildActionScript(in, command, state, "t0k");
   }
   SpawnOptions o;
-  o.argv = {"bash", "--noprofile", "--norc", dir + "/run.sh"};
+  o.argv = {"bash", "--noprofile", "--norc", "-c", ActionShellProgram(dir + "/run.sh")};
   o.clear_env = true;
   o.env_set = {"PATH=/usr/bin:/bin"};
   auto r = Spawn(o);
