@@ -17,8 +17,9 @@ void AddFlag(std::vector<std::string>& flags, const char* flag) {
 
 }  // namespace
 
-bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEvent> events) {
-  std::set<pid_t> fresh;  // tgids exec'd in the window whose startup getrandom is still due
+bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEvent> events,
+                                           std::set<pid_t>& fresh) {
+  // fresh: tgids exec'd whose startup getrandom is still due (across batches).
   std::vector<ebpf::EffectEvent> inputs;  // only the kinds the analysis looks at: small
   for (const ebpf::EffectEvent& e : events) {
     switch (e.op) {
@@ -153,7 +154,9 @@ Result<BranchReport> BranchProbe::Finish(const FinishOptions& options) {
     AddFlag(report.flags, kFlagUntraced);
   }
   report.checkpoint = ebpf::DecideCheckpoint({events, complete, options.processes_before, options.carried});
-  if (ReadNondeterministicInputAfterStartup(events)) AddFlag(report.flags, kFlagNondeterministic);
+  if (ReadNondeterministicInputAfterStartup(events, startup_pending_)) {
+    AddFlag(report.flags, kFlagNondeterministic);
+  }
 
   if (guard_) {
     Result<ebpf::EgressCounts> counts = guard_->Counts();

@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -79,7 +80,15 @@ nlohmann::json ToJson(const BranchReport& report);
 // linked with glibc >= 2.34 gives it: the first getrandom(8 bytes,
 // GRND_NONBLOCK) after a traced exec (malloc's tcache key) is not counted.
 // A program whose own first random read is exactly that call is missed.
-bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEvent> events);
+// `startup_pending` carries, from one batch of events to the next, the
+// processes exec'd whose startup call has not been seen yet: a background
+// job's exec and its startup getrandom can arrive in different batches.
+bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEvent> events,
+                                           std::set<pid_t>& startup_pending);
+inline bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEvent> events) {
+  std::set<pid_t> pending;
+  return ReadNondeterministicInputAfterStartup(events, pending);
+}
 
 // "<tag>: <path>" per lossy change (not restores): the text form the core's
 // CommitResult::lossy_effects carries.
@@ -164,6 +173,7 @@ class BranchProbe {
   bool discarded_ = false;
   bool closed_ = false;  // Keep or Discard ran: no more Attach/Finish
   uint64_t denied_reported_ = 0;  // guard counters are cumulative
+  std::set<pid_t> startup_pending_;  // see ReadNondeterministicInputAfterStartup
   uint64_t lossy_egress_reported_ = 0;
 };
 

@@ -110,9 +110,12 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
 }  // namespace
 
 namespace {
-// Kills processes in other mount namespaces whose mount table mentions
-// `dir`: sandboxes of a daemon that ran in it. Their init is double-forked
-// (parent 1), so walking the daemon's children does not find them.
+// Kills processes in other mount namespaces whose ROOT mount is an overlay
+// built under `dir`: sandboxes of a daemon that ran in it. Their init is
+// double-forked (parent 1), so walking the daemon's children does not find
+// them. Only the root mount counts (as in runtime/core/crash_recovery.cpp):
+// a sandbox of another test that is still being set up has a copy of the
+// host's whole mount table, which mentions `dir`, and must not be killed.
 void KillSandboxesUsing(const std::string& dir) {
   char self_ns[64] = {};
   if (::readlink("/proc/self/ns/mnt", self_ns, sizeof(self_ns) - 1) < 0) return;
@@ -125,7 +128,10 @@ void KillSandboxesUsing(const std::string& dir) {
     std::ifstream in(entry.path() / "mountinfo");
     std::string line;
     while (std::getline(in, line)) {
-      if (line.find(dir + "/") != std::string::npos) {
+      std::istringstream f(line);
+      std::string id, parent, devno, root, point;
+      f >> id >> parent >> devno >> root >> point;
+      if (point == "/" && line.find(dir + "/") != std::string::npos) {
         ::kill(pid, SIGKILL);
         break;
       }

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -150,6 +151,20 @@ TEST(NondeterministicInput, GlibcStartupGetrandomIsNotInput) {
   EXPECT_TRUE(ReadNondeterministicInputAfterStartup({{Ev(EffectOp::kExec, 12), Ev(EffectOp::kGetrandom, 12, 8, 0)}}));
   // Other kinds of input are unaffected.
   EXPECT_TRUE(ReadNondeterministicInputAfterStartup({{Ev(EffectOp::kExec, 13), Ev(EffectOp::kOpenRandom, 13, 3)}}));
+}
+
+TEST(NondeterministicInput, StartupCallInALaterBatchIsStillStartup) {
+  // A background job's exec is delivered with one action's events and its
+  // startup getrandom with the next one's: the probe carries the pending set.
+  using ebpf::EffectOp;
+  constexpr uint64_t kNonblock = 1;
+  std::set<pid_t> pending;
+  std::vector<ebpf::EffectEvent> first = {Ev(EffectOp::kExec, 20)};
+  std::vector<ebpf::EffectEvent> second = {Ev(EffectOp::kGetrandom, 20, 8, kNonblock)};
+  EXPECT_FALSE(ReadNondeterministicInputAfterStartup(first, pending));
+  EXPECT_FALSE(ReadNondeterministicInputAfterStartup(second, pending));
+  // Its next call is the program's own.
+  EXPECT_TRUE(ReadNondeterministicInputAfterStartup(second, pending));
 }
 
 TEST_F(InstrumentTest, ReportCoversEffectsLossyWritesFlagsEgressAndCheckpoint) {
