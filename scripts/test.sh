@@ -4,11 +4,13 @@
 # for a fixed time. Does the setup first when needed. Run as root.
 #   SPECULA_FUZZ_SECONDS   seconds per fuzz target (default 30; 0 skips fuzzing)
 #   SPECULA_BUILD_DIR      build directory (default build)
+#   SPECULA_DIFF_SEEDS     random sequences the differential test compares (default 24)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 BUILD=${SPECULA_BUILD_DIR:-build}
 FUZZ_SECONDS=${SPECULA_FUZZ_SECONDS:-30}
+export SPECULA_DIFF_SEEDS=${SPECULA_DIFF_SEEDS:-24}
 JOBS=$(nproc)
 
 echo "== build ($BUILD)"
@@ -18,7 +20,9 @@ cmake --build "$BUILD" -j "$JOBS"
 echo "== tests"
 # Tests that share kernel state (cgroups, the daemon socket dir, BPF) are
 # marked RUN_SERIAL in their CMakeLists; the rest run in parallel.
-(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" --timeout 600)
+(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" --timeout 900)
+# The differential test's own count (sequences and commits compared).
+grep -h "^differential:" "$BUILD"/Testing/Temporary/LastTest.log || true
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzz (${FUZZ_SECONDS}s per target)"

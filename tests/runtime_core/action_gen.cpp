@@ -5,7 +5,7 @@ namespace specula::core::testing {
 std::string ActionGenerator::Setup() const {
   const std::string& t = tree_;
   return "mkdir -p " + t + "/d0/sub " + t + "/d1 && echo alpha > " + t + "/f0 && echo beta > " + t +
-         "/d0/f1 && printf 'gamma' > " + t + "/d0/sub/f2 && ln -s f0 " + t + "/l0 && " + (no_hardlinks_ ? "cp " : "ln ") + t + "/f0 " + t +
+         "/d0/f1 && printf 'gamma' > " + t + "/d0/sub/f2 && ln -s f0 " + t + "/l0 && " + "ln " + t + "/f0 " + t +
          "/h0 && chmod 0600 " + t + "/d0/f1";
 }
 
@@ -26,7 +26,7 @@ std::string ActionGenerator::Next() {
     case 6: return "chmod 0" + Pick({"644", "600", "755", "444", "4755"}) + " " + File();
     case 7: return "chown " + Pick({"1234:5678", "0:0", "65534:65534"}) + " " + File();
     case 8: return "ln -sfn " + Pick({"f0", "../f0", "/etc/hostname", "missing"}) + " " + tree_ + "/" + Pick({"l0", "l1", "d0/l2"});
-    case 9: return std::string(no_hardlinks_ ? "cp -f " : "ln -f ") + File() + " " + File();
+    case 9: return std::string("ln -f ") + File() + " " + File();
     case 10: return "mkdir -p " + Dir();
     case 11: return "rmdir " + Dir();
     case 12: return "rm -rf " + Dir();

@@ -11,10 +11,7 @@ namespace specula::core::testing {
 
 class ActionGenerator {
  public:
-  // no_hardlinks: triage only (SPECULA_DIFF_NO_HARDLINKS=1), to see past the
-  // known overlayfs hard-link copy-up difference (docs/checkpoints.md).
-  ActionGenerator(uint32_t seed, std::string tree, bool no_hardlinks = false)
-      : rng_(seed), tree_(std::move(tree)), no_hardlinks_(no_hardlinks) {}
+  ActionGenerator(uint32_t seed, std::string tree) : rng_(seed), tree_(std::move(tree)) {}
 
   // The first action of every sequence: the initial small tree.
   std::string Setup() const;
@@ -31,7 +28,6 @@ class ActionGenerator {
 
   std::mt19937 rng_;
   std::string tree_;
-  bool no_hardlinks_;
   int bg_started_ = 0;
 };
 

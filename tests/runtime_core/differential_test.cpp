@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 
 #include "action_gen.h"
@@ -97,17 +96,6 @@ std::string NormaliseLinks(const std::string& snap) {
   return out;
 }
 
-// Triage only (SPECULA_DIFF_MASK_WRAPPER=1): hides the sandbox's wrapper
-// script name and line in bash's messages ("/run/.specula/a3-<random>/run.sh:
-// line 116:"), a known difference (docs/checkpoints.md) that otherwise hides
-// everything behind it.
-std::string MaybeMaskWrapper(const std::string& text) {
-  const char* v = std::getenv("SPECULA_DIFF_MASK_WRAPPER");
-  if (v == nullptr || std::string(v) != "1") return text;
-  static const std::regex kWrapper("/run/\\.specula/[^:]*: line [0-9]+:");
-  return std::regex_replace(text, kWrapper, "<wrapper>:");
-}
-
 class DifferentialTest : public CoreFixture {
  protected:
   // What the head checkpoint shows at `tree`: a read-only overlay of its
@@ -143,10 +131,8 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
   for (int seed = 1; seed <= seeds; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::string tree = "/var/tmp/specula-diff-" + std::to_string(::getpid()) + "-" + std::to_string(seed);
-    const char* nh = std::getenv("SPECULA_DIFF_NO_HARDLINKS");
-    bool no_hardlinks = nh != nullptr && std::string(nh) == "1";
-    ActionGenerator gen(static_cast<uint32_t>(seed), tree, no_hardlinks);
-    ActionGenerator wrong_gen(static_cast<uint32_t>(seed) * 7919u, tree, no_hardlinks);
+    ActionGenerator gen(static_cast<uint32_t>(seed), tree);
+    ActionGenerator wrong_gen(static_cast<uint32_t>(seed) * 7919u, tree);
     std::mt19937 rng(static_cast<uint32_t>(seed) * 31u);
 
     // (a) the sequential reference: one sandbox, every action in turn.
@@ -193,9 +179,9 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
         ADD_FAILURE() << what << " differs\n--- sequential\n" << a << "\n--- speculative (hit=" << got->hit
                       << ")\n" << b;
       };
-      check(MaybeMaskWrapper(want->stdout_data) == MaybeMaskWrapper(got->stdout_data), "stdout",
+      check(want->stdout_data == got->stdout_data, "stdout",
             want->stdout_data, got->stdout_data);
-      check(MaybeMaskWrapper(want->stderr_data) == MaybeMaskWrapper(got->stderr_data), "stderr",
+      check(want->stderr_data == got->stderr_data, "stderr",
             want->stderr_data, got->stderr_data);
       check(want->exit_code == got->exit_code, "exit code", std::to_string(want->exit_code),
             std::to_string(got->exit_code));
