@@ -199,11 +199,19 @@ Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel) 
     SPECULA_ASSIGN_OR_RETURN(auto ust, LstatAt(upper_dir, name));
     if (!ust) return Error(Code::kAborted, "upper entry vanished during the scan: " + child_rel);
     SPECULA_ASSIGN_OR_RETURN(auto bst, LstatAt(base_dir, name));
-    if (bst && IsProtected(*bst)) {
+    // The journal's and the upper's own directories and their ancestors may
+    // be merged into (a branch that writes /var/log/x over a base "/" whose
+    // journal is under /var/lib), never deleted or replaced: checked at
+    // every branch below that does not recurse into a merged directory.
+    bool protected_entry = bst && IsProtected(*bst);
+    auto refuse_protected = [&]() {
       return Error(Code::kPermissionDenied,
                    "upper would replace " + child_rel + ", which holds the journal or the upper itself");
-    }
+    };
     SPECULA_ASSIGN_OR_RETURN(bool whiteout, IsWhiteout(upper_dir, name, *ust));
+    if (protected_entry && (whiteout || !S_ISDIR(ust->st_mode) || !S_ISDIR(bst->st_mode))) {
+      return refuse_protected();
+    }
     if (whiteout) {
       if (bst) {
         plan_.ops.push_back({.kind = OpKind::kDelete, .rel = child_rel, .base_exists = true});
@@ -242,6 +250,7 @@ Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel) 
         continue;
       }
       // Opaque: the upper dir replaces the base dir wholesale (below).
+      if (protected_entry) return refuse_protected();
     }
     SPECULA_ASSIGN_OR_RETURN(auto node, BuildNode(upper_dir, name, *ust, child_rel));
     if (!node) continue;  // rejected

@@ -202,6 +202,19 @@ TEST_F(ApplySecurityTest, UpperMayNotWriteIntoOrReplaceTheJournal) {
   EXPECT_EQ(r2.error().code(), Code::kPermissionDenied) << r2.error().ToString();
 }
 
+TEST_F(ApplySecurityTest, UpperMayWriteBesideTheJournalInItsAncestors) {
+  // A branch over a base "/" that writes /var/log/x while the journal is under
+  // /var/lib: merging into the journal's ancestors is an ordinary promote.
+  std::string jdir = base + "/state/lib/journal";
+  std::filesystem::create_directories(base + "/state/lib");
+  WriteFile(upper + "/state/log.txt", "beside the journal");
+  WriteFile(upper + "/state/lib/other", "a sibling of the journal");
+  auto r = ApplyUpper(upper, base, {.journal_dir = jdir, .crash_at = -1});
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(ReadFile(base + "/state/log.txt"), "beside the journal");
+  EXPECT_EQ(ReadFile(base + "/state/lib/other"), "a sibling of the journal");
+}
+
 TEST_F(ApplySecurityTest, MountPointsAndOtherFilesystemsRefusedBeforeCommit) {
   // base/mnt is a mount point: replacing it, or writing below it (another
   // filesystem than the journal's), must fail before anything is renamed.
