@@ -142,7 +142,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     (void)store::RemoveTree(store_->BranchDir(run->id));
     return std::move(e.Context("commit " + session));
   };
-  auto sb = ForkSandbox(*s, ckpt, *run);
+  auto sb = ForkSandbox(*s, ckpt, *run, /*speculative=*/false);
   if (!sb.ok()) return fail(std::move(sb).error());
   run->sandbox = std::move(*sb);
   auto r = run->sandbox->Run(command, timeout);

@@ -215,7 +215,7 @@ Status SessionManager::DestroySession(const std::string& id) {
 
 Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Session& s,
                                                                      const store::CheckpointRecord& ckpt,
-                                                                     Branch& b) {
+                                                                     Branch& b, bool speculative) {
   const std::string& branch_id = b.id;
   std::string dir = store_->BranchDir(branch_id);
   for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(store::MakeDirs(dir + sub, 0700));
@@ -227,6 +227,9 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.run_dir = dir + "/run";
   spec.name = branch_id;
   spec.policy = s.policy;
+  if (speculative) {
+    spec.policy.resources.cpu_weight = SpeculativeCpuWeight(s.policy.resources.cpu_weight);
+  }
   SPECULA_ASSIGN_OR_RETURN(spec.shell, sandbox::ShellState::Parse(ckpt.shell_state));
   if (instr_) {
     // Lossy pre-images go into the branch dir: a discard (or crash recovery)
@@ -347,7 +350,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   if (cancelled) return finish(BranchState::kDiscarded, "");
   auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
   if (!ckpt.ok()) return finish(BranchState::kFailed, ckpt.error().ToString());
-  auto sb = ForkSandbox(*s, *ckpt, *b);
+  auto sb = ForkSandbox(*s, *ckpt, *b, /*speculative=*/true);
   if (!sb.ok()) {
     spdlog::warn("branch {}: fork from {}: {}", b->id, b->parent_checkpoint, sb.error().ToString());
     return finish(BranchState::kFailed, "fork from " + b->parent_checkpoint + ": " + sb.error().ToString());

@@ -88,6 +88,12 @@ struct BranchInfo {
   std::optional<nlohmann::json> report;
 };
 
+// The CPU weight (cgroup cpu.weight, 1..10000; cpu.shares on cgroup v1) of a
+// speculative branch: a quarter of the committed path's, at least 1.
+inline uint32_t SpeculativeCpuWeight(uint32_t committed_weight) {
+  return committed_weight >= 4 ? committed_weight / 4 : 1;
+}
+
 struct CommitResult {
   bool hit = false;
   std::string branch;  // the promoted branch (a hit), or the non-speculative run's id
@@ -163,8 +169,10 @@ class SessionManager {
   Result<std::shared_ptr<Branch>> FindBranch(const std::string& id);
   // A new sandbox over `ckpt` in the branch dir `dir` (restoring its image).
   // Attaches the branch's instrumentation probe (b.probe) when enabled.
+  // Speculative branches get a quarter of the policy's CPU weight, so under
+  // contention they cannot slow the committed path (DESIGN.md, agents).
   Result<std::unique_ptr<sandbox::Sandbox>> ForkSandbox(const Session& s, const store::CheckpointRecord& ckpt,
-                                                        Branch& b);
+                                                        Branch& b, bool speculative);
   // After the branch's action: its instrumentation report (b.report).
   void FinishProbe(Branch& b);
   void RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, std::chrono::milliseconds timeout);

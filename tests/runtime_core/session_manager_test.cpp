@@ -4,8 +4,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "core_test_util.h"
+#include "runtime/core/crash_recovery.h"
 
 namespace specula::core::testing {
 namespace {
@@ -29,6 +31,35 @@ TEST_F(SessionManagerTest, RejectsBadSessionsAndCommands) {
   EXPECT_EQ(mgr_->Commit("snope", "true").error().code(), Code::kNotFound);
   std::string s = NewSession();
   EXPECT_EQ(mgr_->Speculate(s, std::string("a\0b", 3)).error().code(), Code::kInvalidArgument);
+}
+
+TEST(SpeculativeCpuWeight, IsAQuarterOfTheCommittedPathsAtLeastOne) {
+  EXPECT_EQ(SpeculativeCpuWeight(100), 25u);
+  EXPECT_EQ(SpeculativeCpuWeight(10000), 2500u);
+  EXPECT_EQ(SpeculativeCpuWeight(3), 1u);
+  EXPECT_EQ(SpeculativeCpuWeight(1), 1u);
+}
+
+TEST_F(SessionManagerTest, SpeculativeBranchesRunAtLowerCpuWeight) {
+  std::string s = NewSession();  // default policy: cpu_weight 100
+  auto b = mgr_->Speculate(s, "sleep 5");
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  // The branch's real cgroup: cpu.weight on cgroup2, cpu.shares on v1.
+  std::string seen;
+  for (int i = 0; i < 250 && seen.empty(); ++i) {
+    for (const auto& dir : SandboxCgroupDirs(*b)) {
+      for (const char* file : {"/cpu.weight", "/cpu.shares"}) {
+        std::ifstream in(dir + file);
+        std::string v;
+        if (in >> v) seen = std::string(file) + "=" + v;
+      }
+    }
+    if (seen.empty()) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_FALSE(seen.empty()) << "no cpu controller file found for branch " << *b;
+  // 25 on cgroup2; 25 * 1024 / 100 = 256 shares on v1 (the committed path: 1024).
+  EXPECT_TRUE(seen == "/cpu.weight=25" || seen == "/cpu.shares=256") << seen;
+  ASSERT_TRUE(mgr_->Abort(s).ok());
 }
 
 TEST_F(SessionManagerTest, HitPromotesTheBranchAndItsEffects) {
