@@ -28,6 +28,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::MakeSpec;
+using testing::CriuDump;
+using testing::CriuRestore;
+using testing::HaveCriu;
 using testing::ReadText;
 using testing::ScratchDirs;
 using testing::UniqueName;
@@ -213,55 +216,6 @@ TEST(SandboxLosslessTest, ErrorMessagesReadLikeBashDashCAndNeverNameTheWrapper) 
   ASSERT_TRUE((*sb)->Destroy().ok());
 }
 
-std::vector<std::string> CriuExternals(const Sandbox& sb, bool dump) {
-  std::vector<std::string> args;
-  for (const auto& [path, key] : sb.ExternalMounts()) {
-    args.push_back("--external");
-    args.push_back(dump ? "mnt[" + path + "]:" + key : "mnt[" + key + "]:" + path);
-  }
-  return args;
-}
-
-Result<SpawnResult> RunCriu(std::vector<std::string> args) {
-  SpawnOptions o;
-  o.argv = {CriuPath()};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.env_set = {"CRIU_FAULT=130"};  // no hardware breakpoints in this VM (ENVIRONMENT.md)
-  o.timeout = 60s;
-  return Spawn(o);
-}
-
-Status Dump(Sandbox& sb, const std::string& images) {
-  std::filesystem::create_directories(images);
-  std::vector<std::string> dump = {"dump", "-t", std::to_string(sb.init_pid()), "-D", images,
-                                   "-o", "dump.log", "-v4", "--network-lock", "skip"};
-  auto ext = CriuExternals(sb, true);
-  dump.insert(dump.end(), ext.begin(), ext.end());
-  auto d = RunCriu(dump);
-  if (!d.ok()) return d.error();
-  if (!d->success()) return Error(Code::kInternal, "criu dump: " + ErrorLines(ReadText(images + "/dump.log"), 15));
-  return Status::Ok();
-}
-
-Result<std::unique_ptr<Sandbox>> Restore(const SandboxSpec& spec, const std::string& images) {
-  return Sandbox::CreateRestored(spec, [&](const RestoreTarget& t) -> Result<pid_t> {
-    std::string pidfile = images + "/restored.pid";
-    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
-                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
-                                     "--network-lock", "skip"};
-    for (const auto& [key, host] : t.external_mounts) {
-      args.push_back("--external");
-      args.push_back("mnt[" + key + "]:" + host);
-    }
-    auto res = RunCriu(args);
-    if (!res.ok()) return res.error();
-    if (!res->success()) {
-      return Error(Code::kInternal, "criu restore: " + ErrorLines(ReadText(images + "/restore.log"), 15));
-    }
-    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
-  });
-}
-
 std::string NsLink(pid_t pid, const char* ns) {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/ns/" + ns, ec);
@@ -298,13 +252,13 @@ TEST(SandboxLosslessTest, RestoredSandboxWithNewJobsCanBeDumpedAndRestoredAgain)
   auto r = RunOk(**sb, "cd /tmp; sleep 1001 & echo $!");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   std::string first = r->substr(0, r->find('\n'));
-  ASSERT_TRUE(Dump(**sb, dirs.root() + "/img1").ok());
+  ASSERT_TRUE(CriuDump(**sb, dirs.root() + "/img1").ok());
   ShellState shell = (*sb)->shell_state();
   ASSERT_TRUE((*sb)->Destroy().ok());
 
   SandboxSpec s1 = spec_for("g1", shell);
   ASSERT_TRUE(copy_upper(store.Fresh("g0"), s1.upper_dir));
-  auto r1 = Restore(s1, dirs.root() + "/img1");
+  auto r1 = CriuRestore(s1, dirs.root() + "/img1");
   ASSERT_TRUE(r1.ok()) << r1.error().ToString();
   r = RunOk(**r1, "sleep 1002 & echo $!");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
@@ -313,13 +267,13 @@ TEST(SandboxLosslessTest, RestoredSandboxWithNewJobsCanBeDumpedAndRestoredAgain)
   auto pids = RunOk(**r1, "kill -0 " + first + " && kill -0 " + second + " && echo both");
   ASSERT_TRUE(pids.ok()) << pids.error().ToString();
   EXPECT_EQ(*pids, "both\n");
-  ASSERT_TRUE(Dump(**r1, dirs.root() + "/img2").ok());
+  ASSERT_TRUE(CriuDump(**r1, dirs.root() + "/img2").ok());
   shell = (*r1)->shell_state();
   ASSERT_TRUE((*r1)->Destroy().ok());
 
   SandboxSpec s2 = spec_for("g2", shell);
   ASSERT_TRUE(copy_upper(s1.upper_dir, s2.upper_dir));
-  auto r2 = Restore(s2, dirs.root() + "/img2");
+  auto r2 = CriuRestore(s2, dirs.root() + "/img2");
   ASSERT_TRUE(r2.ok()) << r2.error().ToString();
   auto alive = RunOk(**r2, "kill -0 " + first + " && kill -0 " + second + " && echo both; "
                            "tr '\\0' ' ' < /proc/" + second + "/cmdline");

@@ -21,6 +21,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::MakeSpec;
+using testing::CriuDump;
+using testing::CriuRestore;
+using testing::HaveCriu;
 using testing::ReadText;
 using testing::ScratchDirs;
 using testing::UniqueName;
@@ -109,26 +112,6 @@ TEST(SandboxSerialTest, DestroyLeavesNothingBehind) {
   EXPECT_EQ(Count(name), before);
 }
 
-std::vector<std::string> CriuExternals(const Sandbox& sb, bool dump) {
-  std::vector<std::string> args;
-  for (const auto& [path, key] : sb.ExternalMounts()) {
-    args.push_back("--external");
-    args.push_back(dump ? "mnt[" + path + "]:" + key : "mnt[" + key + "]:" + path);
-  }
-  return args;
-}
-
-bool HaveCriu() { return ::access(CriuPath().c_str(), X_OK) == 0; }
-
-Result<SpawnResult> RunCriu(std::vector<std::string> args) {
-  SpawnOptions o;
-  o.argv = {CriuPath()};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.env_set = {"CRIU_FAULT=130"};  // no hardware breakpoints in this VM (ENVIRONMENT.md)
-  o.timeout = 60s;
-  return Spawn(o);
-}
-
 TEST(SandboxSerialTest, CriuDumpsSandboxWithBackgroundProcessAndRestoresIt) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   if (!HaveCriu()) GTEST_SKIP() << "no CRIU at " << CriuPath() << " (scripts/setup.sh installs it)";
@@ -147,17 +130,8 @@ TEST(SandboxSerialTest, CriuDumpsSandboxWithBackgroundProcessAndRestoresIt) {
   std::string sleep_pid = r->stdout_data.substr(0, r->stdout_data.find('\n'));
 
   const std::string images = dirs.root() + "/images";
-  std::filesystem::create_directories(images);
-  std::vector<std::string> dump = {"dump", "-t", std::to_string((*sb)->init_pid()), "-D", images,
-                                   "-o", "dump.log", "-v4",
-                                   // The sandbox's netns has only loopback: nothing to lock (and
-                                   // locking needs iptables-restore, absent here).
-                                   "--network-lock", "skip"};
-  auto ext = CriuExternals(**sb, true);
-  dump.insert(dump.end(), ext.begin(), ext.end());
-  auto d = RunCriu(dump);
-  ASSERT_TRUE(d.ok()) << d.error().ToString();
-  ASSERT_TRUE(d->success()) << d->err << ErrorLines(ReadText(images + "/dump.log"), 15);
+  Status dumped = CriuDump(**sb, images);
+  ASSERT_TRUE(dumped.ok()) << dumped.ToString();
   EXPECT_TRUE(std::filesystem::exists(images + "/inventory.img"));
   // The dump killed the tree (no --leave-running).
   ShellState shell = (*sb)->shell_state();
@@ -173,22 +147,7 @@ TEST(SandboxSerialTest, CriuDumpsSandboxWithBackgroundProcessAndRestoresIt) {
   SandboxSpec spec2 = MakeSpec(name2, dirs2);
   spec2.policy = spec.policy;
   spec2.shell = shell;
-  std::string restore_log;
-  auto restored = Sandbox::CreateRestored(spec2, [&](const RestoreTarget& t) -> Result<pid_t> {
-    std::string pidfile = images + "/restored.pid";
-    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
-                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
-                                     "--network-lock", "skip"};
-    for (const auto& [key, host] : t.external_mounts) {
-      args.push_back("--external");
-      args.push_back("mnt[" + key + "]:" + host);
-    }
-    auto res = RunCriu(args);
-    if (!res.ok()) return res.error();
-    restore_log = ReadText(images + "/restore.log");
-    if (!res->success()) return Error(Code::kInternal, "criu restore failed: " + ErrorLines(restore_log, 15));
-    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
-  });
+  auto restored = CriuRestore(spec2, images);
   ASSERT_TRUE(restored.ok()) << restored.error().ToString();
   auto live = (*restored)->HasLiveProcesses();
   ASSERT_TRUE(live.ok());
@@ -239,14 +198,8 @@ TEST(SandboxSerialTest, CriuDumpsAndRestoresLossyBinds) {
   EXPECT_EQ(ReadText(host_file), "one\n");
 
   const std::string images = dirs.root() + "/images";
-  std::filesystem::create_directories(images);
-  std::vector<std::string> dump = {"dump", "-t", std::to_string((*sb)->init_pid()), "-D", images,
-                                   "-o", "dump.log", "-v4", "--network-lock", "skip"};
-  auto ext = CriuExternals(**sb, true);
-  dump.insert(dump.end(), ext.begin(), ext.end());
-  auto d = RunCriu(dump);
-  ASSERT_TRUE(d.ok()) << d.error().ToString();
-  ASSERT_TRUE(d->success()) << d->err << ErrorLines(ReadText(images + "/dump.log"), 15);
+  Status dumped = CriuDump(**sb, images);
+  ASSERT_TRUE(dumped.ok()) << dumped.ToString();
   ShellState shell = (*sb)->shell_state();
   ASSERT_TRUE((*sb)->Destroy().ok());
 
@@ -262,22 +215,7 @@ TEST(SandboxSerialTest, CriuDumpsAndRestoresLossyBinds) {
   spec2.work_dir = dirs2.work();
   spec2.run_dir = dirs2.run();
   spec2.shell = shell;
-  auto restored = Sandbox::CreateRestored(spec2, [&](const RestoreTarget& t) -> Result<pid_t> {
-    std::string pidfile = images + "/restored.pid";
-    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
-                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
-                                     "--network-lock", "skip"};
-    for (const auto& [key, host] : t.external_mounts) {
-      args.push_back("--external");
-      args.push_back("mnt[" + key + "]:" + host);
-    }
-    auto res = RunCriu(args);
-    if (!res.ok()) return res.error();
-    if (!res->success()) {
-      return Error(Code::kInternal, "criu restore failed: " + ErrorLines(ReadText(images + "/restore.log"), 15));
-    }
-    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
-  });
+  auto restored = CriuRestore(spec2, images);
   ASSERT_TRUE(restored.ok()) << restored.error().ToString();
   // The staging mounts CRIU bound from are gone again.
   EXPECT_EQ(ReadText("/proc/self/mountinfo").find(dirs2.run() + "/binds"), std::string::npos);
@@ -307,14 +245,8 @@ TEST(SandboxSerialTest, RestoredTaskHittingDeferredSyscallFailsClosed) {
   auto r = (*sb)->Run("(sleep 3; mkdir /tmp/deferred-dir 2>/tmp/err; echo $? > /tmp/rc) >/dev/null 2>&1 &", 20s);
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   const std::string images = dirs.root() + "/images";
-  std::filesystem::create_directories(images);
-  std::vector<std::string> dump = {"dump", "-t", std::to_string((*sb)->init_pid()), "-D", images,
-                                   "-o", "dump.log", "-v4", "--network-lock", "skip"};
-  auto ext = CriuExternals(**sb, true);
-  dump.insert(dump.end(), ext.begin(), ext.end());
-  auto d = RunCriu(dump);
-  ASSERT_TRUE(d.ok()) << d.error().ToString();
-  ASSERT_TRUE(d->success()) << ErrorLines(ReadText(images + "/dump.log"), 15);
+  Status dumped = CriuDump(**sb, images);
+  ASSERT_TRUE(dumped.ok()) << dumped.ToString();
   ASSERT_TRUE((*sb)->Destroy().ok());
 
   std::string name2 = name + "-r";
@@ -325,22 +257,7 @@ TEST(SandboxSerialTest, RestoredTaskHittingDeferredSyscallFailsClosed) {
   ASSERT_TRUE(copied.ok() && copied->success());
   SandboxSpec spec2 = MakeSpec(name2, dirs2);
   spec2.policy.syscalls = spec.policy.syscalls;
-  auto restored = Sandbox::CreateRestored(spec2, [&](const RestoreTarget& t) -> Result<pid_t> {
-    std::string pidfile = images + "/restored.pid";
-    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
-                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
-                                     "--network-lock", "skip"};
-    for (const auto& [key, host] : t.external_mounts) {
-      args.push_back("--external");
-      args.push_back("mnt[" + key + "]:" + host);
-    }
-    auto res = RunCriu(args);
-    if (!res.ok()) return res.error();
-    if (!res->success()) {
-      return Error(Code::kInternal, "criu restore failed: " + ErrorLines(ReadText(images + "/restore.log"), 15));
-    }
-    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
-  });
+  auto restored = CriuRestore(spec2, images);
   ASSERT_TRUE(restored.ok()) << restored.error().ToString();
   std::string rc;
   for (int i = 0; i < 100 && rc.empty(); ++i) {

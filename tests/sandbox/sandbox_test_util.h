@@ -11,8 +11,12 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <chrono>
 #include <string>
+#include <vector>
 
+#include "common/paths.h"
+#include "common/spawn.h"
 #include "sandbox/sandbox.h"
 
 namespace specula::sandbox::testing {
@@ -68,6 +72,59 @@ inline SandboxSpec MakeSpec(const std::string& name, const ScratchDirs& dirs) {
   spec.run_dir = dirs.run();
   spec.policy = policy::DefaultPolicy();
   return spec;
+}
+
+// CRIU, as the sandbox tests drive it directly (the runtime has its own
+// driver, runtime/criu): the setup's CRIU, a 60 s timeout, CRIU_FAULT=130
+// (harmless where hardware breakpoints work).
+inline bool HaveCriu() { return ::access(CriuPath().c_str(), X_OK) == 0; }
+
+inline Result<SpawnResult> RunCriu(const std::vector<std::string>& args) {
+  SpawnOptions o;
+  o.argv = {CriuPath()};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.env_set = {"CRIU_FAULT=130"};
+  o.timeout = std::chrono::seconds(60);
+  return Spawn(o);
+}
+
+// `criu dump` of the sandbox's tree into `images` (created), naming every
+// external mount; the sandbox's netns has only loopback, so no network lock
+// (which would need iptables-restore, absent here). The dump kills the tree.
+inline Status CriuDump(const Sandbox& sb, const std::string& images) {
+  std::filesystem::create_directories(images);
+  std::vector<std::string> args = {"dump", "-t", std::to_string(sb.init_pid()), "-D", images,
+                                   "-o", "dump.log", "-v4", "--network-lock", "skip"};
+  for (const auto& [path, key] : sb.ExternalMounts()) {
+    args.push_back("--external");
+    args.push_back("mnt[" + path + "]:" + key);
+  }
+  auto d = RunCriu(args);
+  if (!d.ok()) return d.error();
+  if (!d->success()) {
+    return Error(Code::kInternal, "criu dump: " + d->err + ErrorLines(ReadText(images + "/dump.log"), 15));
+  }
+  return Status::Ok();
+}
+
+// Sandbox::CreateRestored with `criu restore -d --root` from `images`.
+inline Result<std::unique_ptr<Sandbox>> CriuRestore(const SandboxSpec& spec, const std::string& images) {
+  return Sandbox::CreateRestored(spec, [&](const RestoreTarget& t) -> Result<pid_t> {
+    std::string pidfile = images + "/restored.pid";
+    std::vector<std::string> args = {"restore", "-D", images, "-o", "restore.log", "-v4", "-d",
+                                     "--root", t.root, "--pidfile", pidfile, "--manage-cgroups=ignore",
+                                     "--network-lock", "skip"};
+    for (const auto& [key, host] : t.external_mounts) {
+      args.push_back("--external");
+      args.push_back("mnt[" + key + "]:" + host);
+    }
+    auto res = RunCriu(args);
+    if (!res.ok()) return res.error();
+    if (!res->success()) {
+      return Error(Code::kInternal, "criu restore: " + ErrorLines(ReadText(images + "/restore.log"), 15));
+    }
+    return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
+  });
 }
 
 }  // namespace specula::sandbox::testing
