@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Egress policy for one branch: cgroup sock_addr hooks on the branch's
- * cgroup2 directory (and so on everything below it). They run before the
- * route lookup, so a refused destination never leaves the host and the
- * caller sees EPERM; loopback is always allowed (the branch's own netns).
- * One loaded instance per branch: the mode is rodata, the allowlist a map. */
+/* Egress policy for branches: cgroup sock_addr hooks on each branch's cgroup2
+ * directory (and so on everything below it). They run before the route
+ * lookup, so a refused destination never leaves the host and the caller sees
+ * EPERM; loopback is always allowed (the branch's own netns).
+ *
+ * One loaded instance serves every branch (loading and verifying costs tens
+ * of ms, too much per branch fork): each branch's mode, counters and
+ * allowlist are map entries keyed by the guarded cgroup's id, found from the
+ * caller by walking up its cgroup ancestors. A caller under an attachment
+ * whose config is missing is denied (fail closed). */
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
@@ -13,31 +18,43 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const volatile __u32 mode = SPECULA_EGRESS_LOOPBACK_ONLY;
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, SPECULA_EGRESS_MAX_BRANCHES);
+  __type(key, __u64); /* cgroup2 id of the guarded directory */
+  __type(value, struct specula_egress_config);
+} configs SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-  __uint(max_entries, 1024);
+  __uint(max_entries, SPECULA_EGRESS_MAX_RULES);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct specula_egress_key);
   __type(value, __u8);
 } allowlist SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, __u64); /* cgroup2 id of the caller */
-  __type(value, struct specula_egress_counts);
-} counters SEC(".maps");
-
-static __always_inline struct specula_egress_counts *counts_for_current(void)
+/* The config of the guarded cgroup the caller is in or below, and its id.
+ * Tasks usually sit in the guarded directory itself (one lookup); the walk
+ * covers sub-cgroups, whose tasks the attachment also hooks. Userspace never
+ * guards a cgroup below another guarded one, so at most one level matches. */
+static __always_inline struct specula_egress_config *config_for_current(__u64 *guarded)
 {
   __u64 id = bpf_get_current_cgroup_id();
-  struct specula_egress_counts *c = bpf_map_lookup_elem(&counters, &id);
-  if (c) return c;
-  struct specula_egress_counts zero = {};
-  bpf_map_update_elem(&counters, &id, &zero, BPF_NOEXIST);
-  return bpf_map_lookup_elem(&counters, &id);
+  struct specula_egress_config *c = bpf_map_lookup_elem(&configs, &id);
+  if (c) {
+    *guarded = id;
+    return c;
+  }
+  for (int level = 1; level < SPECULA_EGRESS_MAX_DEPTH; level++) {
+    id = bpf_get_current_ancestor_cgroup_id(level);
+    if (id == 0) break; /* below the caller's own level */
+    c = bpf_map_lookup_elem(&configs, &id);
+    if (c) {
+      *guarded = id;
+      return c;
+    }
+  }
+  return 0;
 }
 
 /* 127/8, ::1, ::ffff:127/104, and the unspecified addresses (which connect to
@@ -52,16 +69,17 @@ static __always_inline bool is_local(const __u32 a[4])
   return false;
 }
 
-static __always_inline bool allowlisted(const __u32 a[4], __u16 port)
+static __always_inline bool allowlisted(__u64 guarded, const __u32 a[4], __u16 port)
 {
   struct specula_egress_key key = {};
   key.prefixlen = SPECULA_EGRESS_KEY_BYTES * 8;
-  __builtin_memcpy(&key.data[2], a, 16);
-  key.data[0] = port >> 8;
-  key.data[1] = port & 0xff;
+  __builtin_memcpy(&key.data[0], &guarded, 8);
+  key.data[8] = port >> 8;
+  key.data[9] = port & 0xff;
+  __builtin_memcpy(&key.data[10], a, 16);
   if (bpf_map_lookup_elem(&allowlist, &key)) return true;
-  key.data[0] = 0; /* entries for any port */
-  key.data[1] = 0;
+  key.data[8] = 0; /* entries for any port */
+  key.data[9] = 0;
   return bpf_map_lookup_elem(&allowlist, &key) != 0;
 }
 
@@ -69,16 +87,18 @@ static __always_inline bool allowlisted(const __u32 a[4], __u16 port)
 static __always_inline int decide(const __u32 a[4], __u16 port)
 {
   if (is_local(a)) return 1;
-  struct specula_egress_counts *c = counts_for_current();
-  if (mode == SPECULA_EGRESS_LOSSY) {
-    if (c) __sync_fetch_and_add(&c->lossy, 1);
+  __u64 guarded = 0;
+  struct specula_egress_config *c = config_for_current(&guarded);
+  if (!c) return 0; /* attached here but no config (yet / any more): deny */
+  if (c->mode == SPECULA_EGRESS_LOSSY) {
+    __sync_fetch_and_add(&c->counts.lossy, 1);
     return 1;
   }
-  if (mode == SPECULA_EGRESS_ALLOWLIST && allowlisted(a, port)) {
-    if (c) __sync_fetch_and_add(&c->allowed, 1);
+  if (c->mode == SPECULA_EGRESS_ALLOWLIST && allowlisted(guarded, a, port)) {
+    __sync_fetch_and_add(&c->counts.allowed, 1);
     return 1;
   }
-  if (c) __sync_fetch_and_add(&c->denied, 1);
+  __sync_fetch_and_add(&c->counts.denied, 1);
   return 0;
 }
 

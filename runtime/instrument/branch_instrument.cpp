@@ -92,9 +92,12 @@ std::vector<std::string> LossyEffectLines(const BranchReport& report) {
 
 // ---------------------------------------------------------------- BranchProbe
 
-BranchProbe::BranchProbe(std::shared_ptr<ebpf::EffectTracer> tracer, const policy::Policy& policy,
-                         lossy::LossyJournal lossy, size_t max_report_effects)
+BranchProbe::BranchProbe(std::shared_ptr<ebpf::EffectTracer> tracer, std::shared_ptr<ebpf::EgressPrograms> egress,
+                         Status egress_status, const policy::Policy& policy, lossy::LossyJournal lossy,
+                         size_t max_report_effects)
     : tracer_(std::move(tracer)),
+      egress_(std::move(egress)),
+      egress_status_(std::move(egress_status)),
       network_(policy.network),
       lossy_(std::move(lossy)),
       max_report_effects_(max_report_effects),
@@ -118,7 +121,10 @@ Status BranchProbe::Attach(const sandbox::Sandbox& sandbox) {
     attached_ = true;
     return Status::Ok();
   }
-  Result<ebpf::EgressGuard> guard = ebpf::EgressGuard::Attach(sandbox.cgroup2_path(), network_);
+  // Shared programs: this only writes the branch's policy into their maps
+  // and links them to its cgroup. Without them, their load error stands in.
+  Result<ebpf::EgressGuard> guard = egress_ ? ebpf::EgressGuard::Attach(egress_, sandbox.cgroup2_path(), network_)
+                                            : Result<ebpf::EgressGuard>(egress_status_.error());
   if (guard.ok()) {
     guard_.emplace(std::move(guard).value());
   } else if (guard.error().code() == Code::kUnavailable) {
@@ -241,6 +247,24 @@ std::shared_ptr<ebpf::EffectTracer> Instrumentation::Tracer() {
   return tracer_;
 }
 
+std::pair<std::shared_ptr<ebpf::EgressPrograms>, Status> Instrumentation::Egress() {
+  std::lock_guard<std::mutex> lock(egress_mu_);
+  if (egress_) return {egress_, Status::Ok()};
+  if (!egress_unavailable_.ok()) return {nullptr, egress_unavailable_};
+  // Loaded under the lock: concurrent first branches wait for one load
+  // instead of each loading (and verifying) its own copy.
+  Result<std::shared_ptr<ebpf::EgressPrograms>> loaded = ebpf::EgressPrograms::Load();
+  if (loaded.ok()) {
+    egress_ = std::move(loaded).value();
+    return {egress_, Status::Ok()};
+  }
+  Status why = std::move(loaded).error().Context("load egress guard");
+  // The kernel refusing the program type will not change: do not re-probe
+  // per branch. Anything else (e.g. a transient ENOMEM) is retried.
+  if (why.error().code() == Code::kUnavailable) egress_unavailable_ = why;
+  return {nullptr, std::move(why)};
+}
+
 Status Instrumentation::TracingStatus() {
   (void)Tracer();
   std::lock_guard<std::mutex> lock(mu_);
@@ -253,8 +277,11 @@ Result<std::unique_ptr<BranchProbe>> Instrumentation::Prepare(const policy::Poli
                            lossy::LossyJournal::Prepare(policy, branch_state_dir, options_.lossy)
                                .Context("instrument branch"));
   std::shared_ptr<ebpf::EffectTracer> tracer = Tracer();
-  return std::unique_ptr<BranchProbe>(
-      new BranchProbe(std::move(tracer), policy, std::move(journal), options_.max_report_effects));
+  // A failed load is not Prepare's error: Attach reports it as before
+  // (kUnavailable degrades to "egress_unguarded", the rest fails Attach).
+  auto [egress, egress_status] = Egress();
+  return std::unique_ptr<BranchProbe>(new BranchProbe(std::move(tracer), std::move(egress), std::move(egress_status),
+                                                      policy, std::move(journal), options_.max_report_effects));
 }
 
 }  // namespace specula::instrument

@@ -17,7 +17,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "ebpf/egress.h"
 #include "tests/ebpf/ebpf_test_util.h"
 
 namespace specula::ebpf {
@@ -205,6 +209,191 @@ TEST_F(EgressGuardTest, RejectsBadInputBeforeTouchingTheKernel) {
   g = EgressGuard::Attach("/nonexistent/cgroup", net);
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.error().code(), Code::kNotFound);
+}
+
+// ---- One shared program set serving several branches (EgressPrograms).
+
+class SharedEgressTest : public EgressGuardTest {
+ protected:
+  void SetUp() override {
+    EgressGuardTest::SetUp();
+    if (IsSkipped()) return;
+    Result<std::shared_ptr<EgressPrograms>> p = EgressPrograms::Load();
+    ASSERT_TRUE(p.ok()) << p.error().ToString();
+    programs_ = *p;
+  }
+  EgressPrograms::Usage Usage() {
+    Result<EgressPrograms::Usage> u = programs_->MapUsage();
+    EXPECT_TRUE(u.ok());
+    return u.ok() ? *u : EgressPrograms::Usage{};
+  }
+  std::shared_ptr<EgressPrograms> programs_;
+};
+
+policy::Network Allow(std::vector<policy::NetEndpoint> allow) {
+  policy::Network net;
+  net.mode = policy::NetworkMode::kAllowlist;
+  net.allow = std::move(allow);
+  return net;
+}
+
+TEST_F(SharedEgressTest, BranchesWithDifferentPoliciesEachGetTheirOwnRules) {
+  TestCgroup a("shared-a"), b("shared-b"), c("shared-c");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  policy::Network lo;
+  lo.mode = policy::NetworkMode::kLoopback;
+  // a allows what c denies and the other way round; b allows nothing.
+  Result<EgressGuard> ga = EgressGuard::Attach(programs_, a.path(), Allow({{"10.255.255.0/24", 9}}));
+  Result<EgressGuard> gb = EgressGuard::Attach(programs_, b.path(), lo);
+  Result<EgressGuard> gc = EgressGuard::Attach(programs_, c.path(), Allow({{"fd00::/8", 0}}));
+  ASSERT_TRUE(ga.ok()) << ga.error().ToString();
+  ASSERT_TRUE(gb.ok()) << gb.error().ToString();
+  ASSERT_TRUE(gc.ok()) << gc.error().ToString();
+  EXPECT_EQ(Usage().guarded, 3u);
+  EXPECT_EQ(Usage().rules, 2u);
+
+  Attempts r = Run(a);
+  EXPECT_EQ(r.loopback, 0);
+  EXPECT_EQ(r.tcp4, ENETUNREACH) << std::strerror(r.tcp4);
+  EXPECT_EQ(r.udp4, ENETUNREACH) << std::strerror(r.udp4);
+  EXPECT_EQ(r.tcp4_port80, EPERM);
+  EXPECT_EQ(r.tcp6, EPERM) << "fd00::/8 is c's rule, not a's";
+  r = Run(b);
+  EXPECT_EQ(r.loopback, 0);
+  EXPECT_EQ(r.tcp4, EPERM);
+  EXPECT_EQ(r.udp4, EPERM);
+  EXPECT_EQ(r.tcp4_port80, EPERM);
+  EXPECT_EQ(r.tcp6, EPERM);
+  r = Run(c);
+  EXPECT_EQ(r.tcp4, EPERM) << "10.255.255.0/24 is a's rule, not c's";
+  EXPECT_EQ(r.udp4, EPERM);
+  EXPECT_EQ(r.tcp4_port80, EPERM);
+  EXPECT_EQ(r.tcp6, ENETUNREACH) << std::strerror(r.tcp6);
+
+  // Each guard counts only its own cgroup's calls.
+  Result<EgressCounts> ca = ga->Counts(), cb = gb->Counts(), cc = gc->Counts();
+  ASSERT_TRUE(ca.ok() && cb.ok() && cc.ok());
+  EXPECT_EQ(ca->allowed, 2u);
+  EXPECT_EQ(ca->denied, 2u);
+  EXPECT_EQ(cb->allowed, 0u);
+  EXPECT_EQ(cb->denied, 4u);
+  EXPECT_EQ(cc->allowed, 1u);
+  EXPECT_EQ(cc->denied, 3u);
+}
+
+TEST_F(SharedEgressTest, DetachingOneBranchLeavesTheOtherEnforcedAndNothingBehind) {
+  TestCgroup a("shared-da"), b("shared-db");
+  ASSERT_TRUE(a.ok() && b.ok());
+  policy::Network lo;
+  lo.mode = policy::NetworkMode::kLoopback;
+  Result<EgressGuard> ga = EgressGuard::Attach(programs_, a.path(), lo);
+  Result<EgressGuard> gb = EgressGuard::Attach(programs_, b.path(), Allow({{"10.255.255.0/24", 9}, {"fd00::/8", 0}}));
+  ASSERT_TRUE(ga.ok()) << ga.error().ToString();
+  ASSERT_TRUE(gb.ok()) << gb.error().ToString();
+  EXPECT_EQ(Run(a).tcp4, EPERM);
+
+  ga->Detach();
+  EXPECT_EQ(Usage().guarded, 1u);
+  EXPECT_EQ(Usage().rules, 2u);
+  Attempts r = Run(a);
+  EXPECT_EQ(r.tcp4, ENETUNREACH) << "a is unguarded now: " << std::strerror(r.tcp4);
+  EXPECT_EQ(r.tcp6, ENETUNREACH);
+  r = Run(b);
+  EXPECT_EQ(r.tcp4, ENETUNREACH);
+  EXPECT_EQ(r.tcp6, ENETUNREACH);
+  EXPECT_EQ(r.tcp4_port80, EPERM) << "b is still enforced";
+  Result<uint64_t> denied_a = ga->DeniedCount();
+  ASSERT_TRUE(denied_a.ok()) << "counters stay readable after detach";
+  EXPECT_EQ(*denied_a, 4u);
+
+  // Destroying the guard detaches too; the maps are empty again, and the
+  // cgroup can be guarded afresh.
+  gb = Error(Code::kAborted, "dropped");
+  EXPECT_EQ(Usage().guarded, 0u);
+  EXPECT_EQ(Usage().rules, 0u);
+  EXPECT_EQ(Run(b).tcp4_port80, ENETUNREACH);
+  Result<EgressGuard> again = EgressGuard::Attach(programs_, b.path(), lo);
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(Run(b).tcp4, EPERM);
+  EXPECT_EQ(*again->DeniedCount(), 4u) << "a fresh config starts at zero";
+}
+
+TEST_F(SharedEgressTest, SubCgroupsFollowTheirGuardedAncestorAndCountThere) {
+  TestCgroup top("shared-top");
+  ASSERT_TRUE(top.ok());
+  TestCgroup mid("mid", &top);
+  ASSERT_TRUE(mid.ok());
+  TestCgroup leaf("leaf", &mid);
+  ASSERT_TRUE(leaf.ok());
+  Result<EgressGuard> g = EgressGuard::Attach(programs_, top.path(), Allow({{"fd00::/8", 0}}));
+  ASSERT_TRUE(g.ok()) << g.error().ToString();
+  Attempts r = Run(leaf);
+  EXPECT_EQ(r.tcp4, EPERM);
+  EXPECT_EQ(r.tcp6, ENETUNREACH) << std::strerror(r.tcp6);
+  Result<EgressCounts> c = g->Counts();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->denied, 3u);
+  EXPECT_EQ(c->allowed, 1u);
+
+  // Guarding a cgroup above or below a guarded one would run the hooks twice.
+  policy::Network lo;
+  lo.mode = policy::NetworkMode::kLoopback;
+  Result<EgressGuard> nested = EgressGuard::Attach(programs_, leaf.path(), lo);
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(nested.error().code(), Code::kAlreadyExists);
+  Result<EgressGuard> same = EgressGuard::Attach(programs_, top.path(), lo);
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.error().code(), Code::kAlreadyExists);
+  g->Detach();
+  Result<EgressGuard> inner = EgressGuard::Attach(programs_, mid.path(), lo);
+  ASSERT_TRUE(inner.ok()) << inner.error().ToString();
+  Result<EgressGuard> outer = EgressGuard::Attach(programs_, top.path(), lo);
+  ASSERT_FALSE(outer.ok());
+  EXPECT_EQ(outer.error().code(), Code::kAlreadyExists);
+  EXPECT_EQ(Usage().guarded, 1u) << "a refused attach leaves nothing in the maps";
+}
+
+TEST_F(SharedEgressTest, RefusedAllowlistLeavesNothingBehind) {
+  TestCgroup a("shared-bad");
+  ASSERT_TRUE(a.ok());
+  std::vector<policy::NetEndpoint> many(SPECULA_EGRESS_MAX_BRANCH_RULES + 1, policy::NetEndpoint{"10.0.0.1", 1});
+  Result<EgressGuard> g = EgressGuard::Attach(programs_, a.path(), Allow(many));
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error().code(), Code::kInvalidArgument);
+  g = EgressGuard::Attach(programs_, a.path(), Allow({{"10.0.0.1", 1}, {"bad", 1}}));
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Usage().guarded, 0u);
+  EXPECT_EQ(Usage().rules, 0u);
+}
+
+TEST_F(SharedEgressTest, ConcurrentGuardsAreBoundedWithResourceExhausted) {
+  // One more cgroup than the maps hold: the last attach is refused until a
+  // guard detaches.
+  std::vector<std::unique_ptr<TestCgroup>> cgs;
+  std::vector<EgressGuard> guards;
+  policy::Network lo;
+  lo.mode = policy::NetworkMode::kLoopback;
+  for (int i = 0; i <= SPECULA_EGRESS_MAX_BRANCHES; ++i) {
+    cgs.push_back(std::make_unique<TestCgroup>("bound-" + std::to_string(i)));
+    ASSERT_TRUE(cgs.back()->ok()) << cgs.back()->error();
+  }
+  for (int i = 0; i < SPECULA_EGRESS_MAX_BRANCHES; ++i) {
+    Result<EgressGuard> g = EgressGuard::Attach(programs_, cgs[i]->path(), lo);
+    ASSERT_TRUE(g.ok()) << i << ": " << g.error().ToString();
+    guards.push_back(std::move(g).value());
+  }
+  EXPECT_EQ(Usage().guarded, static_cast<size_t>(SPECULA_EGRESS_MAX_BRANCHES));
+  Result<EgressGuard> over = EgressGuard::Attach(programs_, cgs.back()->path(), lo);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code(), Code::kResourceExhausted) << over.error().ToString();
+  guards.pop_back();
+  over = EgressGuard::Attach(programs_, cgs.back()->path(), lo);
+  ASSERT_TRUE(over.ok()) << over.error().ToString();
+  EXPECT_EQ(Run(*cgs.back()).tcp4, EPERM);
+  over = Error(Code::kAborted, "dropped");
+  guards.clear();
+  EXPECT_EQ(Usage().guarded, 0u);
 }
 
 }  // namespace
