@@ -3,9 +3,12 @@
 # on a fresh Debian 12 machine. Idempotent; run as root.
 #
 #  1. Debian 12 packages (compilers, libraries, test and bench tools).
-#  2. CRIU >= 4.1. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
-#     change). If the system has no working CRIU >= 4.1, Debian 13's criu and
-#     the libraries it needs (it wants glibc 2.38) are unpacked into a private
+#  2. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
+#     change); 4.1 cannot dump a process holding an inet socket on kernels
+#     >= 6.16 (getsockopt SO_PASSCRED is refused there: criu issue #2718,
+#     fixed in 4.2). If the system has no working CRIU >= 4.2, Debian's newest
+#     criu (sid, else Debian 13's) and the libraries it needs (a newer glibc
+#     than Debian 12's) are unpacked into a private
 #     prefix, /opt/specula/criu, and run through that prefix's own loader. The
 #     system's apt configuration, apt state and libc are never touched: apt
 #     runs with a private sources list and a private state directory.
@@ -50,12 +53,12 @@ else
 fi
 
 # --- CRIU ---------------------------------------------------------------
-criu_ok() { # $1: criu command; succeeds if version >= 4.1 and `criu check` passes
+criu_ok() { # $1: criu command; succeeds if version >= 4.2 and `criu check` passes
   local v
   v=$("$1" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -1) || return 1
   [ -n "$v" ] || return 1
   local major=${v%%.*} rest=${v#*.}; local minor=${rest%%.*}
-  { [ "$major" -gt 4 ] || { [ "$major" -eq 4 ] && [ "$minor" -ge 1 ]; }; } || return 1
+  { [ "$major" -gt 4 ] || { [ "$major" -eq 4 ] && [ "$minor" -ge 2 ]; }; } || return 1
   "$1" check >/dev/null 2>&1
 }
 
@@ -71,32 +74,59 @@ if command -v criu >/dev/null 2>&1 && criu_ok "$(command -v criu)"; then
   exit 0
 fi
 
-log "CRIU: installing Debian 13's criu into the private prefix $PREFIX"
-CRIU_PKGS=(criu libcompel1 libc6 libbsd0 libmd0 libgnutls30t64 libnet1
+log "CRIU: installing Debian's criu >= 4.2 into the private prefix $PREFIX"
+# The libraries criu needs, by their names in each suite (libnet's soname
+# differs). libc6 comes along: criu is linked against that suite's glibc.
+COMMON_PKGS=(criu libcompel1 libc6 libbsd0 libmd0 libgnutls30t64
   libnftables1 libnl-3-200 libprotobuf-c1 libuuid1 libidn2-0 libp11-kit0
   libtasn1-6 libunistring5 libnettle8t64 libhogweed6t64 libgmp10 libffi8
   libmnl0 libnftnl11 libxtables12 libjansson4 libedit2 libtinfo6 zlib1g)
 APT_DIR="$PREFIX/.apt"
-mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/debs"
 # The same Debian archive the system uses (first non-security URI), read, not changed.
 mirror=$( { sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null;
             sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) .*/\2/p' /etc/apt/sources.list 2>/dev/null; } \
           | tr ' ' '\n' | grep -E '^https?://' | grep -v security | head -1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} trixie main" \
-  > "$APT_DIR/sources.list"
-APT_OPTS=(-o Dir::Etc::sourcelist="$APT_DIR/sources.list" -o Dir::Etc::sourceparts=/nonexistent
-  -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache="$APT_DIR/cache"
-  -o Dir::State::status=/var/lib/dpkg/status -o APT::Get::List-Cleanup=0)
-apt-get "${APT_OPTS[@]}" update -qq
-(cd "$APT_DIR/debs" && rm -f ./*.deb && apt-get "${APT_OPTS[@]}" download -qq "${CRIU_PKGS[@]}")
+fetched=""
+for suite in sid trixie; do
+  case $suite in
+    sid) CRIU_PKGS=("${COMMON_PKGS[@]}" libnet9) ;;
+    *) CRIU_PKGS=("${COMMON_PKGS[@]}" libnet1) ;;
+  esac
+  rm -rf "$APT_DIR" && mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} $suite main" \
+    > "$APT_DIR/sources.list"
+  APT_OPTS=(-o Dir::Etc::sourcelist="$APT_DIR/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+    -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache="$APT_DIR/cache"
+    -o Dir::State::status=/var/lib/dpkg/status -o APT::Get::List-Cleanup=0
+    -o APT::Sandbox::User=root)
+  apt-get "${APT_OPTS[@]}" update -qq || continue
+  v=$(apt-cache "${APT_OPTS[@]}" show criu 2>/dev/null | sed -n 's/^Version: *//p' | head -1)
+  case $v in
+    4.[2-9]*|4.[1-9][0-9]*|[5-9].*) ;;
+    4.1*) log "CRIU: only criu $v found ($suite): it cannot checkpoint inet sockets on kernels >= 6.16" ;;
+    *) log "CRIU: $suite has criu '$v', too old; skipped"; continue ;;
+  esac
+  if (cd "$APT_DIR/debs" && rm -f ./*.deb && apt-get "${APT_OPTS[@]}" download -qq "${CRIU_PKGS[@]}"); then
+    fetched=$suite
+    log "CRIU: fetched criu $v from $suite"
+    break
+  fi
+done
+if [ -z "$fetched" ]; then
+  log "CRIU: no Debian suite offered criu >= 4.1 with its libraries; 'specula doctor' will say what is missing"
+  exit 1
+fi
 rm -rf "$PREFIX/root.new" && mkdir -p "$PREFIX/root.new"
 for d in "$APT_DIR"/debs/*.deb; do dpkg -x "$d" "$PREFIX/root.new"; done
-rm -rf "$PREFIX/root" && mv "$PREFIX/root.new" "$PREFIX/root"
+# Swapped with two renames, so a CRIU run at that moment finds a whole tree.
+rm -rf "$PREFIX/root.old"
+[ -d "$PREFIX/root" ] && mv "$PREFIX/root" "$PREFIX/root.old"
+mv "$PREFIX/root.new" "$PREFIX/root" && rm -rf "$PREFIX/root.old"
 
 cat > "$PREFIX/bin/criu.new" <<WRAP
 #!/bin/sh
-# Runs Debian 13's CRIU through its private prefix (written by scripts/setup.sh).
+# Runs Debian's CRIU through its private prefix (written by scripts/setup.sh).
 R=$PREFIX/root
 exec "\$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "\$R/usr/lib/x86_64-linux-gnu:\$R/lib/x86_64-linux-gnu" "\$R/usr/sbin/criu" "\$@"
 WRAP

@@ -67,8 +67,8 @@ CriuVersion ParseCriuVersion(const std::string& out) {
 }
 
 constexpr const char* kInstallCriu =
-    "run scripts/setup.sh (installs CRIU 4.1 at /opt/specula/criu/bin/criu) or set "
-    "SPECULA_CRIU to a CRIU >= 4.1";
+    "run scripts/setup.sh (installs CRIU >= 4.2 at /opt/specula/criu/bin/criu) or set "
+    "SPECULA_CRIU to a CRIU >= 4.2";
 
 // Found, runs, and new enough: kernels >= 6.13 moved the vDSO and only
 // CRIU >= 4.1 copes (ENVIRONMENT.md). Returns whether `criu check` may run.
@@ -90,6 +90,14 @@ DoctorCheck CriuFoundCheck(const std::string& criu, std::chrono::milliseconds ti
                    kInstallCriu);
   }
   *usable = true;
+  // Kernels >= 6.16 refuse getsockopt(SO_PASSCRED/SO_PASSSEC) on inet
+  // sockets; CRIU < 4.2 asks for them and fails the whole dump (criu issue
+  // #2718): an action that leaves a server listening cannot be committed.
+  if (v.major == 4 && v.minor < 2 && KernelAtLeast(6, 16)) {
+    return Degraded("criu", "CRIU " + version + " at " + criu +
+                                " cannot checkpoint processes holding inet sockets on kernels >= 6.16",
+                    kInstallCriu);
+  }
   return Ok("criu", "CRIU " + version + " at " + criu);
 }
 
