@@ -67,6 +67,8 @@ std::string RenderBranch(const Json& b) {
     << "from         " << Str(b, "parent_checkpoint") << "\n"
     << "created      " << Str(b, "created") << "\n"
     << "upper size   " << FormatBytes(static_cast<uint64_t>(Int(b, "upper_bytes"))) << "\n";
+  // Older daemons send no reason; live branches have none yet.
+  if (!Str(b, "reason").empty()) o << "ended        " << Str(b, "reason") << "\n";
   if (b.contains("result") && b["result"].is_object()) {
     const Json& r = b["result"];
     o << "result       exit " << ExitText(r) << " in " << FormatDuration(Int(r, "duration_ms")) << ", stdout "

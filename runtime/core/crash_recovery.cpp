@@ -251,6 +251,18 @@ Result<LeftoverReport> ReapLeftovers(const std::string& state_dir, const std::st
   }
   auto in_cgroups = PidsInCgroups(cgroups);
   for (pid_t p : in_cgroups) ::kill(p, SIGKILL);
+  // A finished branch waits frozen for its commit. A frozen task acts on
+  // SIGKILL only once thawed (cgroup v1's freezer; cgroup2 wakes it), so
+  // thaw after the kill: the tasks die without running another instruction.
+  for (const auto& d : cgroups) {
+    for (const char* f : {"/freezer.state", "/cgroup.freeze"}) {
+      if (int fd = ::open((d + f).c_str(), O_WRONLY | O_CLOEXEC); fd >= 0) {
+        const char* v = f[1] == 'f' ? "THAWED" : "0";
+        if (::write(fd, v, std::strlen(v)) < 0) spdlog::debug("crash recovery: thaw {}{}: {}", d, f, std::strerror(errno));
+        ::close(fd);
+      }
+    }
+  }
   SPECULA_ASSIGN_OR_RETURN(auto foreign, ForeignProcessesUsing(state_dir));
   for (pid_t p : foreign) ::kill(p, SIGKILL);
   std::set<pid_t> all(in_cgroups.begin(), in_cgroups.end());

@@ -1,5 +1,7 @@
 // Commit (the match rule, promote or run non-speculatively), rollback, and
 // the read-only queries over branches and checkpoints.
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "runtime/apply/apply.h"
@@ -27,6 +29,28 @@ void FillReport(CommitResult& out, const std::optional<instrument::BranchReport>
   }
 }
 
+// What the record of a branch that is no longer live holds.
+BranchInfo InfoFromRecord(const store::BranchRecord& rec) {
+  BranchInfo info;
+  info.id = rec.id;
+  info.session = rec.session;
+  info.parent_checkpoint = rec.parent_checkpoint;
+  info.command = rec.command;
+  info.state = StateFromString(rec.state).value_or(BranchState::kFailed);
+  info.result = ResultFromJson(rec.result_json);
+  info.error = rec.error;
+  info.upper_bytes = rec.upper_bytes;
+  info.created_ms = rec.created_ms;
+  info.reason = rec.reason;
+  if (!rec.report_json.empty()) {
+    // Written by this daemon from instrument::ToJson; unreadable only if the
+    // database was damaged, and then the rest of the record still shows.
+    auto j = nlohmann::json::parse(rec.report_json, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded()) info.report = std::move(j);
+  }
+  return info;
+}
+
 void FillResult(CommitResult& out, const sandbox::ActionResult& r) {
   out.exit_code = r.exit_code;
   out.signal = r.signal;
@@ -36,6 +60,9 @@ void FillResult(CommitResult& out, const sandbox::ActionResult& r) {
   out.timed_out = r.timed_out;
   out.duration_ms = r.duration.count();
 }
+
+// Why a commit discards the branches it did not promote.
+constexpr const char* kOtherCommand = "discarded: commit of a different command";
 
 }  // namespace
 
@@ -77,17 +104,21 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     int64_t waited = MsBetween(commit_start, steady_clock::now());
     if (hit->worker.joinable()) hit->worker.join();
     bool usable;
+    std::string unusable;  // why not, for the branch's record
     {
       std::lock_guard bl(hit->mu);
       usable = hit->state == BranchState::kDone && hit->result.has_value();
+      if (!usable) unusable = std::string("discarded: matched the commit but was ") + ToString(hit->state);
       // The policy may refuse to promote a branch that read nondeterministic
       // input (its result may differ from a run now): treat it as a miss.
       if (usable && !s->policy.speculation.promote_nondeterministic && hit->report &&
           hit->report->HasFlag(instrument::kFlagNondeterministic)) {
         spdlog::info("commit {}: hit {} read nondeterministic input; policy says run afresh", session, hit->id);
         usable = false;
+        unusable = "discarded: read nondeterministic input (policy speculation.promote_nondeterministic)";
       }
     }
+    if (!usable) DiscardLocked(*s, hit, unusable);
     if (usable) {
       {
         std::lock_guard lock(s->mu);
@@ -99,7 +130,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       }
       auto promoted = PromoteLocked(*s, *hit);
       if (promoted.ok()) {
-        DiscardAllLocked(*s);
+        DiscardAllLocked(*s, kOtherCommand);
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);
@@ -117,11 +148,15 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       if (hit->sandbox) (void)hit->sandbox->Destroy();
       hit->sandbox.reset();
       if (hit->probe) (void)hit->probe->Discard();
-      (void)store_->UpdateBranch(hit->id, ToString(BranchState::kFailed));
+      {
+        std::lock_guard bl(hit->mu);
+        hit->error = "promote: " + promoted.error().ToString();
+      }
+      (void)RecordBranch(*hit, BranchState::kFailed, "");
       (void)store::RemoveTree(store_->BranchDir(hit->id));
     }
   }
-  DiscardAllLocked(*s);
+  DiscardAllLocked(*s, kOtherCommand);
 
   // Miss: run the command itself in a fresh sandbox from the head.
   auto run = std::make_shared<Branch>();
@@ -138,7 +173,8 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   auto fail = [&](Error e) -> Error {
     if (run->sandbox) (void)run->sandbox->Destroy();
     if (run->probe) (void)run->probe->Discard();
-    (void)store_->UpdateBranch(run->id, ToString(BranchState::kFailed));
+    run->error = e.ToString();  // run is this thread's own: nobody else reads it yet
+    (void)RecordBranch(*run, BranchState::kFailed, "");
     (void)store::RemoveTree(store_->BranchDir(run->id));
     return std::move(e.Context("commit " + session));
   };
@@ -149,7 +185,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   if (!r.ok()) return fail(std::move(r).error());
   run->result = std::move(*r);
   FinishProbe(*run);
-  (void)store_->UpdateBranch(run->id, ToString(BranchState::kDone), ResultToJson(*run->result));
+  (void)RecordBranch(*run, BranchState::kDone, "");
   auto promoted = PromoteLocked(*s, *run);
   if (!promoted.ok()) return fail(std::move(promoted).error());
   out.hit = false;
@@ -168,7 +204,7 @@ Status SessionManager::Rollback(const std::string& session, const std::string& c
   if (target.session != session) {
     return Error(Code::kInvalidArgument, "checkpoint " + checkpoint + " is not in session " + session);
   }
-  DiscardAllLocked(*s);
+  DiscardAllLocked(*s, "discarded: rollback");
   std::string head;
   {
     std::lock_guard lock(s->mu);
@@ -211,15 +247,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
   auto live = FindBranch(branch);
   if (!live.ok()) {
     SPECULA_ASSIGN_OR_RETURN(auto rec, store_->GetBranch(branch));
-    BranchInfo info;
-    info.id = rec.id;
-    info.session = rec.session;
-    info.parent_checkpoint = rec.parent_checkpoint;
-    info.command = rec.command;
-    info.state = StateFromString(rec.state).value_or(BranchState::kFailed);
-    info.result = ResultFromJson(rec.result_json);
-    info.created_ms = rec.created_ms;
-    return info;
+    return InfoFromRecord(rec);
   }
   auto& b = *live;
   BranchInfo info;
@@ -239,6 +267,8 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
     if (b->report) info.report = instrument::ToJson(*b->report);
   }
   if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
+  // Failed is final even while the branch waits in memory for its discard.
+  if (info.state == BranchState::kFailed) info.reason = "failed: " + info.error;
   auto bytes = store::DiskUsage(store_->BranchDir(info.id) + "/upper");
   if (bytes.ok()) info.upper_bytes = *bytes;
   return info;
@@ -248,6 +278,12 @@ Result<std::vector<BranchInfo>> SessionManager::ListBranches(const std::string& 
   SPECULA_ASSIGN_OR_RETURN(auto recs, store_->ListBranches(session));
   std::vector<BranchInfo> out;
   for (const auto& r : recs) {
+    // Only live branches need more than their record (deferred calls, the
+    // upper size now, a report not yet written).
+    if (!FindBranch(r.id).ok()) {
+      out.push_back(InfoFromRecord(r));
+      continue;
+    }
     SPECULA_ASSIGN_OR_RETURN(auto info, ShowBranch(r.id));
     out.push_back(std::move(info));
   }
@@ -291,6 +327,32 @@ Result<std::vector<store::CheckpointRecord>> SessionManager::ListCheckpoints(con
 
 Result<store::CheckpointRecord> SessionManager::ShowCheckpoint(const std::string& checkpoint) {
   return store_->GetCheckpoint(checkpoint);
+}
+
+Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string& reason,
+                                    std::optional<uint64_t> upper_bytes) {
+  store::BranchUpdate u;
+  u.state = ToString(st);
+  {
+    std::lock_guard lock(b.mu);
+    if (b.result) u.result_json = ResultToJson(*b.result);
+    // Actions may touch paths that are not UTF-8; the record must not fail.
+    if (b.report) {
+      u.report_json = instrument::ToJson(*b.report).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    if (!b.error.empty()) u.error = b.error;
+    if (!reason.empty()) u.reason = reason;
+    else if (st == BranchState::kFailed) u.reason = "failed: " + (b.error.empty() ? "unknown error" : b.error);
+  }
+  if (!upper_bytes) {
+    // Gone (promoted into a layer, removed by a discard): the last figure stays.
+    std::string upper = store_->BranchDir(b.id) + "/upper";
+    if (::access(upper.c_str(), F_OK) == 0) {
+      if (auto bytes = store::DiskUsage(upper); bytes.ok()) upper_bytes = *bytes;
+    }
+  }
+  u.upper_bytes = upper_bytes;
+  return store_->UpdateBranch(b.id, u).Context("record branch " + b.id);
 }
 
 }  // namespace specula::core

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/crash_point.h"
 #include "policies/policy_parser.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
@@ -89,6 +90,10 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   SPECULA_ASSIGN_OR_RETURN(m->store_, store::CheckpointStore::Open(m->opts_.state_dir));
   SPECULA_ASSIGN_OR_RETURN(m->criu_, criu::CriuDriver::Create(m->opts_.criu));
   SPECULA_TRY_CTX(m->RecoverAfterCrash(), "open " + m->opts_.state_dir);
+  // After the sandboxes are gone and interrupted promotes are settled: what
+  // is left unrecorded (an image or layer of a checkpoint that never reached
+  // the database) is garbage.
+  SPECULA_TRY_CTX(m->store_->RemoveOrphans().status(), "open " + m->opts_.state_dir);
   if (m->opts_.instrument) m->instr_ = std::make_unique<instrument::Instrumentation>(m->opts_.instrumentation);
   // Sessions survive a restart; live branches do not (their sandboxes were
   // killed above): their records become discarded.
@@ -108,7 +113,10 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
       auto st = StateFromString(b.state);
       if (st && IsFinal(*st)) continue;
       spdlog::warn("branch {} ({}) was {} when the previous daemon stopped: discarded", b.id, b.command, b.state);
-      SPECULA_TRY(m->store_->UpdateBranch(b.id, ToString(BranchState::kDiscarded)));
+      store::BranchUpdate u;
+      u.state = ToString(BranchState::kDiscarded);
+      u.reason = "discarded: daemon restart (crash recovery)";
+      SPECULA_TRY(m->store_->UpdateBranch(b.id, u));
     }
     s->rec = rec;
     m->sessions_[rec.id] = std::move(s);
@@ -124,7 +132,7 @@ SessionManager::~SessionManager() {
   }
   for (auto& s : all) {
     std::lock_guard op(s->op_mu);
-    DiscardAllLocked(*s);
+    DiscardAllLocked(*s, "discarded: daemon stopped");
   }
 }
 
@@ -205,7 +213,7 @@ Status SessionManager::DestroySession(const std::string& id) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(id));
   {
     std::lock_guard op(s->op_mu);
-    DiscardAllLocked(*s);
+    DiscardAllLocked(*s, "discarded: session destroyed");
     SPECULA_TRY_CTX(store_->DeleteSession(id), "destroy session " + id);
   }
   std::lock_guard lock(mu_);
@@ -328,17 +336,17 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
       --s->running;
     }
     s->slot_cv.notify_all();
-    std::optional<std::string> json;
     {
       std::lock_guard lock(b->mu);
       if (!b->cancelled) b->state = st;
       b->error = std::move(error);
-      if (b->result) json = ResultToJson(*b->result);
       b->finished = true;
       st = b->state;
     }
     b->cv.notify_all();
-    if (Status u = store_->UpdateBranch(b->id, ToString(st), json); !u.ok()) {
+    // Result, report and upper size go into the record now: a crash later
+    // still leaves them for branch.show. A discard adds its reason itself.
+    if (Status u = RecordBranch(*b, st, ""); !u.ok()) {
       spdlog::warn("branch {}: record state: {}", b->id, u.ToString());
     }
   };
@@ -385,7 +393,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   finish(BranchState::kDone, "");
 }
 
-void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b) {
+void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason) {
   sandbox::Sandbox* box = nullptr;
   {
     std::lock_guard lock(b->mu);
@@ -412,10 +420,15 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b)
   if (b->probe) {
     if (Status st = b->probe->Discard(); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
   }
+  // Measured before the dir goes: the record keeps what the branch wrote.
+  std::optional<uint64_t> upper;
+  if (auto bytes = store::DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
   if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
   }
-  (void)store_->UpdateBranch(b->id, ToString(BranchState::kDiscarded));
+  if (Status st = RecordBranch(*b, BranchState::kDiscarded, reason, upper); !st.ok()) {
+    spdlog::warn("discard {}: record: {}", b->id, st.ToString());
+  }
   {
     std::lock_guard lock(s.mu);
     s.live.erase(b->id);
@@ -424,7 +437,7 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b)
   branches_.erase(b->id);
 }
 
-void SessionManager::DiscardAllLocked(Session& s) {
+void SessionManager::DiscardAllLocked(Session& s, const std::string& reason) {
   std::vector<std::shared_ptr<Branch>> all;
   {
     std::lock_guard lock(s.mu);
@@ -435,13 +448,13 @@ void SessionManager::DiscardAllLocked(Session& s) {
     std::lock_guard lock(b->mu);
     b->cancelled = true;
   }
-  for (auto& b : all) DiscardLocked(s, b);
+  for (auto& b : all) DiscardLocked(s, b, reason);
 }
 
 Status SessionManager::Abort(const std::string& session) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   std::lock_guard op(s->op_mu);
-  DiscardAllLocked(*s);
+  DiscardAllLocked(*s, "discarded: abort");
   return Status::Ok();
 }
 
@@ -449,7 +462,7 @@ Status SessionManager::DiscardBranch(const std::string& branch) {
   SPECULA_ASSIGN_OR_RETURN(auto b, FindBranch(branch));
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(b->session));
   std::lock_guard op(s->op_mu);
-  DiscardLocked(*s, b);
+  DiscardLocked(*s, b, "discarded: branch.discard");
   return Status::Ok();
 }
 
@@ -481,7 +494,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   // processes the tracer never saw start) adds nothing to the exact cgroup
   // check; a dump decided from a complete trace does.
   bool tracer_saw_need = b.report && b.report->checkpoint.criu_dump && b.report->traced && !b.parent_has_image;
-  if (live || tracer_saw_need) {
+  if (live || tracer_saw_need || !opts_.elide_checkpoints) {
     criu::DumpRequest dr;
     dr.pid = box->init_pid();
     dr.image_dir = store_->ImageDir(c.id);
@@ -492,6 +505,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     c.has_process_image = true;
     c.image_dir = dr.image_dir;
     c.image_bytes = dump->image_bytes;
+    CrashPoint("checkpoint.after-dump");
   }
   c.shell_state = box->shell_state().Serialize();
   SPECULA_TRY_CTX(box->Destroy(), "promote " + b.id);
@@ -513,12 +527,16 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   }
   SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
   c.created_ms = store::NowMs();
+  CrashPoint("checkpoint.before-head");
   SPECULA_TRY(store_->PutCheckpointAsHead(c));
+  CrashPoint("checkpoint.after-head");
   {
     std::lock_guard lock(s.mu);
     s.rec.head = c.id;
   }
-  SPECULA_TRY(store_->UpdateBranch(b.id, ToString(BranchState::kPromoted)));
+  // The upper is now the sealed layer (same bytes) or applied to the base.
+  SPECULA_TRY(RecordBranch(b, BranchState::kPromoted, "promoted by commit",
+                           s.rec.target == "layer" ? std::optional<uint64_t>(c.layer_bytes) : std::nullopt));
   if (b.probe) {
     if (Status st = b.probe->Keep(); !st.ok()) spdlog::warn("promote {}: {}", b.id, st.ToString());
   }

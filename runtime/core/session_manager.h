@@ -54,6 +54,9 @@ struct SessionManagerOptions {
   // Per-branch instrumentation (effect tracer, egress guard, lossy journal).
   bool instrument = true;
   instrument::InstrumentationOptions instrumentation;
+  // Off: every checkpoint takes a CRIU dump even when the action left no
+  // live process. Only for measuring what elision saves (the benches).
+  bool elide_checkpoints = true;
 };
 
 struct SessionInfo {
@@ -80,12 +83,15 @@ struct BranchInfo {
   std::optional<sandbox::ActionResult> result;
   std::string error;                          // failed: why
   std::vector<sandbox::DeferredCall> deferred;  // held now (live branches only)
-  uint64_t upper_bytes = 0;
+  uint64_t upper_bytes = 0;  // live: now; finished: last measured before its dir went
   int64_t created_ms = 0;
-  // The instrumentation's report of the action (live branches whose action
-  // finished): effect journal, lossy effects, flags, denied egress,
-  // checkpoint decision, as instrument::ToJson gives it.
+  // The instrumentation's report of the action (once it finished, live or
+  // not: it is kept in the branch's record): effect journal, lossy effects,
+  // flags, denied egress, checkpoint decision, as instrument::ToJson gives it.
   std::optional<nlohmann::json> report;
+  // Why the branch ended: "promoted by commit", "discarded: abort", "failed:
+  // <error>", ... Empty while it is live.
+  std::string reason;
 };
 
 // The CPU weight (cgroup cpu.weight, 1..10000; cpu.shares on cgroup v1) of a
@@ -179,8 +185,15 @@ class SessionManager {
   // Checkpoints the sandbox after its action, destroys it, makes the new
   // checkpoint the session's head. Called with the session's op lock held.
   Result<std::string> PromoteLocked(Session& s, Branch& b);
-  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b);
-  void DiscardAllLocked(Session& s);
+  // `reason` says why, e.g. "discarded: abort"; it is kept in the record.
+  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason);
+  void DiscardAllLocked(Session& s, const std::string& reason);
+  // Records state `st` with all the branch knows (result, report JSON,
+  // error) so branch.show can say what it did once it is gone. upper_bytes
+  // unset: measured now if the upper dir still exists. `reason` empty keeps
+  // the stored one. Takes b.mu.
+  Status RecordBranch(Branch& b, BranchState st, const std::string& reason,
+                      std::optional<uint64_t> upper_bytes = std::nullopt);
   Result<std::vector<std::string>> MaybeSquash(Session& s, std::vector<std::string> layers);
   // Open: kills and unmounts what a crashed daemon left, removes branch
   // dirs, finishes or undoes interrupted promotes to the base.

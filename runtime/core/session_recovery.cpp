@@ -40,11 +40,15 @@ Status SessionManager::RecoverAfterCrash() {
   // non-speculative runs and squash scratch) and per unfinished branch record.
   SPECULA_ASSIGN_OR_RETURN(auto dirs, Entries(branches_root));
   std::set<std::string> names(dirs.begin(), dirs.end());
+  std::set<std::string> unfinished;  // branch records Open will mark discarded
   for (const auto& rec : sessions) {
     SPECULA_ASSIGN_OR_RETURN(auto branches, store_->ListBranches(rec.id));
     for (const auto& b : branches) {
       auto st = StateFromString(b.state);
-      if (!st || !IsFinal(*st)) names.insert(b.id);
+      if (!st || !IsFinal(*st)) {
+        names.insert(b.id);
+        unfinished.insert(b.id);
+      }
     }
   }
   SPECULA_TRY(ReapLeftovers(opts_.state_dir, branches_root, {names.begin(), names.end()}).status());
@@ -62,6 +66,17 @@ Status SessionManager::RecoverAfterCrash() {
         spdlog::error("crash recovery: branch {}: lossy restore: {}", d, restored.error().ToString());
       } else if (!restored->empty()) {
         spdlog::warn("crash recovery: branch {}: restored {} lossy pre-image(s)", d, restored->size());
+      }
+    }
+    // What the branch wrote before the crash, for branch.show afterwards
+    // (its report and result were recorded when its action finished).
+    if (unfinished.count(d) != 0) {
+      if (auto bytes = store::DiskUsage(dir + "/upper"); bytes.ok()) {
+        store::BranchUpdate u;
+        u.upper_bytes = *bytes;
+        if (Status rec = store_->UpdateBranch(d, u); !rec.ok()) {
+          spdlog::warn("crash recovery: branch {}: record upper size: {}", d, rec.ToString());
+        }
       }
     }
     SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");

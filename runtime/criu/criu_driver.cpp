@@ -5,15 +5,18 @@
 #include <sched.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
+#include "common/crash_point.h"
 #include "common/paths.h"
 #include "common/spawn.h"
 #include "runtime/store/fs_util.h"
@@ -26,6 +29,7 @@ namespace {
 struct ChildSetup {
   const char* kdat_dir = nullptr;      // bind-mounted over /run if set
   const char* const* cgroup_procs = nullptr;  // NULL-terminated list of cgroup.procs files
+  pid_t parent = ::getpid();           // the runtime, whose death must end CRIU too
 };
 
 // Async-signal-safe: raw syscalls only.
@@ -48,6 +52,13 @@ int WriteSelfPid(const char* procs_file) {
 // sandbox's cgroups, which the restored tasks then inherit.
 int CriuChildSetup(void* arg) {
   const auto* s = static_cast<const ChildSetup*>(arg);
+  // CRIU dies with the runtime. An orphaned CRIU would go on writing into
+  // the state dir (and, for a dump, hold the tree seized) while a restarted
+  // daemon's crash recovery removes that very dir; killed instead, whatever
+  // it half-did is recovery's to clean, and the seized tasks are detached.
+  // (PDEATHSIG follows the forking thread: Spawn's caller waits for CRIU.)
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return errno;
+  if (::getppid() != s->parent) return ESRCH;  // the runtime died before prctl
   if (s->kdat_dir != nullptr) {
     if (::unshare(CLONE_NEWNS) != 0) return errno;
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
@@ -147,6 +158,17 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
              // stopped for the dump: no iptables lock needed (nor installed).
              "--network-lock", "skip"};
   if (req.leave_running) so.argv.push_back("--leave-running");
+  if (CrashPointArmed("criu.post-dump")) {
+    // Crash test: SIGKILL the runtime while CRIU holds the tree frozen with
+    // its images written but not yet resumed or killed. CRIU execs action
+    // scripts by path; the sleep keeps it there until PDEATHSIG ends it.
+    std::string script = req.image_dir + "/crash-point.sh";
+    std::ofstream(script) << "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" != post-dump ] && exit 0\nkill -KILL "
+                          << ::getpid() << "\nsleep 2\n";
+    ::chmod(script.c_str(), 0700);
+    so.argv.push_back("--action-script");
+    so.argv.push_back(script);
+  }
   for (const auto& [path, key] : req.external_mounts) {
     so.argv.push_back("--external");
     so.argv.push_back("mnt[" + path + "]:" + key);

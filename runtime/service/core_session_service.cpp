@@ -301,9 +301,12 @@ Result<BranchDetail> CoreSessionService::ShowBranch(const std::string& branch) {
     for (uint64_t a : call.args) args += (args.empty() ? "" : ", ") + Hex(a);
     d.deferred.push_back(SyscallEvent{call.syscall, "pid " + std::to_string(call.pid) + ": " + args, "waiting"});
   }
-  if (b.state == core::BranchState::kFailed && !b.error.empty()) d.flags.push_back("failed: " + b.error);
+  // The error stays even when a failed branch was later discarded.
+  if (!b.error.empty()) d.flags.push_back("failed: " + b.error);
   if (b.result && b.result->timed_out) d.flags.push_back("timed_out");
+  // Kept in the branch's record: the same for a finished branch as a live one.
   if (b.report) AddInstrumentReport(*b.report, d);
+  d.reason = b.reason;
   return d;
 }
 

@@ -51,6 +51,7 @@ Json ToJson(const BranchDetail& v) {
   out["lossy_effects"] = ToJsonArray(v.lossy_effects);
   out["upper_bytes"] = v.upper_bytes;
   out["flags"] = v.flags;
+  out["reason"] = v.reason;
   return out;
 }
 

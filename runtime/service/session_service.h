@@ -118,6 +118,7 @@ struct BranchDetail {
   std::vector<LossyEffect> lossy_effects;
   uint64_t upper_bytes = 0;  // size of the branch's private upper dir
   std::vector<std::string> flags;
+  std::string reason;  // why it ended ("promoted by commit", "discarded: abort", ...); "" while live
 };
 
 struct FileChange {

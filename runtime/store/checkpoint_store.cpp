@@ -45,6 +45,13 @@ CREATE TABLE branches(
   created INTEGER NOT NULL, updated INTEGER NOT NULL);
 CREATE INDEX branches_by_session ON branches(session);
 )sql",
+    // 1 -> 2: what a branch did outlives it (branch.show of finished branches).
+    R"sql(
+ALTER TABLE branches ADD COLUMN report TEXT NOT NULL DEFAULT '';
+ALTER TABLE branches ADD COLUMN error TEXT NOT NULL DEFAULT '';
+ALTER TABLE branches ADD COLUMN upper_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE branches ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == CheckpointStore::kSchemaVersion);
 
@@ -65,7 +72,8 @@ constexpr const char* kSessionCols = "id,name,base,target,policy_text,policy_pat
 constexpr const char* kCheckpointCols =
     "id,session,parent,command,created,layers,shell_state,has_process_image,image_dir,"
     "layer_bytes,image_bytes,apply_record";
-constexpr const char* kBranchCols = "id,session,parent_checkpoint,command,state,result,created,updated";
+constexpr const char* kBranchCols =
+    "id,session,parent_checkpoint,command,state,result,created,updated,report,error,upper_bytes,reason";
 
 SessionRecord ReadSession(const SqliteStmt& s) {
   return SessionRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3),
@@ -90,8 +98,12 @@ Result<CheckpointRecord> ReadCheckpoint(const SqliteStmt& s) {
 }
 
 BranchRecord ReadBranch(const SqliteStmt& s) {
-  return BranchRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3),
-                      s.Text(4), s.Text(5), s.Int(6),  s.Int(7)};
+  BranchRecord b{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Int(6), s.Int(7)};
+  b.report_json = s.Text(8);
+  b.error = s.Text(9);
+  b.upper_bytes = static_cast<uint64_t>(s.Int(10));
+  b.reason = s.Text(11);
+  return b;
 }
 
 }  // namespace
@@ -357,22 +369,42 @@ Result<LayerRecord> CheckpointStore::GetLayer(const std::string& id) {
 Status CheckpointStore::PutBranch(const BranchRecord& b) {
   std::lock_guard lock(mu_);
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO branches(") + kBranchCols +
-                                               ") VALUES(?,?,?,?,?,?,?,?)"));
+                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
   q.Bind(1, b.id).Bind(2, b.session).Bind(3, b.parent_checkpoint).Bind(4, b.command);
   q.Bind(5, b.state).Bind(6, b.result_json).Bind(7, b.created_ms).Bind(8, b.updated_ms);
+  q.Bind(9, b.report_json).Bind(10, b.error).Bind(11, static_cast<int64_t>(b.upper_bytes)).Bind(12, b.reason);
   return q.Run().Context("put branch " + b.id);
 }
 
 Status CheckpointStore::UpdateBranch(const std::string& id, const std::string& state,
                                      const std::optional<std::string>& result_json) {
+  BranchUpdate u;
+  u.state = state;
+  u.result_json = result_json;
+  return UpdateBranch(id, u);
+}
+
+Status CheckpointStore::UpdateBranch(const std::string& id, const BranchUpdate& u) {
   std::lock_guard lock(mu_);
+  // NULL keeps the stored value: one statement serves every partial update.
   SPECULA_ASSIGN_OR_RETURN(
-      auto q, db_.Prepare("UPDATE branches SET state=?1, updated=?2, result=COALESCE(?3, result) WHERE id=?4"));
-  q.Bind(1, state).Bind(2, NowMs());
-  if (result_json) q.Bind(3, *result_json);
-  else q.BindNull(3);
-  q.Bind(4, id);
-  SPECULA_TRY(q.Run());
+      auto q, db_.Prepare("UPDATE branches SET updated=?1, state=COALESCE(?2, state), result=COALESCE(?3, result),"
+                          " report=COALESCE(?4, report), error=COALESCE(?5, error),"
+                          " upper_bytes=COALESCE(?6, upper_bytes), reason=COALESCE(?7, reason) WHERE id=?8"));
+  q.Bind(1, NowMs());
+  auto text = [&q](int idx, const std::optional<std::string>& v) {
+    if (v) q.Bind(idx, *v);
+    else q.BindNull(idx);
+  };
+  text(2, u.state);
+  text(3, u.result_json);
+  text(4, u.report_json);
+  text(5, u.error);
+  if (u.upper_bytes) q.Bind(6, static_cast<int64_t>(*u.upper_bytes));
+  else q.BindNull(6);
+  text(7, u.reason);
+  q.Bind(8, id);
+  SPECULA_TRY(q.Run().Context("update branch " + id));
   if (db_.Changes() != 1) return Error(Code::kNotFound, "no branch " + id);
   return Status::Ok();
 }

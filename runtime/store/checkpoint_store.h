@@ -70,6 +70,23 @@ struct BranchRecord {
   std::string result_json;  // the ActionResult as JSON once known
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  // Kept after the branch is gone so `branch.show` can still say what it did
+  // (schema version 2). Initialised here so the fields above can still be
+  // given positionally without -Wmissing-field-initializers.
+  std::string report_json = {};  // instrument::ToJson of its action's report, "" if none
+  std::string error = {};        // why it failed, "" unless it did
+  uint64_t upper_bytes = 0;      // size of its upper dir, last measured
+  std::string reason = {};       // why it ended ("promoted by commit", "discarded: abort", ...)
+};
+
+// A change to a branch's record: fields left unset keep their stored value.
+struct BranchUpdate {
+  std::optional<std::string> state;
+  std::optional<std::string> result_json;
+  std::optional<std::string> report_json;
+  std::optional<std::string> error;
+  std::optional<uint64_t> upper_bytes;
+  std::optional<std::string> reason;
 };
 
 struct StoreOptions {
@@ -82,7 +99,7 @@ struct StoreOptions {
 
 class CheckpointStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Creates the layout if missing, opens the database and migrates it to
   // kSchemaVersion. A database newer than this build: failed_precondition.
@@ -122,8 +139,21 @@ class CheckpointStore {
   Status PutBranch(const BranchRecord& b);
   Status UpdateBranch(const std::string& id, const std::string& state,
                       const std::optional<std::string>& result_json = std::nullopt);
+  Status UpdateBranch(const std::string& id, const BranchUpdate& u);
   Result<BranchRecord> GetBranch(const std::string& id);
   Result<std::vector<BranchRecord>> ListBranches(const std::string& session);
+
+  // Crash recovery (store_gc.cpp): removes what no row reaches any more, left
+  // by a crash between writing files and recording them (a CRIU image or a
+  // sealed layer whose checkpoint never reached the database) or between
+  // deleting rows and files (DeleteSession). Only while nothing else uses
+  // the store: at start, before any session is served.
+  struct OrphanReport {
+    size_t image_dirs = 0;   // images/<id> of no checkpoint
+    size_t layer_rows = 0;   // layers no checkpoint lists
+    size_t layer_dirs = 0;   // layers/<id> of no layer row (incl. the above)
+  };
+  Result<OrphanReport> RemoveOrphans();
 
  private:
   CheckpointStore(std::string dir, SqliteDb db) : dir_(std::move(dir)), fs_dir_(dir_), db_(std::move(db)) {}

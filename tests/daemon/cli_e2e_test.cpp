@@ -215,6 +215,68 @@ TEST_F(CliE2E, Kill9ThenRestartFindsTheSessionAndItsHistory) {
   EXPECT_EQ(after.out, "after-restart\n");
 }
 
+// Issue 5: `inspect` of a branch that is gone (discarded by a commit, or
+// live when the daemon died) still shows what it did, after a restart.
+TEST_F(CliE2E, InspectShowsWhatAFinishedBranchDidAfterARestart) {
+  std::string s = CreateSession("inspect-after");
+  std::string scratch = "/var/tmp/specula-inspect-e2e-" + std::to_string(::getpid());
+  auto wait_done = [&](const std::string& branch) {
+    for (int i = 0; i < 200; ++i) {
+      if (ParseOut(Cli({"--json", "inspect", branch}))["state"] == "done") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  auto spec = Cli({"--json", "spec", s, "--", "echo discarded > " + scratch + "-a"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  std::string discarded = ParseOut(spec)["branch"];
+  ASSERT_TRUE(wait_done(discarded));
+  ASSERT_EQ(Cli({"run", s, "--", "true"}).exit_code, 0);  // a different command: the branch goes
+  spec = Cli({"--json", "spec", s, "--", "echo crashed > " + scratch + "-b"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  std::string crashed = ParseOut(spec)["branch"];
+  ASSERT_TRUE(wait_done(crashed));  // done and waiting for its commit when the daemon dies
+  daemon_->Kill9();
+  auto again = Daemon::Start(dir_.path());
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  daemon_ = std::move(*again);
+
+  auto journal_has = [](const Json& b, const std::string& path) {
+    for (const auto& e : b["journal"]) {
+      if (e.value("path", "").find(path) != std::string::npos) return true;
+    }
+    return false;
+  };
+  auto untraced = [](const Json& b) {
+    for (const auto& f : b["flags"]) {
+      if (f == "untraced") return true;
+    }
+    return false;
+  };
+  auto a = Cli({"--json", "inspect", discarded});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  Json ja = ParseOut(a);
+  EXPECT_EQ(ja["state"], "discarded");
+  EXPECT_EQ(ja["reason"], "discarded: commit of a different command") << a.out;
+  EXPECT_EQ(ja["result"]["exit_code"], 0) << a.out;
+  EXPECT_GT(ja["upper_bytes"].get<uint64_t>(), 0u) << a.out;
+  auto b = Cli({"--json", "inspect", crashed});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  Json jb = ParseOut(b);
+  EXPECT_EQ(jb["state"], "discarded");
+  EXPECT_EQ(jb["reason"], "discarded: daemon restart (crash recovery)") << b.out;
+  EXPECT_EQ(jb["result"]["stdout_bytes"], 0) << b.out;  // it wrote into the file, not stdout
+  auto text = Cli({"inspect", discarded});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("ended        discarded: commit of a different command"), std::string::npos) << text.out;
+  EXPECT_EQ(::access((scratch + "-a").c_str(), F_OK), -1) << "a discarded branch's write reached the host";
+  EXPECT_EQ(::access((scratch + "-b").c_str(), F_OK), -1) << "a crashed branch's write reached the host";
+  if (untraced(ja)) GTEST_SKIP() << "effect tracer refused by this kernel";
+  EXPECT_TRUE(journal_has(ja, scratch + "-a")) << a.out;
+  EXPECT_TRUE(journal_has(jb, scratch + "-b")) << b.out;
+  EXPECT_EQ(text.out.find("effect journal (0)"), std::string::npos) << text.out;
+}
+
 TEST_F(CliE2E, ClientVanishingMidCommitStillCommits) {
   std::string s = CreateSession("vanish");
   {

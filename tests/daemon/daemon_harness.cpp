@@ -24,7 +24,8 @@ extern char** environ;
 namespace specula::testing {
 namespace {
 
-pid_t SpawnDaemon(const std::vector<std::string>& args, const std::string& log_path) {
+pid_t SpawnDaemon(const std::vector<std::string>& args, const std::string& log_path,
+                  const std::vector<std::string>& env_add = {}) {
   std::vector<std::string> argv_s{SPECULAD_PATH};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -36,7 +37,13 @@ pid_t SpawnDaemon(const std::vector<std::string>& args, const std::string& log_p
   posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, SPECULAD_PATH, &fa, nullptr, argv.data(), environ);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
+  env_s.insert(env_s.end(), env_add.begin(), env_add.end());
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int rc = posix_spawn(&pid, SPECULAD_PATH, &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   return rc == 0 ? pid : -1;
 }
@@ -93,8 +100,6 @@ TempDir::TempDir() {
   path_ = p ? p : "";
 }
 
-namespace {
-// Mount points at or below `dir`, in /proc's order (parents before children).
 std::vector<std::string> MountsUnder(const std::string& dir) {
   std::vector<std::string> out;
   std::ifstream in("/proc/self/mountinfo");
@@ -107,18 +112,17 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   }
   return out;
 }
-}  // namespace
 
-namespace {
-// Kills processes in other mount namespaces whose ROOT mount is an overlay
-// built under `dir`: sandboxes of a daemon that ran in it. Their init is
+// Processes in other mount namespaces whose ROOT mount is an overlay built
+// under `dir`: sandboxes of a daemon that ran in it. Their init is
 // double-forked (parent 1), so walking the daemon's children does not find
 // them. Only the root mount counts (as in runtime/core/crash_recovery.cpp):
 // a sandbox of another test that is still being set up has a copy of the
-// host's whole mount table, which mentions `dir`, and must not be killed.
-void KillSandboxesUsing(const std::string& dir) {
+// host's whole mount table, which mentions `dir`, and must not be counted.
+std::vector<pid_t> SandboxProcessesUsing(const std::string& dir) {
+  std::vector<pid_t> out;
   char self_ns[64] = {};
-  if (::readlink("/proc/self/ns/mnt", self_ns, sizeof(self_ns) - 1) < 0) return;
+  if (::readlink("/proc/self/ns/mnt", self_ns, sizeof(self_ns) - 1) < 0) return out;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     pid_t pid = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
     if (pid <= 1 || pid == ::getpid()) continue;
@@ -132,11 +136,17 @@ void KillSandboxesUsing(const std::string& dir) {
       std::string id, parent, devno, root, point;
       f >> id >> parent >> devno >> root >> point;
       if (point == "/" && line.find(dir + "/") != std::string::npos) {
-        ::kill(pid, SIGKILL);
+        out.push_back(pid);
         break;
       }
     }
   }
+  return out;
+}
+
+namespace {
+void KillSandboxesUsing(const std::string& dir) {
+  for (pid_t pid : SandboxProcessesUsing(dir)) ::kill(pid, SIGKILL);
 }
 }  // namespace
 
@@ -153,14 +163,14 @@ TempDir::~TempDir() {
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(const std::string& dir, std::vector<std::string> extra,
-                                              const std::string& name) {
+                                              const std::string& name, const std::vector<std::string>& env) {
   std::unique_ptr<Daemon> d(new Daemon());
   d->socket_ = dir + "/" + name + ".sock";
   d->state_dir_ = dir + "/" + name + "-state";
   d->log_path_ = dir + "/" + name + ".log";
   std::vector<std::string> args{"--socket", d->socket_, "--state-dir", d->state_dir_, "--log-level", "debug"};
   args.insert(args.end(), extra.begin(), extra.end());
-  d->pid_ = SpawnDaemon(args, d->log_path_);
+  d->pid_ = SpawnDaemon(args, d->log_path_, env);
   if (d->pid_ < 0) return Error(Code::kInternal, "posix_spawn " SPECULAD_PATH " failed");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -191,6 +201,17 @@ int Daemon::Terminate(std::chrono::milliseconds wait) {
   if (!status) return -1;
   pid_ = -1;
   return ExitStatus(*status);
+}
+
+std::optional<int> Daemon::WaitExit(std::chrono::milliseconds wait) {
+  if (pid_ <= 0) return std::nullopt;
+  // Its sandboxes outlive it (as after a Kill9) until this object goes.
+  auto left = Descendants(pid_);
+  auto status = WaitFor(pid_, wait);
+  if (!status) return std::nullopt;
+  orphans_.insert(orphans_.end(), left.begin(), left.end());
+  pid_ = -1;
+  return *status;
 }
 
 void Daemon::Kill9() {

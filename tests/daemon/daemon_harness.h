@@ -40,8 +40,10 @@ class Daemon {
  public:
   // Starts speculad --socket <dir>/sock --state-dir <dir>/state plus extra
   // args, and waits until the socket answers daemon.ping.
+  // `env`: "K=V" added to the daemon's environment (e.g. SPECULA_CRASH_AT).
   static Result<std::unique_ptr<Daemon>> Start(const std::string& dir, std::vector<std::string> extra = {},
-                                               const std::string& name = "d");
+                                               const std::string& name = "d",
+                                               const std::vector<std::string>& env = {});
   // SIGKILL if still running, then reaps it; also kills processes it left
   // behind (sandboxes forked from it that outlived a Kill9).
   ~Daemon();
@@ -56,6 +58,9 @@ class Daemon {
   // (the restarted daemon must cope) until this object is destroyed.
   void Kill9();
   bool Alive();
+  // Waits for the daemon to exit by itself (a crash point); its raw wait
+  // status, or nullopt if it still runs after `wait`.
+  std::optional<int> WaitExit(std::chrono::milliseconds wait);
 
  private:
   Daemon() = default;
@@ -68,6 +73,11 @@ class Daemon {
 // returns its exit status, or -1 if it was still running after `wait`.
 int RunDaemonToExit(const std::string& dir, std::vector<std::string> args, std::string* log,
                     std::chrono::milliseconds wait = std::chrono::seconds(20));
+
+// Mount points at or below `dir` (parents before children).
+std::vector<std::string> MountsUnder(const std::string& dir);
+// Live processes of sandboxes whose root overlay was built under `dir`.
+std::vector<pid_t> SandboxProcessesUsing(const std::string& dir);
 
 // Runs the specula CLI with the given args (socket first unless empty).
 SpawnResult RunCli(const std::string& socket, std::vector<std::string> args, std::vector<std::string> env = {},

@@ -144,6 +144,127 @@ TEST_F(StoreTest, SurvivesReopenAndRefusesNewerSchema) {
   EXPECT_EQ(store.error().code(), Code::kFailedPrecondition);
 }
 
+TEST_F(StoreTest, BranchOutcomeFieldsRoundTripAndPartialUpdatesKeepTheRest) {
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto& st = **store;
+  ASSERT_TRUE(st.PutSession(Session("s1")).ok());
+  ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt("c1", "s1", "")).ok());
+  ASSERT_TRUE(st.PutBranch(BranchRecord{"b1", "s1", "c1", "make", "running", "", NowMs(), NowMs()}).ok());
+  auto fresh = st.GetBranch("b1");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->report_json, "");
+  EXPECT_EQ(fresh->error, "");
+  EXPECT_EQ(fresh->upper_bytes, 0u);
+  EXPECT_EQ(fresh->reason, "");
+
+  BranchUpdate done;
+  done.state = "done";
+  done.result_json = "{\"exit_code\":0}";
+  done.report_json = "{\"effects\":[]}";
+  done.upper_bytes = 4096;
+  ASSERT_TRUE(st.UpdateBranch("b1", done).ok());
+  BranchUpdate discard;
+  discard.state = "discarded";
+  discard.reason = "discarded: abort";
+  ASSERT_TRUE(st.UpdateBranch("b1", discard).ok());
+  auto got = st.GetBranch("b1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, "discarded");
+  EXPECT_EQ(got->result_json, "{\"exit_code\":0}");
+  EXPECT_EQ(got->report_json, "{\"effects\":[]}");
+  EXPECT_EQ(got->upper_bytes, 4096u);
+  EXPECT_EQ(got->reason, "discarded: abort");
+  EXPECT_EQ(got->error, "");
+  // The old three-argument form still only touches state and result.
+  ASSERT_TRUE(st.UpdateBranch("b1", "failed").ok());
+  got = st.GetBranch("b1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, "failed");
+  EXPECT_EQ(got->reason, "discarded: abort");
+  EXPECT_EQ(st.UpdateBranch("b9", discard).error().code(), Code::kNotFound);
+  auto list = st.ListBranches("s1");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].report_json, "{\"effects\":[]}");
+}
+
+// A database written by a schema-1 build (the version before branch outcomes
+// were kept): opening it migrates in place and keeps every row.
+TEST_F(StoreTest, MigratesSchemaOneDatabaseAddingBranchOutcomeColumns) {
+  {
+    auto db = SqliteDb::Open(dir_ + "/specula.db");
+    ASSERT_TRUE(db.ok()) << db.error().ToString();
+    // Schema version 1 as shipped (checkpoint_store.cpp kMigrations[0]).
+    ASSERT_TRUE(db->Exec(R"sql(
+CREATE TABLE sessions(
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, base TEXT NOT NULL,
+  target TEXT NOT NULL CHECK(target IN ('layer','base')),
+  policy_text TEXT NOT NULL, policy_path TEXT NOT NULL,
+  head TEXT, created INTEGER NOT NULL);
+CREATE TABLE layers(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  path TEXT NOT NULL, bytes INTEGER NOT NULL, created INTEGER NOT NULL,
+  squashed_from TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE checkpoints(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  parent TEXT REFERENCES checkpoints(id) ON DELETE CASCADE,
+  command TEXT NOT NULL, created INTEGER NOT NULL,
+  layers TEXT NOT NULL, shell_state TEXT NOT NULL,
+  has_process_image INTEGER NOT NULL, image_dir TEXT NOT NULL,
+  layer_bytes INTEGER NOT NULL, image_bytes INTEGER NOT NULL,
+  apply_record TEXT NOT NULL DEFAULT '');
+CREATE INDEX checkpoints_by_session ON checkpoints(session);
+CREATE TABLE branches(
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  parent_checkpoint TEXT NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,
+  command TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',
+  created INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE INDEX branches_by_session ON branches(session);
+INSERT INTO sessions VALUES('s1','old','/','layer','','','c1',1);
+INSERT INTO checkpoints VALUES('c1','s1',NULL,'',1,'[]','cwd=/',0,'',0,0,'');
+INSERT INTO branches VALUES('b1','s1','c1','make','discarded','{"exit_code":2}',1,2);
+PRAGMA user_version=1;
+)sql").ok());
+  }
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto& st = **store;
+  auto old = st.GetBranch("b1");
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  EXPECT_EQ(old->command, "make");
+  EXPECT_EQ(old->state, "discarded");
+  EXPECT_EQ(old->result_json, "{\"exit_code\":2}");
+  EXPECT_EQ(old->report_json, "");
+  EXPECT_EQ(old->error, "");
+  EXPECT_EQ(old->upper_bytes, 0u);
+  EXPECT_EQ(old->reason, "");
+  BranchUpdate u;
+  u.reason = "discarded: daemon restart (crash recovery)";
+  u.upper_bytes = 12;
+  ASSERT_TRUE(st.UpdateBranch("b1", u).ok());
+  auto now = st.GetBranch("b1");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->reason, "discarded: daemon restart (crash recovery)");
+  EXPECT_EQ(now->upper_bytes, 12u);
+  EXPECT_EQ(now->state, "discarded");
+  auto s = st.GetSession("s1");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->head, "c1");
+  {
+    auto db = SqliteDb::Open(dir_ + "/specula.db");
+    ASSERT_TRUE(db.ok());
+    auto q = db->Prepare("PRAGMA user_version");
+    ASSERT_TRUE(q.ok());
+    auto row = q->Step();
+    ASSERT_TRUE(row.ok() && *row);
+    EXPECT_EQ(q->Int(0), CheckpointStore::kSchemaVersion);
+  }
+}
+
 TEST_F(StoreTest, SealLayerRenamesUpperAndDeleteSessionRemovesIt) {
   auto store = CheckpointStore::Open(dir_, kNoFs);
   ASSERT_TRUE(store.ok());
