@@ -38,10 +38,13 @@ std::string Dump(const nlohmann::json& j) {
 int PolicyCheckCommand(const std::string& file, bool json, std::ostream& out, std::ostream& err) {
   PolicyErrors errors;
   auto policy = Load(file, errors);
+  std::vector<std::string> notes;
+  if (policy.ok()) notes = PolicyNotes(*policy);
   if (json) {
-    out << Dump({{"ok", policy.ok()}, {"errors", ErrorsJson(errors)}}) << "\n";
+    out << Dump({{"ok", policy.ok()}, {"errors", ErrorsJson(errors)}, {"notes", notes}}) << "\n";
   } else if (policy.ok()) {
     out << file << ": ok (policy \"" << policy->name << "\")\n";
+    for (const std::string& n : notes) out << "note: " << n << "\n";
   } else {
     PrintErrors(errors, err);
   }

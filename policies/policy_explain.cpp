@@ -188,7 +188,28 @@ std::string ExplainPolicy(const Policy& p) {
     }
     out << ".\n";
   }
+  std::vector<std::string> notes = PolicyNotes(p);
+  if (!notes.empty()) out << "\nNotes\n";
+  for (const std::string& n : notes) out << "  " << n << "\n";
   return out.str();
+}
+
+std::vector<std::string> PolicyNotes(const Policy& p) {
+  std::vector<std::string> notes;
+  const char* mode = p.network.mode == NetworkMode::kAllowlist    ? "allowlist"
+                     : p.network.mode == NetworkMode::kLossyEgress ? "lossy"
+                                                                   : nullptr;
+  if (mode != nullptr) {
+    // The egress guard enforces the mode, but nothing routes a branch's
+    // network namespace to the host's yet (no veth, no NAT): say so rather
+    // than let an operator expect the endpoints to answer.
+    notes.push_back(std::string("network.mode = \"") + mode +
+                    "\": branches have loopback only (their network namespace has no route out yet); the "
+                    "egress guard permits " +
+                    (p.network.mode == NetworkMode::kAllowlist ? "the listed endpoints" : "egress") +
+                    ", but only loopback destinations are reachable");
+  }
+  return notes;
 }
 
 }  // namespace specula::policy

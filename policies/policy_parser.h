@@ -81,4 +81,8 @@ std::string FindShippedPolicy(std::string_view name);
 // (for `specula policy explain`).
 std::string ExplainPolicy(const Policy& p);
 
+// Things about a valid policy an operator should know because they differ
+// from what it seems to ask for (`policy check` prints them as notes).
+std::vector<std::string> PolicyNotes(const Policy& p);
+
 }  // namespace specula::policy

@@ -135,7 +135,29 @@ TEST(PolicyCli, CheckJson) {
   EXPECT_EQ(j["errors"][0]["message"], "expected an integer in 1..1024, got 0");
   std::ostringstream out2, err2;
   EXPECT_EQ(PolicyCheckCommand(FindShippedPolicy("default"), true, out2, err2), 0);
-  EXPECT_EQ(nlohmann::json::parse(out2.str()), nlohmann::json::parse(R"({"ok":true,"errors":[]})"));
+  EXPECT_EQ(nlohmann::json::parse(out2.str()), nlohmann::json::parse(R"({"ok":true,"errors":[],"notes":[]})"));
+}
+
+// A valid policy that asks for more than the sandbox gives (a route out of
+// the branch's network namespace) passes, with a note that says so.
+TEST(PolicyCli, CheckNotesWhatAnAllowlistCannotReachYet) {
+  testing::TempDir dir;
+  std::string allow = dir.Write("allow.toml", "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.0/8:443\"]\n");
+  std::ostringstream out, err;
+  EXPECT_EQ(PolicyCheckCommand(allow, true, out, err), 0) << err.str();
+  auto j = nlohmann::json::parse(out.str());
+  EXPECT_EQ(j["ok"], true);
+  ASSERT_EQ(j["notes"].size(), 1u);
+  EXPECT_NE(j["notes"][0].get<std::string>().find("no route out"), std::string::npos) << j.dump();
+  std::ostringstream text, err2;
+  EXPECT_EQ(PolicyCheckCommand(allow, false, text, err2), 0);
+  EXPECT_NE(text.str().find("note: network.mode = \"allowlist\""), std::string::npos) << text.str();
+  auto p = LoadPolicyFile(allow, nullptr);
+  ASSERT_TRUE(p.ok());
+  EXPECT_NE(ExplainPolicy(*p).find("Notes\n"), std::string::npos);
+  auto loopback = LoadPolicyFile(FindShippedPolicy("default"), nullptr);
+  ASSERT_TRUE(loopback.ok());
+  EXPECT_TRUE(PolicyNotes(*loopback).empty());
 }
 
 TEST(PolicyCli, ExplainByShippedName) {
