@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/crash_point.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
@@ -229,6 +230,9 @@ Status SessionManager::Rollback(const std::string& session, const std::string& c
         SPECULA_TRY_CTX(apply::Revert(c.apply_record, s->rec.base),
                         "rollback " + session + ": revert " + c.id);
       }
+      // A crash here leaves the base at c's parent and the head at c: crash
+      // recovery moves the head (a reverted head is an unfinished rollback).
+      CrashPoint("rollback.after-revert");
       // The base now shows c's parent: record progress at once so a failure
       // further down leaves the head true to the base.
       SPECULA_TRY(store_->SetHead(session, c.parent));

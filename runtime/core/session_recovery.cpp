@@ -103,7 +103,21 @@ Status SessionManager::RecoverAfterCrash() {
       continue;
     }
     SPECULA_ASSIGN_OR_RETURN(auto rep, apply::Recover(dir, base->second));
-    if (ckpt.ok()) continue;  // a recorded promote: its journal serves rollback
+    if (ckpt.ok()) {
+      // A recorded promote: its journal serves rollback. Reverted while it
+      // is still the head, it is a rollback that died between undoing it on
+      // the base and moving the head (Rollback does one step at a time):
+      // finish that step, so the head says what the base holds.
+      bool reverted = rep.state_found == "reverted" || rep.action == apply::RecoveryAction::kRevertFinished;
+      auto rec = store_->GetSession(session);
+      if (reverted && rec.ok() && rec->head == ckpt->id) {
+        spdlog::warn("crash recovery: session {}: rollback of {} was interrupted after the base was reverted; "
+                     "head moves to {}",
+                     session, ckpt->id, ckpt->parent);
+        SPECULA_TRY_CTX(store_->SetHead(session, ckpt->parent), "crash recovery");
+      }
+      continue;
+    }
     if (rep.action == apply::RecoveryAction::kRolledForward || rep.state_found == "done") {
       if (Status st = apply::Revert(dir, base->second); !st.ok()) {
         spdlog::error("crash recovery: undo unrecorded promote {} on {}: {}", dir, base->second, st.ToString());
