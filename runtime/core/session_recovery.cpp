@@ -98,6 +98,14 @@ Status SessionManager::RecoverAfterCrash() {
     auto ckpt = store_->GetCheckpoint(ckpt_id);
     if (ckpt.ok()) session = ckpt->session;
     auto base = base_of.find(session);
+    if (base == base_of.end() && !ckpt.ok() && dot != std::string::npos) {
+      // Its session's rows are gone: a destroy that died before removing the
+      // session's directories (DeleteSession deletes rows first). Whatever
+      // state the journal is in, nobody can roll back through it any more.
+      spdlog::warn("crash recovery: journal {} of destroyed session {}: removed", dir, session);
+      SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+      continue;
+    }
     if (base == base_of.end()) {
       spdlog::warn("crash recovery: journal {} belongs to no session; left alone", dir);
       continue;

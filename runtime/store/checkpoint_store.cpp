@@ -254,6 +254,11 @@ Status CheckpointStore::DeleteSession(const std::string& id) {
       SPECULA_ASSIGN_OR_RETURN(bool row, qc.Step());
       if (!row) break;
       dirs.push_back(ImageDir(qc.Text(0)));
+      // Apply journals of promotes to the base: the host keeps the applied
+      // files; their pre-images only served this session's rollback. Named
+      // "<session>.<checkpoint>" (older stores: "<checkpoint>").
+      dirs.push_back(JournalDir() + "/" + id + "." + qc.Text(0));
+      dirs.push_back(JournalDir() + "/" + qc.Text(0));
     }
     SPECULA_ASSIGN_OR_RETURN(auto qb, db_.Prepare("SELECT id FROM branches WHERE session=?"));
     qb.Bind(1, id);

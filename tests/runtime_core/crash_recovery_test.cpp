@@ -239,6 +239,25 @@ TEST_F(CrashRecoveryTest, InterruptedPromoteToBaseIsUndoneAtEveryStep) {
   EXPECT_TRUE(completed);
 }
 
+// A destroy that died after deleting the session's rows left its apply
+// journals (pre-images of the host's files): the next start removes those,
+// and leaves alone an old-style journal it cannot attribute.
+TEST_F(CrashRecoveryTest, JournalsOfADestroyedSessionAreRemoved) {
+  {
+    auto m = Open();
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+  }
+  const std::string orphan = state_ + "/journal/sgone1234.cgone1234";
+  const std::string unattributed = state_ + "/journal/cunknown12";
+  ASSERT_TRUE(store::MakeDirs(orphan + "/pre").ok());
+  std::ofstream(orphan + "/pre/x") << "pre-image";
+  ASSERT_TRUE(store::MakeDirs(unattributed).ok());
+  auto m = Open();
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  EXPECT_EQ(::access(orphan.c_str(), F_OK), -1);
+  EXPECT_EQ(::access(unattributed.c_str(), F_OK), 0);
+}
+
 TEST_F(CrashRecoveryTest, OpenOnACleanStateDirReapsNothing) {
   auto m = Open();
   ASSERT_TRUE(m.ok()) << m.error().ToString();

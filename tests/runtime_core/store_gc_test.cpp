@@ -112,5 +112,20 @@ TEST_F(StoreGcTest, LayersSharedByOlderCheckpointsStay) {
   EXPECT_TRUE(Exists(store_->LayerPath(b.id)));
 }
 
+TEST_F(StoreGcTest, DeleteSessionRemovesItsApplyJournalsOnly) {
+  ASSERT_TRUE(store_->PutSession(SessionRecord{"s2", "n2", "/", "base", "", "", "", NowMs()}).ok());
+  CheckpointRecord mine = Ckpt("c1", "", {}, false);
+  CheckpointRecord other = Ckpt("c2", "", {}, false);
+  other.session = "s2";
+  ASSERT_TRUE(store_->PutCheckpointAsHead(mine).ok());
+  ASSERT_TRUE(store_->PutCheckpointAsHead(other).ok());
+  const std::string j1 = store_->JournalDir() + "/s1.c1", j2 = store_->JournalDir() + "/s2.c2";
+  ASSERT_TRUE(MakeDirs(j1 + "/pre").ok());
+  ASSERT_TRUE(MakeDirs(j2 + "/pre").ok());
+  ASSERT_TRUE(store_->DeleteSession("s1").ok());
+  EXPECT_FALSE(Exists(j1));
+  EXPECT_TRUE(Exists(j2));
+}
+
 }  // namespace
 }  // namespace specula::store
