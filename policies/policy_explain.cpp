@@ -200,14 +200,12 @@ std::vector<std::string> PolicyNotes(const Policy& p) {
                      : p.network.mode == NetworkMode::kLossyEgress ? "lossy"
                                                                    : nullptr;
   if (mode != nullptr) {
-    // The egress guard enforces the mode, but nothing routes a branch's
-    // network namespace to the host's yet (no veth, no NAT): say so rather
-    // than let an operator expect the endpoints to answer.
+    // How the traffic really leaves, which decides what "reachable" means.
     notes.push_back(std::string("network.mode = \"") + mode +
-                    "\": branches have loopback only (their network namespace has no route out yet); the "
-                    "egress guard permits " +
-                    (p.network.mode == NetworkMode::kAllowlist ? "the listed endpoints" : "egress") +
-                    ", but only loopback destinations are reachable");
+                    "\": branches reach out through slirp4netns (user-mode networking, from the host's own "
+                    "addresses; without it, loopback only: see `specula doctor` net.uplink); the host's loopback "
+                    "is not reachable, and name lookups work only if the branch's resolv.conf names a resolver " +
+                    (p.network.mode == NetworkMode::kAllowlist ? "the allowlist permits" : "it can reach"));
   }
   return notes;
 }

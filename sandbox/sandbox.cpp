@@ -32,6 +32,7 @@
 #include "sandbox/child_setup.h"
 #include "sandbox/defer_notifier.h"
 #include "sandbox/host_bind.h"
+#include "sandbox/net_uplink.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sandbox_plan.h"
 #include "sandbox/seccomp_filter.h"
@@ -291,7 +292,8 @@ class LinuxSandbox final : public Sandbox {
   Status Prepare();
   Status StartInit();
   Status AdoptRestored(pid_t pid);
-  Status Adopt();  // opens the io dir, starts the defer notifier
+  Status Adopt();  // opens the io dir, starts the defer notifier and the uplink
+  Status StartUplink();
 
   Result<ActionResult> Run(const std::string& command, std::chrono::milliseconds timeout) override;
   const ShellState& shell_state() const override { return shell_; }
@@ -317,6 +319,7 @@ class LinuxSandbox final : public Sandbox {
   std::vector<DeferredCall> PendingDeferred() const override { return notifier_.Pending(); }
   Status ReleaseDeferred() override { return notifier_.ReleaseAll(); }
   Status Destroy() override;
+  Status DropUplink() override;
 
   // What `criu restore` needs. The caller's binds are staged first under
   // run_dir/binds/ (host_bind.h: StagedBind says why); UnstageBinds removes
@@ -353,6 +356,7 @@ class LinuxSandbox final : public Sandbox {
   // stdout/stderr files of earlier actions whose background jobs still hold
   // them: truncated at every Run so a chatty job cannot fill the tmpfs.
   std::vector<UniqueFd> kept_outputs_;
+  NetUplink uplink_;  // allowlist/lossy network modes: the route out
 };
 
 Status LinuxSandbox::Prepare() {
@@ -361,11 +365,6 @@ Status LinuxSandbox::Prepare() {
   SPECULA_ASSIGN_OR_RETURN(priv_.cap_mask, CapabilityMask(spec_.policy.sandbox.capabilities));
   priv_.last_cap = LastCapability();
   priv_.nofile = spec_.policy.resources.nofile;
-  if (spec_.policy.network.mode == policy::NetworkMode::kAllowlist ||
-      spec_.policy.network.mode == policy::NetworkMode::kLossyEgress) {
-    spdlog::warn("sandbox {}: network mode '{}' needs the eBPF egress hooks; the sandbox alone "
-                 "gives loopback only", spec_.name, policy::ToString(spec_.policy.network.mode));
-  }
   externals_ = BuildExternalMounts(spec_);
   // Before anything is created: this is also where a symlink anywhere on a
   // bind's host path is refused.
@@ -516,6 +515,29 @@ Status LinuxSandbox::Adopt() {
     return Error::FromErrno("sandbox init exited during start");
   }
   if (seccomp_.has_defer) SPECULA_TRY(notifier_.Start());
+  return StartUplink();
+}
+
+Status LinuxSandbox::StartUplink() {
+  const auto mode = spec_.policy.network.mode;
+  if (mode != policy::NetworkMode::kAllowlist && mode != policy::NetworkMode::kLossyEgress) return Status::Ok();
+  auto up = NetUplink::Start(init_pid_);
+  if (up.ok()) {
+    uplink_ = std::move(*up);
+    return Status::Ok();
+  }
+  // Less reach is the safe side: without slirp4netns the branch keeps
+  // loopback only, as in mode "loopback".
+  if (up.error().code() == Code::kUnavailable) {
+    spdlog::warn("sandbox {}: network mode '{}': no route out: {}", spec_.name, policy::ToString(mode),
+                 up.error().ToString());
+    return Status::Ok();
+  }
+  return std::move(up).error().Context("sandbox " + spec_.name);
+}
+
+Status LinuxSandbox::DropUplink() {
+  uplink_.Stop();
   return Status::Ok();
 }
 
@@ -702,6 +724,7 @@ Status LinuxSandbox::Destroy() {
       if (result.ok()) result = std::move(st);
     }
   };
+  uplink_.Stop();
   // Kill first (without the run lock: a running action must die so Run returns).
   if (!cgroup_.v2_path().empty()) keep(cgroup_.Thaw());
   if (init_pidfd_) ::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), SIGKILL, nullptr, 0);

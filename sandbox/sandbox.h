@@ -144,6 +144,12 @@ class Sandbox {
   // Kills every process, unmounts, removes the cgroups and run_dir (not the
   // upper dir: the caller owns it). Idempotent.
   virtual Status Destroy() = 0;
+
+  // Removes the route out of the network namespace (network modes allowlist
+  // and lossy, sandbox/net_uplink.h) before a CRIU dump, which cannot
+  // checkpoint its tap device. A restored sandbox gets a new one. No-op in
+  // the other modes.
+  virtual Status DropUplink() = 0;
 };
 
 }  // namespace specula::sandbox

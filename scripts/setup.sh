@@ -34,7 +34,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev sqlite3
-  bubblewrap iproute2 util-linux procps psmisc file xz-utils
+  bubblewrap slirp4netns iproute2 util-linux procps psmisc file xz-utils
   python3 libcurl4-openssl-dev
   rsync
 )

@@ -495,6 +495,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   // check; a dump decided from a complete trace does.
   bool tracer_saw_need = b.report && b.report->checkpoint.criu_dump && b.report->traced && !b.parent_has_image;
   if (live || tracer_saw_need || !opts_.elide_checkpoints) {
+    SPECULA_TRY_CTX(box->DropUplink(), "promote " + b.id);
     criu::DumpRequest dr;
     dr.pid = box->init_pid();
     dr.image_dir = store_->ImageDir(c.id);

@@ -1,6 +1,7 @@
 // Checks of the tools beside the sandbox: which eBPF program types load
 // (ebpf/probe.h) and whether CRIU is there, works, and needs its two
 // workarounds on this machine (no hardware breakpoints, no tmpfs /run).
+#include <unistd.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -139,6 +140,20 @@ DoctorCheck BreakpointCheck(const DoctorOptions& o) {
                   "instead of a breakpoint; a plain `criu dump` would hang here)");
 }
 
+// The route out of a branch's network namespace for network modes allowlist
+// and lossy (sandbox/net_uplink.h). Without it those modes give loopback only.
+DoctorCheck UplinkCheck() {
+  const char* path = "/usr/bin/slirp4netns";
+  const char* name = "net.uplink";
+  if (::access(path, X_OK) != 0) {
+    return Degraded(name, "slirp4netns not found at " + std::string(path) +
+                              ": network modes allowlist and lossy give branches loopback only",
+                    "apt-get install slirp4netns (scripts/setup.sh does)", /*required=*/false);
+  }
+  return Ok(name, std::string("slirp4netns at ") + path + ": allowlist/lossy branches get a route out",
+            /*required=*/false);
+}
+
 DoctorCheck RunTmpfsCheck() {
   const char* name = "criu.kdat_cache";
   struct statfs fs {};
@@ -206,6 +221,9 @@ std::vector<DoctorCheck> CriuChecks(const DoctorOptions& o) {
   out.back().duration = Since(start);
   start = Clock::now();
   out.push_back(RunTmpfsCheck());
+  out.back().duration = Since(start);
+  start = Clock::now();
+  out.push_back(UplinkCheck());
   out.back().duration = Since(start);
   return out;
 }

@@ -128,7 +128,7 @@ TEST_F(DoctorRunTest, EveryCheckHasAUniqueNameAReasonAndAnActionUnlessOk) {
       EXPECT_FALSE(c.action.empty()) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), 24u);
+  EXPECT_EQ(names.size(), 25u);
 }
 
 TEST_F(DoctorRunTest, TableListsEveryCheck) {
@@ -146,7 +146,7 @@ TEST(DoctorCommandTest, JsonParsesWithOneObjectPerCheck) {
   ASSERT_FALSE(j.is_discarded()) << out.str();
   EXPECT_EQ(j["ok"], true);
   ASSERT_TRUE(j["checks"].is_array());
-  EXPECT_EQ(j["checks"].size(), 24u);
+  EXPECT_EQ(j["checks"].size(), 25u);
   const std::set<std::string> statuses = {"ok", "degraded", "missing"};
   for (const auto& c : j["checks"]) {
     ASSERT_TRUE(c.is_object());
