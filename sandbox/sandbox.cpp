@@ -292,8 +292,7 @@ class LinuxSandbox final : public Sandbox {
   Status Prepare();
   Status StartInit();
   Status AdoptRestored(pid_t pid);
-  Status Adopt();  // opens the io dir, starts the defer notifier and the uplink
-  Status StartUplink();
+  Status Adopt();  // opens the io dir, starts the defer notifier
 
   Result<ActionResult> Run(const std::string& command, std::chrono::milliseconds timeout) override;
   const ShellState& shell_state() const override { return shell_; }
@@ -319,6 +318,7 @@ class LinuxSandbox final : public Sandbox {
   std::vector<DeferredCall> PendingDeferred() const override { return notifier_.Pending(); }
   Status ReleaseDeferred() override { return notifier_.ReleaseAll(); }
   Status Destroy() override;
+  Status StartUplink() override;
   Status DropUplink() override;
 
   // What `criu restore` needs. The caller's binds are staged first under
@@ -515,12 +515,13 @@ Status LinuxSandbox::Adopt() {
     return Error::FromErrno("sandbox init exited during start");
   }
   if (seccomp_.has_defer) SPECULA_TRY(notifier_.Start());
-  return StartUplink();
+  return Status::Ok();
 }
 
 Status LinuxSandbox::StartUplink() {
   const auto mode = spec_.policy.network.mode;
   if (mode != policy::NetworkMode::kAllowlist && mode != policy::NetworkMode::kLossyEgress) return Status::Ok();
+  if (uplink_.running()) return Status::Ok();
   auto up = NetUplink::Start(init_pid_);
   if (up.ok()) {
     uplink_ = std::move(*up);

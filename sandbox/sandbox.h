@@ -145,10 +145,15 @@ class Sandbox {
   // upper dir: the caller owns it). Idempotent.
   virtual Status Destroy() = 0;
 
-  // Removes the route out of the network namespace (network modes allowlist
-  // and lossy, sandbox/net_uplink.h) before a CRIU dump, which cannot
-  // checkpoint its tap device. A restored sandbox gets a new one. No-op in
-  // the other modes.
+  // The route out of the network namespace for network modes allowlist and
+  // lossy (sandbox/net_uplink.h); a no-op in the other modes. Not started by
+  // Create: the caller starts it only once something enforces the policy's
+  // egress rules on the sandbox's cgroup (the eBPF egress guard), because
+  // the sandbox itself does not filter destinations. Without slirp4netns it
+  // logs and leaves loopback only.
+  virtual Status StartUplink() = 0;
+  // Removes it, before a CRIU dump (which cannot checkpoint its tap device);
+  // a restored sandbox needs StartUplink again.
   virtual Status DropUplink() = 0;
 };
 

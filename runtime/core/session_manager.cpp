@@ -252,6 +252,15 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
         return std::move(st).error().Context("instrument branch " + b.id);
       }
     }
+    // A route out only where the egress guard filters it: the uplink itself
+    // lets anything through. Unguarded, allowlist and lossy fail closed to
+    // loopback.
+    if (sb.ok() && b.probe && b.probe->guarded()) {
+      if (Status st = (*sb)->StartUplink(); !st.ok()) {
+        (void)(*sb)->Destroy();
+        return std::move(st).error().Context("network uplink of branch " + b.id);
+      }
+    }
     return sb;
   };
   if (!ckpt.has_process_image) return attach(opts_.create_sandbox(spec));

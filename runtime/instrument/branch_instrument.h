@@ -154,6 +154,8 @@ class BranchProbe {
   Status Keep();
 
   bool traced() const { return registered_; }
+  // The egress guard enforces the policy's network rules on the branch.
+  bool guarded() const { return guard_.has_value(); }
   const lossy::LossyJournal& lossy_journal() const { return lossy_; }
 
  private:

@@ -106,6 +106,25 @@ TEST_F(NetUplinkTest, AllowlistedHostEndpointIsReachableOthersAreNot) {
   EXPECT_EQ(again.stdout_data, "hello from the host\n");
 }
 
+// Without the egress guard nothing would filter the uplink: an allowlist
+// branch then fails closed to loopback.
+TEST_F(NetUplinkTest, UnguardedBranchGetsNoRouteOut) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  mgr_.reset();
+  SessionManagerOptions o;
+  o.state_dir = dir_ + "/state";
+  o.instrument = false;  // no tracer, no egress guard
+  auto m = SessionManager::Open(o);
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  mgr_ = std::move(*m);
+  policy::Policy p = policy::DefaultPolicy();
+  p.network.mode = policy::NetworkMode::kAllowlist;
+  p.network.allow = {policy::NetEndpoint{"192.0.2.0/24", 0}};
+  std::string s = NewSession(p);
+  auto r = MustCommit(s, "ip route show default | wc -l; ip -o link show | grep -c tap0 || true");
+  EXPECT_EQ(r.stdout_data, "0\n0\n");
+}
+
 // Loopback mode keeps the old behaviour: no route out at all.
 TEST_F(NetUplinkTest, LoopbackModeHasNoRouteOut) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
