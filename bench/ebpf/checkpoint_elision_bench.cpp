@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/trajectory_steps.h"
 #include "ebpf/effect_analysis.h"
 #include "ebpf/effect_tracer.h"
 #include "sandbox/sandbox.h"
@@ -30,20 +31,6 @@ namespace {
 using namespace std::chrono_literals;
 using specula::ebpf::EffectJournal;
 using specula::ebpf::EffectTracer;
-
-// The "step" commands of a trajectory file (one JSON object per line).
-std::vector<std::string> ReadCommands(const std::filesystem::path& file) {
-  std::vector<std::string> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.value("type", "") == "step" && j.contains("command") && j["command"].is_string()) {
-      out.push_back(j["command"].get<std::string>());
-    }
-  }
-  return out;
-}
 
 struct Tally {
   int steps = 0;
@@ -86,7 +73,7 @@ int main(int argc, char** argv) {
   int n = 0;
   for (const auto& file : files) {
     if (n >= max_traj) break;
-    std::vector<std::string> commands = ReadCommands(file);
+    std::vector<std::string> commands = specula::bench::TrajectoryCommands(file);
     if (commands.empty()) continue;
     const std::string name = "elision-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
     const std::string root = "/tmp/specula-" + name;

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/trajectory_steps.h"
 #include "common/log.h"
 #include "runtime/core/session_manager.h"
 #include "runtime/store/fs_util.h"
@@ -45,21 +46,6 @@ namespace {
 
 using namespace specula;
 using Clock = std::chrono::steady_clock;
-
-// The "step" commands of a trajectory file (one JSON object per line), as
-// bench/ebpf/checkpoint_elision_bench.cpp reads them.
-std::vector<std::string> ReadCommands(const std::filesystem::path& file) {
-  std::vector<std::string> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.value("type", "") == "step" && j.contains("command") && j["command"].is_string()) {
-      out.push_back(j["command"].get<std::string>());
-    }
-  }
-  return out;
-}
 
 // One committed step as the run saw it.
 struct Step {
@@ -259,7 +245,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& file : files) {
     if (n >= max_traj) break;
-    std::vector<std::string> commands = ReadCommands(file);
+    std::vector<std::string> commands = specula::bench::TrajectoryCommands(file);
     if (commands.empty()) continue;
     steps_total += commands.size();
     const std::string name = file.stem().string();

@@ -337,16 +337,23 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
                                     std::optional<uint64_t> upper_bytes) {
   store::BranchUpdate u;
   u.state = ToString(st);
+  bool first = false;
   {
     std::lock_guard lock(b.mu);
-    if (b.result) u.result_json = ResultToJson(*b.result);
-    // Actions may touch paths that are not UTF-8; the record must not fail.
-    if (b.report) {
-      u.report_json = instrument::ToJson(*b.report).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // Result and report are final once written (a later promote or discard
+    // only adds its outcome): serialised once; an unset field keeps its row.
+    first = !b.outcome_recorded && (b.result || b.report);
+    if (first) {
+      if (b.result) u.result_json = ResultToJson(*b.result);
+      // Actions may touch paths that are not UTF-8; the record must not fail.
+      if (b.report) {
+        u.report_json = instrument::ToJson(*b.report).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      }
     }
     if (!b.error.empty()) u.error = b.error;
     if (!reason.empty()) u.reason = reason;
     else if (st == BranchState::kFailed) u.reason = "failed: " + (b.error.empty() ? "unknown error" : b.error);
+    if (!upper_bytes) upper_bytes = b.recorded_upper;
   }
   if (!upper_bytes) {
     // Gone (promoted into a layer, removed by a discard): the last figure stays.
@@ -356,7 +363,11 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
     }
   }
   u.upper_bytes = upper_bytes;
-  return store_->UpdateBranch(b.id, u).Context("record branch " + b.id);
+  SPECULA_TRY_CTX(store_->UpdateBranch(b.id, u), "record branch " + b.id);
+  std::lock_guard lock(b.mu);
+  if (first) b.outcome_recorded = true;
+  if (upper_bytes && b.finished && b.state == BranchState::kDone) b.recorded_upper = upper_bytes;
+  return Status::Ok();
 }
 
 }  // namespace specula::core

@@ -39,6 +39,11 @@ struct SessionManager::Branch {
   std::optional<sandbox::ActionResult> result;
   std::string error;
   std::chrono::steady_clock::time_point run_started{}, run_finished{};
+  // What RecordBranch already wrote. Result and report do not change once
+  // written. The upper size is kept only while it cannot change: measured
+  // for a done speculative branch, which is frozen until a promote thaws it.
+  bool outcome_recorded = false;
+  std::optional<uint64_t> recorded_upper;
 };
 
 struct SessionManager::Session {

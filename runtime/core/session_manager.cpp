@@ -429,9 +429,16 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   if (b->probe) {
     if (Status st = b->probe->Discard(); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
   }
-  // Measured before the dir goes: the record keeps what the branch wrote.
+  // Measured before the dir goes (the record keeps what the branch wrote),
+  // unless it was measured when the branch finished and froze.
   std::optional<uint64_t> upper;
-  if (auto bytes = store::DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
+  {
+    std::lock_guard lock(b->mu);
+    upper = b->recorded_upper;
+  }
+  if (!upper) {
+    if (auto bytes = store::DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
+  }
   if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
   }
@@ -491,6 +498,10 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   c.parent = parent.id;
   c.command = b.command;
   SPECULA_TRY_CTX(box->Thaw(), "promote " + b.id);
+  {
+    std::lock_guard lock(b.mu);
+    b.recorded_upper.reset();  // thawed: its processes may write again
+  }
   SPECULA_ASSIGN_OR_RETURN(bool live, box->HasLiveProcesses());
   // The tracer's decision can elide the dump; the cgroup's live-process
   // check stays the safety net: dump if either says so.

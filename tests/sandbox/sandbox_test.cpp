@@ -28,38 +28,9 @@ using testing::MakeSpec;
 using testing::ScratchDirs;
 using testing::UniqueName;
 
-class SandboxTest : public ::testing::Test {
+class SandboxTest : public testing::SandboxFixture {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    name_ = UniqueName("sb");
-    dirs_ = std::make_unique<ScratchDirs>(name_);
-    spec_ = MakeSpec(name_, *dirs_);
-  }
-  void TearDown() override {
-    if (sb_) {
-      Status st = sb_->Destroy();
-      EXPECT_TRUE(st.ok()) << st.ToString();
-      sb_.reset();
-    }
-    dirs_.reset();
-  }
-  void Start() {
-    auto r = Sandbox::Create(spec_);
-    ASSERT_TRUE(r.ok()) << r.error().ToString();
-    sb_ = std::move(r).value();
-  }
-  ActionResult RunOk(const std::string& cmd, std::chrono::milliseconds timeout = 20s) {
-    auto r = sb_->Run(cmd, timeout);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
-    if (!r.ok()) return ActionResult{};
-    return *r;
-  }
-
-  std::string name_;
-  std::unique_ptr<ScratchDirs> dirs_;
-  SandboxSpec spec_;
-  std::unique_ptr<Sandbox> sb_;
+  SandboxTest() : SandboxFixture("sb") {}
 };
 
 TEST_F(SandboxTest, RunsCommandAndCapturesOutputSeparately) {

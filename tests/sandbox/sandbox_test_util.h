@@ -19,6 +19,8 @@
 #include "common/spawn.h"
 #include "sandbox/sandbox.h"
 
+#include <gtest/gtest.h>
+
 namespace specula::sandbox::testing {
 
 inline std::string UniqueName(const std::string& tag) {
@@ -126,5 +128,44 @@ inline Result<std::unique_ptr<Sandbox>> CriuRestore(const SandboxSpec& spec, con
     return static_cast<pid_t>(std::stoi(ReadText(pidfile)));
   });
 }
+
+// A fixture with one sandbox from MakeSpec: tests adjust spec_, then
+// Start(); TearDown destroys it (checking that the destroy succeeds) before
+// the scratch dirs go. Root only (skips otherwise).
+class SandboxFixture : public ::testing::Test {
+ protected:
+  explicit SandboxFixture(std::string tag) : tag_(std::move(tag)) {}
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    name_ = UniqueName(tag_);
+    dirs_ = std::make_unique<ScratchDirs>(name_);
+    spec_ = MakeSpec(name_, *dirs_);
+  }
+  void TearDown() override {
+    if (sb_) {
+      Status st = sb_->Destroy();
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      sb_.reset();
+    }
+    dirs_.reset();
+  }
+  void Start() {
+    auto r = Sandbox::Create(spec_);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    sb_ = std::move(r).value();
+  }
+  ActionResult RunOk(const std::string& cmd, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    auto r = sb_->Run(cmd, timeout);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    if (!r.ok()) return ActionResult{};
+    return *r;
+  }
+
+  std::string tag_;
+  std::string name_;
+  std::unique_ptr<ScratchDirs> dirs_;
+  SandboxSpec spec_;
+  std::unique_ptr<Sandbox> sb_;
+};
 
 }  // namespace specula::sandbox::testing
