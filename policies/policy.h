@@ -110,6 +110,11 @@ struct SandboxSettings {
   // Capability bounding set inside the sandbox (names like "CAP_CHOWN").
   // Empty list: the sandbox's built-in set (see sandbox/capabilities.h).
   std::vector<std::string> capabilities;
+  // true (the default): the sandbox has a user namespace of its own, its
+  // root is not the host's root (docs/sandbox.md "User namespace"). false:
+  // actions run as the host's root, for what only host root can do from
+  // inside (lossy /proc/sys knobs); `policy check` warns.
+  bool user_namespace = true;
   bool operator==(const SandboxSettings&) const = default;
 };
 

@@ -179,7 +179,11 @@ std::string ExplainPolicy(const Policy& p) {
       << ",\n  trusted/security xattrs " << (pr.allow_xattrs ? "yes" : "no (user.* only)")
       << ", device nodes " << (pr.allow_devices ? "yes" : "no (promote refuses them)") << ".\n";
 
-  out << "\nSandbox\n  hostname \"" << p.sandbox.hostname << "\", capabilities: ";
+  out << "\nSandbox\n"
+      << (p.sandbox.user_namespace
+              ? "  Own user namespace: root inside is host uid 1879048192 (by default), files keep their owners.\n"
+              : "  NO user namespace: actions run as the host's root (only capabilities and seccomp contain them).\n")
+      << "  hostname \"" << p.sandbox.hostname << "\", capabilities: ";
   if (p.sandbox.capabilities.empty()) {
     out << "the sandbox's built-in set.\n";
   } else {

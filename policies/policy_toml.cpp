@@ -603,7 +603,8 @@ class DocumentReader {
 
   // ---- [sandbox] ----
   void SandboxSection(const toml::table& t) {
-    CheckKeys(t, "sandbox", {"hostname", "capabilities"});
+    CheckKeys(t, "sandbox", {"hostname", "capabilities", "user_namespace"});
+    if (auto v = Bool(t, "sandbox", "user_namespace")) policy_.sandbox.user_namespace = *v;
     if (const toml::node* hn = t.get("hostname")) {
       if (auto h = StringNode(*hn, "sandbox.hostname")) {
         bool ok = !h->empty() && h->size() <= 64 && h->front() != '-' &&

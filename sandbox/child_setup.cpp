@@ -19,11 +19,13 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "common/child_report.h"
+#include "sandbox/launcher/launch_plan.h"
 
 namespace specula::sandbox {
 namespace {
@@ -114,6 +116,8 @@ int ApplyStep(const MountStep& s) {
     case MountStep::Kind::kDetach:
       if (::umount2(t, MNT_DETACH) != 0) return errno;
       return 0;
+    case MountStep::Kind::kAwaitParent:
+      return EINVAL;  // handled by RunInit, which holds the sync fd
     case MountStep::Kind::kAttach: {
       // The target's last component is not followed (no MOVE_MOUNT_T_SYMLINKS).
       int err = 0;
@@ -168,24 +172,25 @@ void DropPrivileges(const PrivilegePlan& p, int report) {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ChildFail(report, "no_new_privs");
 }
 
-bool SendFd(int sock, int fd) {
-  char dummy = 'L';
-  iovec iov{&dummy, 1};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof(ctrl);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  __builtin_memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
-}
 
 }  // namespace
+
+// Moves `fd` to a number >= 32, clear of the slots children place fds on.
+static int MoveHigh(int fd, int report) {
+  int to = ::fcntl(fd, F_DUPFD_CLOEXEC, 32);
+  if (to < 0) ChildFail(report, "move fd");
+  return to;
+}
+
+// Waits for one byte (or EOF) on fd.
+static void AwaitByte(int fd, int report, const char* step) {
+  char c;
+  ssize_t n;
+  do {
+    n = ::read(fd, &c, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ChildFail(report, step);
+}
 
 void RunInit(const InitPlan& plan) {
   int report = plan.report_fd;
@@ -195,22 +200,64 @@ void RunInit(const InitPlan& plan) {
   sigaddset(&chld, SIGCHLD);
   ResetSignals(&chld);
   ::umask(0);
+  for (int fd : plan.parent_ends) {
+    if (fd >= 0) ::close(fd);
+  }
 
-  // Join the cgroups first, then unshare the cgroup namespace so the sandbox
-  // sees its own cgroup as the root.
+  // Cloned into a new user namespace: nothing works until the parent has
+  // written its id maps. Then become its root (host ids: the range's base).
+  if (plan.user_namespace) {
+    AwaitByte(plan.go_fd, report, "wait for id maps");
+    ::close(plan.go_fd);
+  }
+  // Join the cgroups first (still the host's root: v1 checks the writer's
+  // euid), then unshare the cgroup namespace so the sandbox sees its own
+  // cgroup as the root.
   JoinCgroups(plan.cgroup_fds, report);
   if (::unshare(CLONE_NEWCGROUP) != 0) ChildFail(report, "unshare cgroup ns");
 
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     ChildFail(report, "make / rprivate");
   }
-  // The old root is parked on the new root's /proc (which gets its own proc
-  // later), so nothing is written into the upper dir just to pivot.
+  // The sandbox's own proc, mounted before pivot_root: in a user namespace
+  // the kernel allows a new proc only while a fully visible one is in the
+  // mount namespace (the host's, until the old root goes). pivot_root then
+  // parks the old root on top of it at /proc, so nothing is written into the
+  // upper dir just to pivot; detaching the old root uncovers it.
+  // Still the host's uid 0 here: the runtime's directories above merged are
+  // root's and 0700, searchable by their owner only.
+  // pivot_root refuses a mount copied from a more privileged namespace
+  // (locked); a bind of it made here is ours.
+  if (::mount(plan.merged.c_str(), plan.merged.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    ChildFail(report, "bind merged");
+  }
   if (::chdir(plan.merged.c_str()) != 0) ChildFail(report, "chdir merged");
+  if (::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    ChildFail(report, "mount /proc");
+  }
   if (::syscall(SYS_pivot_root, ".", "proc") != 0) ChildFail(report, "pivot_root");
   if (::chdir("/") != 0) ChildFail(report, "chdir /");
+  // Inside, everything is made as the namespace's root: what is created on
+  // its own mounts must be owned by an id that exists there.
+  if (plan.user_namespace) {
+    // Raw syscalls: glibc's wrappers broadcast to the parent's other
+    // threads, which do not exist in this child, and would wait forever.
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(report, "setgroups");
+    if (::syscall(SYS_setresgid, 0, 0, 0) != 0) ChildFail(report, "setresgid 0");
+    if (::syscall(SYS_setresuid, 0, 0, 0) != 0) ChildFail(report, "setresuid 0");
+  }
 
   for (const auto& s : plan.steps) {
+    if (s.kind == MountStep::Kind::kAwaitParent) {
+      char go = 'B';
+      if (::write(plan.sync_fd, &go, 1) != 1) ChildFail(report, "ask parent for binds");
+      ssize_t n;
+      do {
+        n = ::read(plan.sync_fd, &go, 1);
+      } while (n < 0 && errno == EINTR);
+      if (n != 1 || go != 'G') ChildFail(report, s.step.c_str(), n < 0 ? errno : EIO);
+      continue;
+    }
     int err = ApplyStep(s);
     if (err != 0) ChildFail(report, s.step.c_str(), err);
   }
@@ -234,76 +281,79 @@ void RunInit(const InitPlan& plan) {
   SetLimits(plan.priv, report);
 
   // Init's stdio must not point outside the sandbox (CRIU cannot dump that),
-  // and no fd of the runtime may survive.
+  // and no fd of the runtime may survive: only the ready pipe (fd 3, for the
+  // init program) and the report pipe (closed by exec).
+  int ready = MoveHigh(plan.ready_fd, report);
+  report = MoveHigh(report, report);
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd < 0) ChildFail(report, "open /dev/null");
   for (int i = 0; i < 3; ++i) {
     if (::dup2(null_fd, i) < 0) ChildFail(report, "dup2 /dev/null");
   }
-  if (report > 3) ::syscall(SYS_close_range, 3U, static_cast<unsigned>(report - 1), 0U);
-  ::syscall(SYS_close_range, static_cast<unsigned>(report + 1), ~0U, 0U);
+  if (::dup2(ready, 3) != 3) ChildFail(report, "dup2 ready pipe");
+  if (::dup3(report, 4, O_CLOEXEC) != 4) ChildFail(report, "dup2 report pipe");
+  report = 4;
+  ::syscall(SYS_close_range, 5U, ~0U, 0U);
 
   if (::setsid() < 0) ChildFail(report, "setsid");
   ::umask(022);
   DropPrivileges(plan.priv, report);
+  // Filtered before it runs anything of its own: the same filter as every
+  // action, so init can do nothing an action cannot.
+  if (plan.seccomp.len > 0 && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &plan.seccomp) != 0) {
+    ChildFail(report, "install seccomp filter");
+  }
   char* const argv[] = {const_cast<char*>("specula-init"), nullptr};
   char* const envp[] = {nullptr};
   ::execve(plan.init_path.c_str(), argv, envp);  // success closes the report pipe
   ChildFail(report, "exec init");
 }
 
-void LaunchAction(const ActionPlan& plan) {
-  const int report = plan.report_fd;
-  JoinCgroups(plan.cgroup_fds, report);
-  // The cgroup namespace comes last (in the action itself): CLONE_INTO_CGROUP
-  // checks the source cgroup against the caller's cgroup namespace.
-  // CLONE_NEWTIME too: a CRIU-restored init lives in a time namespace of its
-  // own, and actions (and the jobs they leave) must share it, or the next
-  // dump/restore fails ("Can't restore sub-task in NS (cflags 80)").
-  // setns to a time namespace sets the one our children get, like NEWPID.
-  if (::setns(plan.init_pidfd,
-              CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWTIME) != 0) {
-    ChildFail(report, "setns into sandbox");
-  }
-  // The action becomes the runtime's child (CLONE_PARENT), so the runtime
-  // waits for it directly, while it lives in the sandbox's pid namespace
-  // and its orphans go to the sandbox's init.
-  CloneArgs args{};
-  args.flags = CLONE_PARENT | kCloneIntoCgroup;
-  args.cgroup = static_cast<uint64_t>(plan.cgroup2_dir);
-  long child = ::syscall(SYS_clone3, &args, sizeof(args));
-  if (child < 0) ChildFail(report, "clone action");
-  if (child > 0) {
-    pid_t pid = static_cast<pid_t>(child);
-    ssize_t w = ::write(plan.pid_fd, &pid, sizeof(pid));
-    (void)w;
-    ::_exit(0);
-  }
-
-  if (::setns(plan.init_pidfd, CLONE_NEWCGROUP) != 0) ChildFail(report, "setns cgroup ns");
+void ExecLauncher(const LauncherFds& f) {
+  const int report = f.report;
   ResetSignals(nullptr);
-  if (::setsid() < 0) ChildFail(report, "setsid");
-  int in = ::open(plan.dev_null, O_RDONLY | O_CLOEXEC);
-  if (in < 0) ChildFail(report, "open /dev/null");
-  if (::dup2(in, 0) < 0 || ::dup2(plan.stdout_fd, 1) < 0 || ::dup2(plan.stderr_fd, 2) < 0) {
-    ChildFail(report, "dup2 stdio");
+  // Every source first moves clear of the slots (a source may sit on
+  // another's slot), then onto its slot; then everything else is closed:
+  // not close-on-exec, closed, so nothing of the runtime is open in the
+  // process that enters the sandbox.
+  struct Move {
+    int from, to;
+  };
+  Move moves[SPECULA_LAUNCH_FIRST_V1_FD + SPECULA_LAUNCH_MAX_V1_CGROUPS + 1];
+  size_t n = 0;
+  auto add = [&](int from, int to) {
+    if (from >= 0) moves[n++] = Move{from, to};
+  };
+  add(f.plan, SPECULA_LAUNCH_PLAN_FD);
+  add(f.report, SPECULA_LAUNCH_REPORT_FD);
+  add(f.pid, SPECULA_LAUNCH_PID_FD);
+  add(f.init_pidfd, SPECULA_LAUNCH_INIT_PIDFD);
+  add(f.cgroup2, SPECULA_LAUNCH_CGROUP2_FD);
+  add(f.stdout_fd, SPECULA_LAUNCH_STDOUT_FD);
+  add(f.stderr_fd, SPECULA_LAUNCH_STDERR_FD);
+  add(f.listener, SPECULA_LAUNCH_LISTENER_FD);
+  int slot = SPECULA_LAUNCH_FIRST_V1_FD;
+  for (size_t i = 0; i < f.v1_cgroups.size() && i < SPECULA_LAUNCH_MAX_V1_CGROUPS; ++i) add(f.v1_cgroups[i], slot++);
+  const int launcher_slot = slot;
+  add(f.launcher, launcher_slot);
+  int rep = report;
+  for (size_t i = 0; i < n; ++i) {
+    int high = ::fcntl(moves[i].from, F_DUPFD_CLOEXEC, 64);
+    if (high < 0) ChildFail(rep, "move launcher fd");
+    if (moves[i].from == report) rep = high;
+    moves[i].from = high;
   }
-  if (::chdir("/") != 0) ChildFail(report, "chdir /");
-  SetLimits(plan.priv, report);
-  DropPrivileges(plan.priv, report);
-  // Everything but stdio closes at exec; the report pipe stays usable until then.
-  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (plan.seccomp.len > 0) {
-    unsigned flags = plan.seccomp_listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
-    long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &plan.seccomp);
-    if (fd < 0) ChildFail(report, "install seccomp filter");
-    if (plan.seccomp_listener) {
-      if (!SendFd(plan.listener_sock, static_cast<int>(fd))) ChildFail(report, "send listener");
-      ::close(static_cast<int>(fd));
-    }
+  for (size_t i = 0; i < n; ++i) {
+    if (::dup2(moves[i].from, moves[i].to) != moves[i].to) ChildFail(rep, "place launcher fd");
+    if (moves[i].to == SPECULA_LAUNCH_REPORT_FD) rep = SPECULA_LAUNCH_REPORT_FD;
   }
-  ::execve(plan.exe, plan.argv.data(), plan.envp.data());
-  ChildFail(report, "exec bash");
+  ::syscall(SYS_close_range, static_cast<unsigned>(launcher_slot + 1), ~0U, 0U);
+  if (::fcntl(launcher_slot, F_SETFD, FD_CLOEXEC) != 0) ChildFail(rep, "launcher cloexec");
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) ChildFail(rep, "prctl non-dumpable");
+  char* const argv[] = {const_cast<char*>("specula-launch"), nullptr};
+  char* const envp[] = {nullptr};
+  ::syscall(SYS_execveat, launcher_slot, "", argv, envp, AT_EMPTY_PATH);
+  ChildFail(rep, "exec launcher");
 }
 
 }  // namespace specula::sandbox

@@ -4,8 +4,9 @@
 // reported with common/child_report.h. Two children use it:
 //   - the sandbox's init (pid 1): builds the root, /dev, /proc, /sys, /run,
 //     then execs the freestanding reaper of sandbox/init/;
-//   - an action: joins the sandbox (setns through init's pidfd), drops
-//     privileges, installs seccomp and execs bash.
+//   - an action's launcher: moves exactly the fds of the launch plan onto
+//     their slots, closes all others and execs the launcher program
+//     (sandbox/launcher/), which joins the sandbox and execs bash.
 #pragma once
 
 #include <linux/filter.h>
@@ -31,6 +32,7 @@ struct MountStep {
     kTmpfsIfDir,   // tmpfs on target only if it is a real directory (not a symlink)
     kDetach,       // umount2(target, MNT_DETACH)
     kAttach,       // move_mount the detached tree `fd` (host_bind.h) onto target, then close fd
+    kAwaitParent,  // tell the parent (InitPlan.sync_fd) and wait until it says go on
   };
   Kind kind;
   std::string source, target, fstype, data;
@@ -52,12 +54,29 @@ struct PrivilegePlan {
 // Everything init needs, prepared in the parent.
 struct InitPlan {
   std::string merged;          // overlay mount (host path), becomes /
+
   std::vector<int> cgroup_fds;  // v1 cgroup.procs to write "0" into (cgroup2: CLONE_INTO_CGROUP)
   std::vector<MountStep> steps;
   std::string hostname;
   bool loopback_up = true;
   PrivilegePlan priv;
   int report_fd = -1;           // write end of the report pipe
+  // User namespace: init was cloned into a new one and first waits for the
+  // parent to write its id maps (a byte, or EOF, on go_fd), then becomes
+  // uid/gid 0 there.
+  bool user_namespace = false;
+  int go_fd = -1;
+  // kAwaitParent: a socketpair end; init writes one byte and reads one.
+  int sync_fd = -1;
+  // The filter init runs under (the actions' baseline and policy rules;
+  // deferred calls fail with ENOSYS, init makes none).
+  sock_fprog seccomp{};
+  // Handed to the init program as fd 3: it writes one byte there once it is
+  // non-dumpable, and only then may anything else enter the sandbox.
+  int ready_fd = -1;
+  // The parent's ends of those pipes, inherited over clone: closed first,
+  // so a parent that dies leaves init reading EOF instead of blocking.
+  int parent_ends[3] = {-1, -1, -1};
   // The init program (sandbox/init/), written to init_path inside the
   // sandbox and exec'd as the last step.
   const unsigned char* init_program = nullptr;
@@ -65,21 +84,12 @@ struct InitPlan {
   std::string init_path;
 };
 
-// Everything an action launcher needs, prepared in the parent.
-struct ActionPlan {
-  int init_pidfd = -1;
-  std::vector<int> cgroup_fds;  // v1 cgroup.procs
-  int cgroup2_dir = -1;         // for CLONE_INTO_CGROUP
-  int stdout_fd = -1, stderr_fd = -1;
-  const char* dev_null = "/dev/null";  // opened after entering the sandbox
-  std::vector<char*> argv, envp;       // NULL-terminated
-  const char* exe = "/bin/bash";
-  PrivilegePlan priv;
-  sock_fprog seccomp{};
-  bool seccomp_listener = false;
-  int listener_sock = -1;  // where the action sends its seccomp listener
-  int report_fd = -1;
-  int pid_fd = -1;         // the launcher writes the action's host pid here
+// What the launcher child needs (sandbox/launcher/launch_plan.h has the slots).
+struct LauncherFds {
+  int launcher = -1;       // sealed memfd of the launcher program, exec'd with execveat
+  int plan = -1;           // sealed memfd with the specula_launch_plan
+  int report = -1, pid = -1, init_pidfd = -1, cgroup2 = -1, stdout_fd = -1, stderr_fd = -1, listener = -1;
+  std::vector<int> v1_cgroups;
 };
 
 // struct clone_args up to CLONE_ARGS_SIZE_VER2 (linux/sched.h clashes with <sched.h>).
@@ -92,8 +102,9 @@ struct CloneArgs {
 // In the clone child (new pid/mnt/uts/ipc/net namespaces): never returns.
 [[noreturn]] void RunInit(const InitPlan& plan);
 
-// In a forked child of the runtime: enters the sandbox and forks the action
-// as a sibling (CLONE_PARENT), writes its host pid to plan.pid_fd, _exits.
-[[noreturn]] void LaunchAction(const ActionPlan& plan);
+// In a forked child of the runtime: places fds on the launcher's slots,
+// closes every other fd, execs the launcher (which forks the action as the
+// runtime's child and exits).
+[[noreturn]] void ExecLauncher(const LauncherFds& fds);
 
 }  // namespace specula::sandbox

@@ -10,11 +10,16 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "common/child_report.h"
 #include <cstring>
 
 namespace specula::sandbox {
 
-Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only) {
+Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only, int userns_fd) {
   if (host_path.empty() || host_path.front() != '/') {
     return Error(Code::kInvalidArgument, "bind source '" + host_path + "' must be absolute");
   }
@@ -40,14 +45,66 @@ Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only)
                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
                                                 AT_SYMLINK_NOFOLLOW | recursive)));
   if (!out.tree) return Error::FromErrno("open_tree (clone) " + host_path);
-  if (read_only) {
-    mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_RDONLY;
-    if (::syscall(SYS_mount_setattr, out.tree.get(), "", AT_EMPTY_PATH | recursive, &attr, sizeof(attr)) != 0) {
-      return Error::FromErrno("make bind of " + host_path + " read-only");
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (read_only ? MOUNT_ATTR_RDONLY : 0);
+  if (::syscall(SYS_mount_setattr, out.tree.get(), "", AT_EMPTY_PATH | recursive, &attr, sizeof(attr)) != 0) {
+    return Error::FromErrno("set nosuid,nodev" + std::string(read_only ? ",ro" : "") + " on the bind of " +
+                            host_path);
+  }
+  if (userns_fd >= 0) {
+    mount_attr idmap{};
+    idmap.attr_set = MOUNT_ATTR_IDMAP;
+    idmap.userns_fd = static_cast<uint64_t>(userns_fd);
+    if (::syscall(SYS_mount_setattr, out.tree.get(), "", AT_EMPTY_PATH | recursive, &idmap, sizeof(idmap)) != 0) {
+      return Error::FromErrno("idmap the bind of " + host_path)
+          .WithHint("its filesystem cannot be idmapped; use a policy with [sandbox] user_namespace = false");
     }
   }
   return out;
+}
+
+Status AttachInto(pid_t init_pid, const std::vector<BindTarget>& targets) {
+  if (targets.empty()) return Status::Ok();
+  UniqueFd mntns(::open(("/proc/" + std::to_string(init_pid) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mntns) return Error::FromErrno("open the mount namespace of sandbox init " + std::to_string(init_pid));
+  std::vector<const char*> rel;
+  for (const auto& t : targets) {
+    if (t.path.size() < 2 || t.path.front() != '/') {
+      return Error(Code::kInvalidArgument, "bind target '" + t.path + "' must be absolute");
+    }
+    rel.push_back(t.path.c_str() + 1);
+  }
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return Error::FromErrno("pipe2");
+  UniqueFd rd(p[0]), wr(p[1]);
+  // The helper: single-threaded, so it may enter another mount namespace;
+  // async-signal-safe calls only.
+  long pid = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    if (::setns(mntns.get(), CLONE_NEWNS) != 0) ChildFail(wr.get(), "enter the sandbox's mount namespace");
+    int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) ChildFail(wr.get(), "open the sandbox's root");
+    for (size_t i = 0; i < targets.size(); ++i) {
+      open_how how{};
+      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+      int at = static_cast<int>(::syscall(SYS_openat2, root, rel[i], &how, sizeof(how)));
+      if (at < 0) ChildFail(wr.get(), "resolve bind target");
+      if (::syscall(SYS_move_mount, targets[i].tree, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
+          0) {
+        ChildFail(wr.get(), "attach bind");
+      }
+      ::close(at);
+    }
+    ::_exit(0);
+  }
+  if (pid < 0) return Error::FromErrno("fork the bind helper");
+  wr.Reset();
+  Status st = ReadChildReport(rd.get(), "attach binds into sandbox");
+  int status = 0;
+  while (::waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
+  }
+  return st;
 }
 
 Result<StagedBind> StagedBind::Attach(HostBindTree tree, const std::string& path) {

@@ -11,6 +11,9 @@
 
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <sys/types.h>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -25,9 +28,23 @@ struct HostBindTree {
 // Resolves `host_path` (absolute) without following any symlink (openat2
 // RESOLVE_NO_SYMLINKS, and a symlink as last component is refused too),
 // clones the mount at it (recursively for a directory) and, if read_only,
-// makes the whole clone read-only with mount_setattr. invalid_argument for a
-// symlink anywhere on the path.
-Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only);
+// makes the whole clone read-only with mount_setattr. Always nosuid and
+// nodev. With userns_fd >= 0 the clone is idmapped with it (a sandbox with
+// a user namespace sees the host's owners). invalid_argument for a symlink
+// anywhere on the path.
+Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only, int userns_fd = -1);
+
+// Attaches detached trees onto paths inside a sandbox, from a short-lived
+// helper that enters the mount namespace of the sandbox's init: the
+// sandbox's root in a user namespace may not attach the host's clones
+// itself. Each target is resolved inside the sandbox's root without
+// following any symlink (the upper dir and layers are the sandbox's to
+// shape); the tree fds stay the caller's.
+struct BindTarget {
+  int tree = -1;
+  std::string path;  // absolute, inside the sandbox
+};
+Status AttachInto(pid_t init_pid, const std::vector<BindTarget>& targets);
 
 // A HostBindTree attached at a fresh path of the host's mount namespace, for
 // tools that take a path rather than a mount fd: `criu restore --external

@@ -1,6 +1,7 @@
 // The Sandbox implementation: a fresh init started with clone3 into new
-// namespaces (or a CRIU-restored one adopted by pid), actions entered with
-// setns through init's pidfd. See docs/sandbox.md for the design.
+// namespaces (a user namespace of its own by default) or a CRIU-restored
+// one adopted by pid; actions started through the launcher
+// (sandbox/action_runner.h). See docs/sandbox.md for the design.
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -9,7 +10,6 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,246 +21,39 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <thread>
 
 #include "common/child_report.h"
 #include "common/unique_fd.h"
-#include "sandbox/action_script.h"
+#include "sandbox/action_runner.h"
 #include "sandbox/capabilities.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/child_setup.h"
 #include "sandbox/defer_notifier.h"
 #include "sandbox/host_bind.h"
+#include "sandbox/index_link_up.h"
 #include "sandbox/net_uplink.h"
+#include "sandbox/overlay.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sandbox_plan.h"
 #include "sandbox/seccomp_filter.h"
+#include "sandbox/userns.h"
 
 namespace specula::sandbox {
 
-// sandbox/init/sandbox_init.c, embedded at build time.
+// sandbox/init/sandbox_init.c and sandbox/launcher/launcher.c, embedded at
+// build time.
 extern const unsigned char kSandboxInit[];
 extern const size_t kSandboxInit_size;
+extern const unsigned char kSandboxLauncher[];
+extern const size_t kSandboxLauncher_size;
 
 namespace {
-
-constexpr size_t kMaxStateBytes = 64u << 20;
-// In the sandbox's action tmpfs (kIoDirInside); see RunLocked.
-constexpr const char* kActionScriptName = "action.sh";
-
-// The overlay mounted on the host at <run_dir>/merged.
-class OverlayMount {
- public:
-  OverlayMount() = default;
-  OverlayMount(const OverlayMount&) = delete;
-  OverlayMount& operator=(const OverlayMount&) = delete;
-  ~OverlayMount() {
-    Status st = Unmount();
-    if (!st.ok()) spdlog::warn("sandbox: {}", st.ToString());
-  }
-  bool mounted() const { return !target_.empty(); }
-  // work_dir: the overlay's workdir (options name it too).
-  Status Mount(const std::string& target, const std::string& options, const std::string& work_dir) {
-    int rc = ::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str());
-    // EBUSY: a lower layer is still marked in use as the upper dir of an
-    // overlay that is gone from our namespace but not yet from the kernel.
-    // A layer is the sealed upper of a destroyed branch; a process that
-    // copied the host's mount table while that branch was mounted (CRIU's
-    // private namespace, another sandbox being set up) keeps its overlay
-    // alive until it drops the copy, a few ms to a CRIU run later. Wait for
-    // that instead of failing the fork (seen ~1 in 300 commits under load).
-    for (int i = 0; rc != 0 && errno == EBUSY && i < 150; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      rc = ::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str());
-    }
-    if (rc != 0 && errno == ESTALE) {
-      // index=on ties <work>/index to the upper dir it was made with; a work
-      // dir reused with a new upper (e.g. emptied and recreated) is refused.
-      // Its entries are of no use then: Destroy links up every alias the
-      // index held before unmounting (LinkUpIndexedAliases). Retry once
-      // without it.
-      std::error_code ec;
-      if (std::filesystem::remove_all(work_dir + "/index", ec) > 0 && !ec) {
-        spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, work_dir);
-        rc = ::mount("overlay", target.c_str(), "overlay", MS_NOSUID, options.c_str());
-      } else {
-        errno = ESTALE;
-      }
-    }
-    if (rc != 0) {
-      const bool stale = errno == ESTALE;
-      Error e = Error::FromErrno("mount overlay on " + target);
-      // index=on records the upper's lower root in the upper dir and checks it.
-      if (stale) e.WithHint("the upper dir was used before over a different lower layer stack");
-      if (e.sys_errno() == EBUSY) {
-        e.WithHint("a lower layer is still the upper dir of an overlay held by another mount namespace "
-                   "(a process that ran `unshare -m` while a branch was mounted); see dmesg");
-      }
-      return e;
-    }
-    target_ = target;
-    return Status::Ok();
-  }
-  Status Unmount() {
-    if (target_.empty()) return Status::Ok();
-    for (int i = 0; i < 50; ++i) {
-      if (::umount2(target_.c_str(), UMOUNT_NOFOLLOW) == 0 || errno == EINVAL || errno == ENOENT) {
-        target_.clear();
-        return Status::Ok();
-      }
-      if (errno != EBUSY) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    // Still referenced (e.g. a process on the host has its cwd inside): detach.
-    if (::umount2(target_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
-      return Error::FromErrno("unmount " + target_);
-    }
-    target_.clear();
-    return Status::Ok();
-  }
-
- private:
-  std::string target_;
-};
-
-// Opens rel below root without following any symlink (the sandbox owns
-// everything below its root).
-UniqueFd OpenBeneath(int root, const std::string& rel, int flags) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof(how))));
-}
-
-// Regular files below dir (relative paths, "a/b"), filtered by keep(stat).
-template <typename Keep>
-std::vector<std::pair<std::string, struct stat>> FilesBelow(const std::string& dir, Keep keep) {
-  std::vector<std::pair<std::string, struct stat>> out;
-  std::error_code ec;
-  namespace fs = std::filesystem;
-  for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
-       !ec && it != end; it.increment(ec)) {
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || !keep(st)) continue;
-    out.emplace_back(it->path().lexically_relative(dir).string(), st);
-  }
-  return out;
-}
-
-// The overlay is mounted with index=on so that writing one name of a
-// hard-linked lower file keeps its other names linked: the copy goes to
-// <work>/index and the other names resolve to it. But only names actually
-// written are linked into the upper dir, and the index (in the work dir) is
-// dropped, so once the upper is sealed as a layer the other names would
-// show the old lower file again. Before unmounting, every such alias found
-// in the sandbox's layers is opened for writing through the overlay, which
-// makes overlayfs link it up into the upper dir (no data copied, content and
-// times unchanged). Names in the base are not searched: that walk would cost
-// O(base); links created by actions live in layers.
-Status LinkUpIndexedAliases(const SandboxSpec& spec, const std::string& merged) {
-  std::set<ino_t> indexed;  // upper-fs inodes of the index entries
-  for (const auto& [rel, st] : FilesBelow(spec.work_dir + "/index", [](const struct stat&) { return true; })) {
-    indexed.insert(st.st_ino);
-  }
-  if (indexed.empty()) return Status::Ok();
-  UniqueFd root(::open(merged.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root) return Error::FromErrno("open " + merged);
-  auto merged_stat = [&](const std::string& rel) -> std::optional<struct stat> {
-    UniqueFd f = OpenBeneath(root.get(), rel, O_PATH);
-    struct stat st {};
-    if (!f || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-    return st;
-  };
-  std::set<std::pair<dev_t, ino_t>> targets;  // overlay inodes with an indexed upper
-  for (const auto& [rel, st] : FilesBelow(spec.upper_dir, [&](const struct stat& s) {
-         return indexed.count(s.st_ino) != 0;
-       })) {
-    if (auto m = merged_stat(rel)) targets.emplace(m->st_dev, m->st_ino);
-  }
-  for (const auto& layer : spec.layers) {
-    for (const auto& [rel, st] : FilesBelow(layer, [](const struct stat& s) { return s.st_nlink > 1; })) {
-      struct stat up {};
-      if (::lstat((spec.upper_dir + "/" + rel).c_str(), &up) == 0) continue;  // already in the upper
-      auto m = merged_stat(rel);
-      if (!m) continue;
-      // Linked up when another name of it was written, or when names were
-      // added or removed (index=on tracks the overlay's link count in the
-      // index; the sealed layer must carry it as real links).
-      if (targets.count({m->st_dev, m->st_ino}) == 0 && m->st_nlink == st.st_nlink) continue;
-      if (!OpenBeneath(root.get(), rel, O_WRONLY | O_NONBLOCK)) {
-        return Error::FromErrno("link up hard link " + rel);
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-std::string RandomHex(size_t bytes) {
-  unsigned char buf[32];
-  bytes = std::min(bytes, sizeof(buf));
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = ::getrandom(buf + got, bytes - got, 0);
-    if (n > 0) got += n;
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i) {
-    out.push_back(kHex[buf[i] >> 4]);
-    out.push_back(kHex[buf[i] & 15]);
-  }
-  return out;
-}
 
 Result<std::pair<UniqueFd, UniqueFd>> Pipe() {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return Error::FromErrno("pipe2");
   return std::make_pair(UniqueFd(p[0]), UniqueFd(p[1]));
-}
-
-Status WriteAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error::FromErrno("write");
-    off += n;
-  }
-  return Status::Ok();
-}
-
-// Reads at most cap bytes of a file the action wrote; reports truncation.
-void ReadCapped(int fd, uint64_t cap, std::string& out, bool& truncated) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return;
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  truncated = size > cap;
-  out.resize(std::min(size, cap));
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + got, out.size() - got, got);
-    if (n <= 0) break;
-    got += n;
-  }
-  out.resize(got);
-}
-
-UniqueFd RecvFd(int sock) {
-  char dummy;
-  iovec iov{&dummy, 1};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof(ctrl);
-  if (::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) return UniqueFd();
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return UniqueFd();
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-  return UniqueFd(fd);
 }
 
 // Waits for a process to exit: reaps it if it is our child, else polls its
@@ -329,13 +122,17 @@ class LinuxSandbox final : public Sandbox {
 
  private:
   Error Gone() const { return Error(Code::kFailedPrecondition, "sandbox " + spec_.name + " is destroyed"); }
-  Result<ActionResult> RunLocked(const std::string& command, std::chrono::milliseconds timeout);
+  bool userns() const { return spec_.policy.sandbox.user_namespace; }
+  // clone3 of init; in a user namespace also its id maps and, when init
+  // asks, the binds it may not attach itself.
+  Status CloneInit(InitPlan& plan, int sync_parent_end);
 
   SandboxSpec spec_;
   ShellState shell_;
   std::string merged_;
   bool created_run_dir_ = false, created_merged_ = false;
   OverlayMount overlay_;
+  UniqueFd launcher_;  // sealed memfd of the launcher program
   SandboxCgroup cgroup_;
   SeccompProgram seccomp_;
   PrivilegePlan priv_;
@@ -348,14 +145,11 @@ class LinuxSandbox final : public Sandbox {
   pid_t init_pid_ = -1;
   UniqueFd io_dir_;  // O_PATH fd of the sandbox's action tmpfs
   DeferNotifier notifier_;
+  std::optional<ActionRunner> runner_;  // from Adopt on
   std::mutex run_mu_;      // one action at a time; teardown waits for it
   std::mutex destroy_mu_;
   std::atomic<bool> dying_{false};
   bool destroyed_ = false;
-  uint64_t action_seq_ = 0;
-  // stdout/stderr files of earlier actions whose background jobs still hold
-  // them: truncated at every Run so a chatty job cannot fill the tmpfs.
-  std::vector<UniqueFd> kept_outputs_;
   NetUplink uplink_;  // allowlist/lossy network modes: the route out
 };
 
@@ -365,14 +159,18 @@ Status LinuxSandbox::Prepare() {
   SPECULA_ASSIGN_OR_RETURN(priv_.cap_mask, CapabilityMask(spec_.policy.sandbox.capabilities));
   priv_.last_cap = LastCapability();
   priv_.nofile = spec_.policy.resources.nofile;
+  SPECULA_ASSIGN_OR_RETURN(launcher_, SealedProgram("specula-launch", kSandboxLauncher, kSandboxLauncher_size));
+  if (userns() && !spec_.idmap) {
+    SPECULA_ASSIGN_OR_RETURN(spec_.idmap, MappingUserns::Create(spec_.ids));
+  }
+  const int idmap_fd = userns() ? spec_.idmap->fd() : -1;
   externals_ = BuildExternalMounts(spec_);
   // Before anything is created: this is also where a symlink anywhere on a
   // bind's host path is refused.
   for (const auto& b : spec_.binds) {
-    SPECULA_ASSIGN_OR_RETURN(auto tree, CloneHostBind(b.host_path, b.read_only));
+    SPECULA_ASSIGN_OR_RETURN(auto tree, CloneHostBind(b.host_path, b.read_only, idmap_fd));
     bind_trees_.push_back(std::move(tree));
   }
-  SPECULA_ASSIGN_OR_RETURN(std::string options, OverlayOptions(spec_));
 
   if (::mkdir(spec_.run_dir.c_str(), 0700) == 0) {
     created_run_dir_ = true;
@@ -382,11 +180,16 @@ Status LinuxSandbox::Prepare() {
   merged_ = spec_.run_dir + "/merged";
   if (::mkdir(merged_.c_str(), 0755) != 0) return Error::FromErrno("mkdir " + merged_);
   created_merged_ = true;
-  SPECULA_TRY(overlay_.Mount(merged_, options, spec_.work_dir));
-  // pivot_root parks the old root on merged/proc: it must be a real directory.
+  OverlayMountOptions opts;
+  opts.idmap = userns() ? spec_.idmap.get() : nullptr;
+  SPECULA_ASSIGN_OR_RETURN(overlay_, OverlayMount::Mount(SandboxOverlayLayers(spec_), merged_, opts));
+  // The sandbox's proc is mounted on merged/proc, and pivot_root parks the
+  // old root there: it must be a real directory.
   struct stat st {};
   std::string proc = merged_ + "/proc";
   if (::lstat(proc.c_str(), &st) != 0) {
+    std::optional<ScopedFsIds> ids;
+    if (userns()) ids.emplace(spec_.ids);
     if (::mkdir(proc.c_str(), 0555) != 0) return Error::FromErrno("mkdir " + proc);
   } else if (!S_ISDIR(st.st_mode)) {
     return Error(Code::kInvalidArgument, "/proc in the sandbox's root is not a directory");
@@ -399,6 +202,7 @@ Status LinuxSandbox::Prepare() {
 Status LinuxSandbox::StartInit() {
   InitPlan plan;
   plan.merged = merged_;
+
   plan.cgroup_fds = cgroup_.v1_procs_fds();
   std::vector<int> tree_fds;
   for (const auto& t : bind_trees_) tree_fds.push_back(t.tree.get());
@@ -406,16 +210,29 @@ Status LinuxSandbox::StartInit() {
   plan.hostname = spec_.policy.sandbox.hostname;
   plan.loopback_up = spec_.policy.network.mode != policy::NetworkMode::kNone;
   plan.priv = priv_;
+  plan.seccomp = seccomp_.fprog();
+  plan.user_namespace = userns();
   plan.init_program = kSandboxInit;
   plan.init_program_size = kSandboxInit_size;
   plan.init_path = std::string(kIoDirInside) + "/init";
   SPECULA_ASSIGN_OR_RETURN(auto report, Pipe());
+  SPECULA_ASSIGN_OR_RETURN(auto ready, Pipe());
+  SPECULA_ASSIGN_OR_RETURN(auto go, Pipe());
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return Error::FromErrno("socketpair");
+  UniqueFd sync_child(sv[0]), sync_parent(sv[1]);
   plan.report_fd = report.second.get();
+  plan.ready_fd = ready.second.get();
+  plan.go_fd = go.first.get();
+  plan.sync_fd = sync_child.get();
+  plan.parent_ends[0] = go.second.get();
+  plan.parent_ends[1] = sync_parent.get();
+  plan.parent_ends[2] = ready.first.get();
 
   int pidfd = -1;
   CloneArgs args{};
   args.flags = CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
-               kCloneIntoCgroup;
+               kCloneIntoCgroup | (userns() ? CLONE_NEWUSER : 0);
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.cgroup = static_cast<uint64_t>(cgroup_.v2_dir_fd());
   args.exit_signal = SIGCHLD;
@@ -425,14 +242,53 @@ Status LinuxSandbox::StartInit() {
   init_pidfd_.Reset(pidfd);
   init_pid_ = static_cast<pid_t>(pid);
   report.second.Reset();
-  Status st = ReadChildReport(report.first.get(), "start sandbox init");
-  bind_trees_.clear();  // attached by init (or init failed): our clones are not needed
-  if (!st.ok()) {
+  ready.second.Reset();
+  go.first.Reset();
+  sync_child.Reset();
+
+  auto fail = [&](Error e) -> Status {
+    ::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), SIGKILL, nullptr, 0);
     WaitExit(init_pidfd_.get(), std::chrono::milliseconds(5000), nullptr);
     init_pidfd_.Reset();
     init_pid_ = -1;
-    return st;
+    bind_trees_.clear();
+    return e;
+  };
+  if (userns()) {
+    Status maps = WriteIdMaps(init_pid_, spec_.ids);
+    if (!maps.ok()) return fail(std::move(maps).error());
+    if (::write(go.second.get(), "G", 1) != 1) return fail(Error::FromErrno("start sandbox init"));
+    // Init asks for its binds once their mount points exist (kAwaitParent).
+    bool wants_binds = std::any_of(plan.steps.begin(), plan.steps.end(),
+                                   [](const MountStep& m) { return m.kind == MountStep::Kind::kAwaitParent; });
+    if (wants_binds) {
+      char c = 0;
+      if (::read(sync_parent.get(), &c, 1) == 1 && c == 'B') {
+        std::vector<BindTarget> targets;
+        for (size_t i = 0; i < spec_.binds.size(); ++i) {
+          if (!IsProcSysTarget(spec_.binds[i].sandbox_path)) {
+            targets.push_back({bind_trees_[i].tree.get(), spec_.binds[i].sandbox_path});
+          }
+        }
+        Status attached = AttachInto(init_pid_, targets);
+        if (!attached.ok()) return fail(std::move(attached).error().Context("sandbox " + spec_.name));
+        if (::write(sync_parent.get(), "G", 1) != 1) return fail(Error::FromErrno("resume sandbox init"));
+      }
+      // Else init failed before: its report says why.
+    }
   }
+  go.second.Reset();
+  Status st = ReadChildReport(report.first.get(), "start sandbox init");
+  bind_trees_.clear();  // attached (or init failed): our clones are not needed
+  if (!st.ok()) return fail(std::move(st).error());
+  // The init program is non-dumpable before it says so: only then may
+  // anything else enter the sandbox.
+  char r = 0;
+  ssize_t n;
+  do {
+    n = ::read(ready.first.get(), &r, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || r != 'R') return fail(Error(Code::kInternal, "sandbox init exited before it was ready"));
   return Adopt();
 }
 
@@ -515,6 +371,18 @@ Status LinuxSandbox::Adopt() {
     return Error::FromErrno("sandbox init exited during start");
   }
   if (seccomp_.has_defer) SPECULA_TRY(notifier_.Start());
+  ActionEnv env;
+  env.spec = &spec_;
+  env.io_dir = io_dir_.get();
+  env.init_pidfd = init_pidfd_.get();
+  env.v1_procs_fds = cgroup_.v1_procs_fds();
+  env.cgroup2_dir = cgroup_.v2_dir_fd();
+  env.seccomp = &seccomp_;
+  env.priv = &priv_;
+  env.launcher = launcher_.get();
+  env.notifier = &notifier_;
+  env.has_live_processes = [this] { return HasLiveProcesses(); };
+  runner_.emplace(std::move(env));
   return Status::Ok();
 }
 
@@ -552,166 +420,10 @@ Result<bool> LinuxSandbox::HasLiveProcesses() const {
 
 Result<ActionResult> LinuxSandbox::Run(const std::string& command, std::chrono::milliseconds timeout) {
   std::lock_guard<std::mutex> lock(run_mu_);
-  if (destroyed_ || dying_.load() || !init_pidfd_) return Gone();
-  auto r = RunLocked(command, timeout);
+  if (destroyed_ || dying_.load() || !init_pidfd_ || !runner_) return Gone();
+  auto r = runner_->Run(shell_, command, timeout);
   if (!r.ok()) r.Context("sandbox " + spec_.name + ": run action");
   return r;
-}
-
-Result<ActionResult> LinuxSandbox::RunLocked(const std::string& command, std::chrono::milliseconds timeout) {
-  SPECULA_TRY(shell_.Validate());
-  if (command.find('\0') != std::string::npos) {
-    return Error(Code::kInvalidArgument, "command contains a NUL byte");
-  }
-  if (timeout.count() <= 0) timeout = std::chrono::milliseconds(spec_.policy.resources.action_timeout_ms);
-  for (const auto& fd : kept_outputs_) (void)::ftruncate(fd.get(), 0);
-
-  // Per-action files on the sandbox's private tmpfs: bash reads the script
-  // there and its stdout/stderr go there, so whatever it leaves running has
-  // no fd pointing outside the sandbox.
-  const std::string token = RandomHex(16);
-  const std::string name = "a" + std::to_string(++action_seq_) + "-" + RandomHex(6);
-  if (::mkdirat(io_dir_.get(), name.c_str(), 0700) != 0) return Error::FromErrno("mkdir action dir");
-  UniqueFd dir(::openat(io_dir_.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir) return Error::FromErrno("open action dir");
-  const std::string inside = std::string(kIoDirInside) + "/" + name;
-  auto create = [&](const char* file) {
-    return UniqueFd(::openat(dir.get(), file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  };
-  {
-    // One fixed path for every action, so the `bash -c` program (and with it
-    // the command line of any subshell the action leaves) never varies.
-    // Actions run one at a time (run_mu_), so reusing the name is safe.
-    if (::unlinkat(io_dir_.get(), kActionScriptName, 0) != 0 && errno != ENOENT) {
-      return Error::FromErrno("remove previous action script");
-    }
-    UniqueFd script(::openat(io_dir_.get(), kActionScriptName,
-                             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!script) return Error::FromErrno("create action script");
-    SPECULA_TRY_CTX(WriteAll(script.get(), BuildActionScript(shell_, command, inside + "/state", token)),
-                    "write action script");
-  }
-  UniqueFd out = create("out"), err = create("err");
-  if (!out || !err) return Error::FromErrno("create action output files");
-
-  // Everything the launcher child needs, prepared before it exists.
-  std::vector<std::string> argv_s = {
-      "bash", "--noprofile", "--norc", "-c",
-      ActionShellProgram(std::string(kIoDirInside) + "/" + kActionScriptName)};
-  std::vector<std::string> env_s = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                    "HOME=/root", "LANG=C.UTF-8", "TERM=dumb"};
-  ActionPlan plan;
-  for (auto& a : argv_s) plan.argv.push_back(a.data());
-  plan.argv.push_back(nullptr);
-  for (auto& e : env_s) plan.envp.push_back(e.data());
-  plan.envp.push_back(nullptr);
-  plan.init_pidfd = init_pidfd_.get();
-  plan.cgroup_fds = cgroup_.v1_procs_fds();
-  plan.cgroup2_dir = cgroup_.v2_dir_fd();
-  plan.stdout_fd = out.get();
-  plan.stderr_fd = err.get();
-  plan.priv = priv_;
-  plan.seccomp = seccomp_.fprog();
-  plan.seccomp_listener = seccomp_.has_defer;
-  UniqueFd listener_recv, listener_send;
-  if (seccomp_.has_defer) {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return Error::FromErrno("socketpair");
-    listener_recv.Reset(sv[0]);
-    listener_send.Reset(sv[1]);
-    plan.listener_sock = sv[1];
-  }
-  SPECULA_ASSIGN_OR_RETURN(auto report, Pipe());
-  SPECULA_ASSIGN_OR_RETURN(auto pid_pipe, Pipe());
-  plan.report_fd = report.second.get();
-  plan.pid_fd = pid_pipe.second.get();
-
-  ActionResult result;
-  auto start = std::chrono::steady_clock::now();
-  long launcher = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-  if (launcher == 0) LaunchAction(plan);  // never returns
-  if (launcher < 0) return Error::FromErrno("fork action launcher");
-  report.second.Reset();
-  pid_pipe.second.Reset();
-  listener_send.Reset();
-  Status started = ReadChildReport(report.first.get(), "start action");
-  pid_t pid = 0;
-  if (::read(pid_pipe.first.get(), &pid, sizeof(pid)) != sizeof(pid)) pid = 0;
-  while (::waitpid(static_cast<pid_t>(launcher), nullptr, 0) < 0 && errno == EINTR) {
-  }
-  if (!started.ok()) {
-    if (pid > 0) ::waitpid(pid, nullptr, 0);
-    return std::move(started).error();
-  }
-  if (pid <= 0) return Error(Code::kInternal, "action launcher reported no pid");
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    ::kill(-pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return Error::FromErrno("pidfd_open action");
-  }
-  if (seccomp_.has_defer) {
-    UniqueFd listener = RecvFd(listener_recv.get());
-    if (!listener) spdlog::warn("sandbox {}: action sent no seccomp listener", spec_.name);
-    else notifier_.AddListener(std::move(listener));
-  }
-
-  siginfo_t info{};
-  if (!WaitExit(pidfd.get(), timeout, &info)) {
-    // Timeout: the action's whole process group dies, the sandbox lives on.
-    result.timed_out = true;
-    ::kill(-pid, SIGKILL);
-    WaitExit(pidfd.get(), std::chrono::milliseconds(-1), &info);
-    // The rest of the group dies and is reaped by init asynchronously;
-    // return only once it is gone so the caller sees a settled sandbox.
-    for (int i = 0; i < 5000 && ::kill(-pid, 0) == 0; ++i) {
-      ::kill(-pid, SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - start);
-  if (info.si_code == CLD_EXITED) {
-    result.exit_code = info.si_status;
-  } else {
-    result.exit_code = -1;
-    result.signal = info.si_status;
-  }
-
-  const auto& res = spec_.policy.resources;
-  ReadCapped(out.get(), res.stdout_cap, result.stdout_data, result.stdout_truncated);
-  ReadCapped(err.get(), res.stderr_cap, result.stderr_data, result.stderr_truncated);
-  // Free the tmpfs pages; a background process still writing makes a sparse file.
-  (void)::ftruncate(out.get(), 0);
-  (void)::ftruncate(err.get(), 0);
-
-  if (!result.timed_out) {
-    UniqueFd state(::openat(dir.get(), "state", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    std::string text;
-    bool truncated = false;
-    if (state) ReadCapped(state.get(), kMaxStateBytes, text, truncated);
-    auto parsed = state && !truncated ? ParseCapturedState(text, token)
-                                      : Result<ShellState>(Error(Code::kDataLoss, "no state file"));
-    if (parsed.ok()) {
-      shell_ = std::move(parsed).value();
-      result.state_captured = true;
-    } else {
-      spdlog::debug("sandbox {}: shell state not captured: {}", spec_.name, parsed.error().ToString());
-    }
-  }
-  (void)::unlinkat(io_dir_.get(), kActionScriptName, 0);
-  (void)::unlinkat(dir.get(), "state", 0);
-  auto live = HasLiveProcesses();
-  if (live.ok() && !*live) {
-    (void)::unlinkat(dir.get(), "out", 0);
-    (void)::unlinkat(dir.get(), "err", 0);
-    (void)::unlinkat(io_dir_.get(), name.c_str(), AT_REMOVEDIR);
-    kept_outputs_.clear();  // nobody is left to write to earlier files either
-  } else if (kept_outputs_.size() < 512) {
-    kept_outputs_.push_back(std::move(out));
-    kept_outputs_.push_back(std::move(err));
-  }
-  return result;
 }
 
 Status LinuxSandbox::Destroy() {
@@ -737,7 +449,8 @@ Status LinuxSandbox::Destroy() {
 
   std::lock_guard<std::mutex> rlock(run_mu_);
   UnstageBinds();
-  kept_outputs_.clear();
+  if (runner_) runner_->DropKeptOutputs();
+  runner_.reset();
   io_dir_.Reset();
   init_pidfd_.Reset();
   if (!cgroup_.v2_path().empty()) {

@@ -23,6 +23,7 @@
 
 #include "common/error.h"
 #include "policies/policy.h"
+#include "sandbox/userns.h"
 
 namespace specula::sandbox {
 
@@ -85,6 +86,16 @@ struct SandboxSpec {
   std::vector<BindMount> binds;       // extra binds (lossy paths are rw binds)
   std::string cgroup_parent;          // empty: "specula" under each hierarchy's root
   ShellState shell;                   // initial shell state
+  // The user namespace (policy.sandbox.user_namespace, the default): the
+  // host ids of the sandbox's ids 0..count-1, and a namespace carrying that
+  // mapping for the idmapped layer mounts (sandbox/userns.h). Null: Create
+  // makes one for this sandbox; the runtime shares one among all.
+  IdRange ids;
+  std::shared_ptr<const MappingUserns> idmap;
+  // Host paths no branch may see, masked wherever they appear in its root
+  // (the runtime's state dir, its socket's directory): an empty read-only
+  // tmpfs over a directory, /dev/null over a file.
+  std::vector<std::string> masked_host_paths;
 };
 
 // What the runtime's CRIU driver needs to restore a process tree into a

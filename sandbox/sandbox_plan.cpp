@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 
 namespace specula::sandbox {
@@ -122,6 +123,25 @@ Status ValidateSpec(const SandboxSpec& spec) {
       return Invalid("bind target " + b.sandbox_path + " is under /proc (only /proc/sys/... knobs can be bound)");
     }
   }
+  if (spec.policy.sandbox.user_namespace) {
+    SPECULA_TRY(ValidateIdRange(spec.ids));
+    if (spec.idmap && !(spec.idmap->range() == spec.ids)) {
+      return Invalid("the idmap user namespace maps another id range than the sandbox's");
+    }
+    if (std::filesystem::path(spec.upper_dir).parent_path() != std::filesystem::path(spec.work_dir).parent_path()) {
+      return Invalid("upper_dir and work_dir must be in one directory (an idmapped overlay needs them on one mount)");
+    }
+    for (const auto& b : spec.binds) {
+      if (b.host_path.rfind("/proc/", 0) == 0) {
+        return Error(Code::kInvalidArgument, "bind of " + b.host_path + " needs the host's root inside")
+            .WithHint("kernel knobs accept writes from the host's root only; a policy with lossy /proc/sys "
+                      "paths must say [sandbox] user_namespace = false");
+      }
+    }
+  }
+  for (const auto& m : spec.masked_host_paths) {
+    if (!IsNormalAbsolute(m) || m == "/") return Invalid("masked host path '" + m + "' not normalised or /");
+  }
   for (const auto& r : spec.policy.paths) {
     if (!IsNormalAbsolute(r.path)) return Invalid("policy path '" + r.path + "' not normalised");
     if (r.mode == policy::PathMode::kHidden && r.path == "/") return Invalid("cannot hide /");
@@ -141,20 +161,33 @@ Status ValidateSpec(const SandboxSpec& spec) {
   return spec.shell.Validate();
 }
 
-Result<std::string> OverlayOptions(const SandboxSpec& spec) {
-  std::string lower;
-  for (auto it = spec.layers.rbegin(); it != spec.layers.rend(); ++it) lower += *it + ":";
-  lower += spec.base;
-  // index=on: a hard link whose one name is written in a later layer keeps
-  // its other names linked (see LinkUpIndexedAliases in sandbox.cpp). It does
-  // not turn on redirect_dir or metacopy, which runtime/apply refuses.
-  std::string opts = "lowerdir=" + lower + ",upperdir=" + spec.upper_dir + ",workdir=" + spec.work_dir +
-                     ",index=on";
-  if (opts.size() >= 4000) {  // mount(2) data is one page
-    return Error(Code::kInvalidArgument, "overlay options too long (" + std::to_string(spec.layers.size()) +
-                                             " layers); squash layers");
-  }
-  return opts;
+OverlayLayers SandboxOverlayLayers(const SandboxSpec& spec) {
+  OverlayLayers l;
+  for (auto it = spec.layers.rbegin(); it != spec.layers.rend(); ++it) l.lowers.push_back(*it);
+  l.lowers.push_back(spec.base);
+  l.upper = spec.upper_dir;
+  l.work = spec.work_dir;
+  return l;
+}
+
+std::string InsidePath(const SandboxSpec& spec, const std::string& host_path) {
+  if (spec.base == "/") return host_path;
+  if (host_path == spec.base) return "/";
+  if (host_path.rfind(spec.base + "/", 0) == 0) return host_path.substr(spec.base.size());
+  return "";
+}
+
+const std::vector<std::string>& MaskedKernelPaths() {
+  // The OCI runtime spec's default masked paths (runc, crun): kernel memory,
+  // keys, timers, scheduler and firmware state no sandbox needs to read.
+  static const std::vector<std::string> kMasked = {
+      "/proc/acpi",          "/proc/asound",      "/proc/kcore",
+      "/proc/keys",          "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+      "/proc/sched_debug",   "/proc/scsi",        "/proc/kallsyms",   "/proc/kmsg",
+      "/proc/sysrq-trigger", "/sys/firmware",     "/sys/devices/virtual/powercap",
+      "/sys/kernel/debug",   "/sys/kernel/security",
+  };
+  return kMasked;
 }
 
 bool IsProcSysTarget(const std::string& p) { return p.rfind("/proc/sys/", 0) == 0 && p.size() > 10; }
@@ -165,7 +198,8 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
   const unsigned long kSafe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
   // /dev: a small tmpfs with the harmless host devices bound in.
   s.push_back(Mkdir("/dev", 0755));
-  s.push_back(Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=1024k", "mount /dev"));
+  s.push_back(Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=1024k",
+                    "mount /dev"));
   for (const auto& d : SandboxDevices()) {
     MountStep touch = Step(K::kTouch, "/dev/" + d, "create /dev/" + d);
     touch.mode = 0666;
@@ -216,9 +250,12 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
     a.read_only = spec.binds[i].read_only;  // informational: the parent already made the tree read-only
     s.push_back(a);
   };
+  const bool userns = spec.policy.sandbox.user_namespace;
+  bool any_bind = false;
   for (size_t i = 0; i < spec.binds.size(); ++i) {
     const auto& b = spec.binds[i];
     if (IsProcSysTarget(b.sandbox_path)) continue;
+    any_bind = true;
     AddParents(s, b.sandbox_path);
     struct stat st {};
     bool dir = ::lstat(b.host_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -229,12 +266,17 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
       t.mode = 0644;
       s.push_back(t);
     }
-    attach(i);
+    // In a user namespace the sandbox's root may not attach a tree the
+    // host's root cloned: the parent attaches them all at this point
+    // (sandbox.cpp AttachBinds) while init waits.
+    if (!userns) attach(i);
   }
+  if (userns && any_bind) s.push_back(Step(K::kAwaitParent, "", "attach binds"));
 
+  // The old root sits on top of the sandbox's proc, mounted before pivot_root
+  // (child_setup.cpp RunInit says why).
   s.push_back(Step(K::kDetach, "/proc", "detach old root"));
-  s.push_back(Mount("proc", "/proc", "proc", kSafe, "", "mount /proc"));
-  for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}) {
+  for (const char* p : {"/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"}) {
     MountStep ro = Step(K::kReadOnly, p, std::string("read-only ") + p);
     ro.optional = true;
     s.push_back(ro);
@@ -243,6 +285,21 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
   // file exists already (same sysctl, the branch's namespace).
   for (size_t i = 0; i < spec.binds.size(); ++i) {
     if (IsProcSysTarget(spec.binds[i].sandbox_path)) attach(i);
+  }
+
+  for (const auto& p : MaskedKernelPaths()) {
+    MountStep m = Step(K::kMask, p, "mask " + p);
+    m.optional = true;
+    s.push_back(m);
+  }
+  // The runtime's own state (its database, layers, CRIU images, journals,
+  // socket) wherever the base shows it.
+  for (const auto& h : spec.masked_host_paths) {
+    std::string inside = InsidePath(spec, h);
+    if (inside.empty() || inside == "/") continue;
+    MountStep m = Step(K::kMask, inside, "mask " + inside.substr(0, 44));
+    m.optional = true;
+    s.push_back(m);
   }
 
   // Policy path rules, parents before children so a child rule wins.

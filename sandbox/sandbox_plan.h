@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "sandbox/child_setup.h"
+#include "sandbox/overlay.h"
 #include "sandbox/sandbox.h"
 
 namespace specula::sandbox {
@@ -22,8 +23,15 @@ bool IsNormalAbsolute(const std::string& path);
 
 Status ValidateSpec(const SandboxSpec& spec);
 
-// "lowerdir=top:...:bottom:base,upperdir=...,workdir=..."
-Result<std::string> OverlayOptions(const SandboxSpec& spec);
+// The sandbox's overlay: its layers topmost first, the base last.
+OverlayLayers SandboxOverlayLayers(const SandboxSpec& spec);
+
+// Where a host path appears inside the sandbox ("" when the base does not
+// contain it).
+std::string InsidePath(const SandboxSpec& spec, const std::string& host_path);
+
+// The kernel files every sandbox gets masked (OCI's default masked paths).
+const std::vector<std::string>& MaskedKernelPaths();
 
 // True for a bind target below /proc/sys/: an existing sysctl file of the
 // sandbox's own /proc, covered by the host's knob (host_bind.h says why the

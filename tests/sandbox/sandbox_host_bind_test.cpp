@@ -66,6 +66,7 @@ TEST_F(SandboxHostBindTest, LossyNetSysctlBindChangesTheHostValue) {
   const std::string wanted = std::to_string(original + 7);
   const std::string backlog_wanted = std::to_string(std::stol(backlog.original()) + 3);
 
+  spec_.policy.sandbox.user_namespace = false;  // host knobs take writes from the host's root only
   spec_.binds.push_back({kSomaxconn, kSomaxconn, /*read_only=*/false});
   Start();
   // The sandbox starts from its own network namespace's defaults; whatever
@@ -83,6 +84,7 @@ TEST_F(SandboxHostBindTest, LossyNetSysctlBindChangesTheHostValue) {
 
 TEST_F(SandboxHostBindTest, ReadOnlyNetSysctlBindShowsHostValueAndRefusesWrites) {
   SysctlRestorer somaxconn(kSomaxconn);
+  spec_.policy.sandbox.user_namespace = false;
   spec_.binds.push_back({kSomaxconn, kSomaxconn, /*read_only=*/true});
   Start();
   auto r = RunOk(std::string("cat ") + kSomaxconn + "; echo 77 > " + kSomaxconn + " || echo refused");

@@ -39,10 +39,23 @@ TEST(SandboxPlanTest, ValidatesSpec) {
   EXPECT_FALSE(bad([](SandboxSpec& s) {
                  s.binds = {{"/proc/sys/kernel/hostname", "/proc/sys/kernel/hostname", false}};
                }).ok());
-  // A host knob over the sandbox's own sysctl file is the one /proc target allowed.
+  // A host knob over the sandbox's own sysctl file is the one /proc target
+  // allowed, and only for a sandbox that runs as the host's root: a knob
+  // takes writes from the host's root alone.
   EXPECT_TRUE(bad([](SandboxSpec& s) {
+                s.policy.sandbox.user_namespace = false;
                 s.binds = {{"/proc/sys/net/core/somaxconn", "/proc/sys/net/core/somaxconn", false}};
               }).ok());
+  auto knob_in_userns = bad([](SandboxSpec& s) {
+    s.binds = {{"/proc/sys/net/core/somaxconn", "/proc/sys/net/core/somaxconn", false}};
+  });
+  EXPECT_EQ(knob_in_userns.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(knob_in_userns.error().hint().find("user_namespace = false"), std::string::npos);
+  // A user namespace needs a sane id range and upper/work on one mount.
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.ids.host_base = 0; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.ids.host_base = 0xFFFF0000u; s.ids.count = 0x10000u; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.work_dir = "/var/tmp"; }).ok());
+  EXPECT_FALSE(bad([](SandboxSpec& s) { s.masked_host_paths = {"/"}; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.binds = {{"/etc", "/", true}}; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.sandbox.hostname = "bad host"; }).ok());
   EXPECT_FALSE(bad([](SandboxSpec& s) { s.policy.resources.pids = 1; }).ok());
@@ -54,15 +67,62 @@ TEST(SandboxPlanTest, ValidatesSpec) {
 TEST(SandboxPlanTest, OverlayListsTopmostLayerFirst) {
   SandboxSpec s = Good();
   s.layers = {"/l1", "/l2"};
-  auto o = OverlayOptions(s);
-  ASSERT_TRUE(o.ok());
-  EXPECT_EQ(*o, "lowerdir=/l2:/l1:/,upperdir=/tmp,workdir=/tmp,index=on");
+  OverlayLayers o = SandboxOverlayLayers(s);
+  EXPECT_EQ(o.lowers, (std::vector<std::string>{"/l2", "/l1", "/"}));
+  EXPECT_EQ(o.upper, "/tmp");
+  EXPECT_EQ(o.work, "/tmp");
+  // Layers go to the kernel as fds, not in an option string: no length limit.
   s.layers.assign(400, "/some/long/layer/path");
-  EXPECT_FALSE(OverlayOptions(s).ok());
+  EXPECT_EQ(SandboxOverlayLayers(s).lowers.size(), 401u);
+}
+
+TEST(SandboxPlanTest, HostPathsAppearBelowTheBase) {
+  SandboxSpec s = Good();
+  EXPECT_EQ(InsidePath(s, "/var/lib/specula"), "/var/lib/specula");
+  s.base = "/srv/root";
+  EXPECT_EQ(InsidePath(s, "/srv/root/var/lib/specula"), "/var/lib/specula");
+  EXPECT_EQ(InsidePath(s, "/srv/rootfs/x"), "");
+  EXPECT_EQ(InsidePath(s, "/var/lib/specula"), "");
+}
+
+TEST(SandboxPlanTest, MountPlanMasksKernelFilesAndTheRuntimesState) {
+  SandboxSpec s = Good();
+  s.masked_host_paths = {"/var/lib/specula", "/run/specula"};
+  auto steps = BuildMountSteps(s);
+  auto has = [&](MountStep::Kind k, const std::string& target) {
+    return std::any_of(steps.begin(), steps.end(),
+                       [&](const MountStep& m) { return m.kind == k && m.target == target; });
+  };
+  for (const char* p : {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware",
+                        "/var/lib/specula", "/run/specula"}) {
+    EXPECT_TRUE(has(MountStep::Kind::kMask, p)) << p;
+  }
+  // No proc is mounted after pivot_root any more: it is mounted before.
+  EXPECT_FALSE(has(MountStep::Kind::kMount, "/proc"));
+}
+
+TEST(SandboxPlanTest, InAUserNamespaceTheParentAttachesBinds) {
+  SandboxSpec s = Good();
+  s.binds = {{"/etc/hostname", "/opt/x/hostname", true}};
+  auto steps = BuildMountSteps(s, {41});
+  auto pos = [&](MountStep::Kind k, const std::string& target) {
+    auto it = std::find_if(steps.begin(), steps.end(),
+                           [&](const MountStep& m) { return m.kind == k && m.target == target; });
+    return it == steps.end() ? -1 : static_cast<int>(it - steps.begin());
+  };
+  int touch = pos(MountStep::Kind::kTouch, "/opt/x/hostname");
+  int await = pos(MountStep::Kind::kAwaitParent, "");
+  int detach = pos(MountStep::Kind::kDetach, "/proc");
+  EXPECT_EQ(pos(MountStep::Kind::kAttach, "/opt/x/hostname"), -1);
+  ASSERT_GE(touch, 0);
+  ASSERT_GE(await, 0);
+  EXPECT_LT(touch, await);
+  EXPECT_LT(await, detach);
 }
 
 TEST(SandboxPlanTest, MountPlanDetachesOldRootAfterBindsAndAppliesRules) {
   SandboxSpec s = Good();
+  s.policy.sandbox.user_namespace = false;  // host knobs need the host's root
   s.binds = {{"/etc/hostname", "/opt/x/hostname", true},
              {"/proc/sys/net/core/somaxconn", "/proc/sys/net/core/somaxconn", false}};
   s.policy.paths.push_back({"/etc", policy::PathMode::kHidden});

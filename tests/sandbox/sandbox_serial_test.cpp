@@ -188,6 +188,7 @@ TEST(SandboxSerialTest, CriuDumpsAndRestoresLossyBinds) {
   { std::ofstream(host_file) << "before\n"; }
   SandboxSpec spec = MakeSpec(name, dirs);
   spec.policy.syscalls.clear();  // no user-notify listener (CRIU cannot restore one)
+  spec.policy.sandbox.user_namespace = false;  // the host knob takes writes from the host's root only
   spec.binds.push_back({host_file, "/etc/specula-lossy", false});
   spec.binds.push_back({knob, knob, false});
   auto sb = Sandbox::Create(spec);

@@ -1,0 +1,192 @@
+#include "sandbox/overlay.h"
+
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+namespace specula::sandbox {
+namespace {
+
+std::string Parent(const std::string& p) { return std::filesystem::path(p).parent_path().string(); }
+std::string Base(const std::string& p) { return std::filesystem::path(p).filename().string(); }
+
+Result<UniqueFd> OpenDir(int at, const std::string& path, const std::string& what) {
+  UniqueFd fd(::openat(at, path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return Error::FromErrno("open " + what + " " + path);
+  return fd;
+}
+
+// What overlayfs said about a failed fsconfig (its log, one message per read).
+std::string FsLog(int fsfd) {
+  std::string out;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fsfd, buf, sizeof(buf));
+    if (n <= 0) break;
+    if (!out.empty()) out += "; ";
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Status Config(int fsfd, unsigned cmd, const char* key, const char* value, int aux, const std::string& what) {
+  if (::syscall(SYS_fsconfig, fsfd, cmd, key, value, aux) == 0) return Status::Ok();
+  int err = errno;
+  std::string log = FsLog(fsfd);
+  return Error::FromErrno("overlay " + what + (log.empty() ? "" : " (" + log + ")"), err);
+}
+
+// The layer fds and a configured (not yet created) overlay context.
+struct Context {
+  std::vector<UniqueFd> fds;
+  UniqueFd fs;
+};
+
+Result<Context> Configure(const OverlayLayers& l, const OverlayMountOptions& o) {
+  Context c;
+  const int userns = o.idmap ? o.idmap->fd() : -1;
+  c.fs.Reset(static_cast<int>(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC)));
+  if (!c.fs) return Error::FromErrno("fsopen overlay").WithHint("the kernel has no overlayfs; see `specula doctor`");
+  SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_STRING, "source", o.source.c_str(), 0, "source"));
+  std::vector<std::string> lowers = l.lowers;
+  // Without an upper dir overlayfs wants two lower layers.
+  if (l.upper.empty() && lowers.size() == 1) lowers.push_back(lowers.front());
+  for (const auto& dir : lowers) {
+    SPECULA_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(AT_FDCWD, dir, "lower layer"));
+    if (userns >= 0) {
+      SPECULA_ASSIGN_OR_RETURN(fd, CloneMount(fd.get(), userns, false, dir));
+    }
+    SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, fd.get(), "lower layer " + dir));
+    c.fds.push_back(std::move(fd));
+  }
+  if (!l.upper.empty()) {
+    UniqueFd upper, work;
+    if (userns >= 0) {
+      if (Parent(l.upper) != Parent(l.work)) {
+        return Error(Code::kInvalidArgument, "idmapped overlay: upper " + l.upper + " and work " + l.work +
+                                                 " must be in one directory");
+      }
+      SPECULA_ASSIGN_OR_RETURN(UniqueFd parent, OpenDir(AT_FDCWD, Parent(l.upper), "upper's parent"));
+      SPECULA_ASSIGN_OR_RETURN(UniqueFd tree, CloneMount(parent.get(), userns, false, Parent(l.upper)));
+      SPECULA_ASSIGN_OR_RETURN(upper, OpenDir(tree.get(), Base(l.upper), "upper dir"));
+      SPECULA_ASSIGN_OR_RETURN(work, OpenDir(tree.get(), Base(l.work), "work dir"));
+      c.fds.push_back(std::move(tree));
+    } else {
+      SPECULA_ASSIGN_OR_RETURN(upper, OpenDir(AT_FDCWD, l.upper, "upper dir"));
+      SPECULA_ASSIGN_OR_RETURN(work, OpenDir(AT_FDCWD, l.work, "work dir"));
+    }
+    SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_FD, "upperdir", nullptr, upper.get(), "upper dir " + l.upper));
+    SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_FD, "workdir", nullptr, work.get(), "work dir " + l.work));
+    c.fds.push_back(std::move(upper));
+    c.fds.push_back(std::move(work));
+  }
+  SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_STRING, "index", o.index ? "on" : "off", 0, "index"));
+  return c;
+}
+
+Status Create(int fsfd, const OverlayMountOptions& o) {
+  std::optional<ScopedFsIds> ids;
+  if (o.idmap) {
+    ids.emplace(o.idmap->range());
+    if (!ids->status().ok()) return ids->status();
+  }
+  if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0) return Status::Ok();
+  int err = errno;
+  std::string log = FsLog(fsfd);
+  return Error::FromErrno("create overlay" + (log.empty() ? "" : " (" + log + ")"), err);
+}
+
+}  // namespace
+
+Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std::string& target,
+                                         const OverlayMountOptions& opts) {
+  if (layers.lowers.empty()) return Error(Code::kInvalidArgument, "overlay on " + target + ": no lower layer");
+  if (layers.upper.empty() != layers.work.empty()) {
+    return Error(Code::kInvalidArgument, "overlay on " + target + ": upper and work dir go together");
+  }
+  SPECULA_ASSIGN_OR_RETURN(Context c, Configure(layers, opts));
+  Status made = Create(c.fs.get(), opts);
+  // EBUSY: a lower layer is still marked in use as the upper dir of an
+  // overlay that is gone from our namespace but not yet from the kernel.
+  // A layer is the sealed upper of a destroyed branch; a process that
+  // copied the host's mount table while that branch was mounted (CRIU's
+  // private namespace, another sandbox being set up) keeps its overlay
+  // alive until it drops the copy, a few ms to a CRIU run later. Wait for
+  // that instead of failing (seen ~1 in 300 commits under load). A failed
+  // create leaves the context unusable, so each try configures anew.
+  for (int i = 0; !made.ok() && made.error().sys_errno() == EBUSY && i < 150; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    SPECULA_ASSIGN_OR_RETURN(c, Configure(layers, opts));
+    made = Create(c.fs.get(), opts);
+  }
+  if (!made.ok() && made.error().sys_errno() == ESTALE && !layers.work.empty()) {
+    // index=on ties <work>/index to the upper dir it was made with; a work
+    // dir reused with a new upper (e.g. emptied and recreated) is refused.
+    // Its entries are of no use then: a sandbox links up every alias the
+    // index held before unmounting. Retry once without them.
+    std::error_code ec;
+    if (std::filesystem::remove_all(layers.work + "/index", ec) > 0 && !ec) {
+      spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, layers.work);
+      SPECULA_ASSIGN_OR_RETURN(c, Configure(layers, opts));
+      made = Create(c.fs.get(), opts);
+    }
+  }
+  if (!made.ok()) {
+    Error e = std::move(made).error().Context("mount overlay on " + target);
+    if (e.sys_errno() == ESTALE) e.WithHint("the upper dir was used before over a different lower layer stack");
+    if (e.sys_errno() == EBUSY) {
+      e.WithHint("a lower layer is still the upper dir of an overlay held by another mount namespace "
+                 "(a process that ran `unshare -m` while a branch was mounted); see dmesg");
+    }
+    return e;
+  }
+  uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (opts.read_only || layers.upper.empty()) attrs |= MOUNT_ATTR_RDONLY;
+  UniqueFd mnt(static_cast<int>(::syscall(SYS_fsmount, c.fs.get(), FSMOUNT_CLOEXEC, attrs)));
+  if (!mnt) return Error::FromErrno("fsmount overlay for " + target);
+  if (::syscall(SYS_move_mount, mnt.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    return Error::FromErrno("attach overlay at " + target);
+  }
+  return OverlayMount(target);
+}
+
+OverlayMount& OverlayMount::operator=(OverlayMount&& o) noexcept {
+  if (this != &o) {
+    (void)Unmount();
+    target_ = std::exchange(o.target_, {});
+  }
+  return *this;
+}
+
+OverlayMount::~OverlayMount() {
+  Status st = Unmount();
+  if (!st.ok()) spdlog::warn("sandbox: {}", st.ToString());
+}
+
+Status OverlayMount::Unmount() {
+  if (target_.empty()) return Status::Ok();
+  for (int i = 0; i < 50; ++i) {
+    if (::umount2(target_.c_str(), UMOUNT_NOFOLLOW) == 0 || errno == EINVAL || errno == ENOENT) {
+      target_.clear();
+      return Status::Ok();
+    }
+    if (errno != EBUSY) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Still referenced (e.g. a process on the host has its cwd inside): detach.
+  if (::umount2(target_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
+    return Error::FromErrno("unmount " + target_);
+  }
+  target_.clear();
+  return Status::Ok();
+}
+
+}  // namespace specula::sandbox
