@@ -7,13 +7,14 @@
 #include <thread>
 
 #include "common/crash_point.h"
+#include "common/files.h"
+#include "common/time.h"
 #include "policies/policy_parser.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
 #include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core {
 
@@ -170,7 +171,7 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   s->rec.target = req.target == policy::PromoteTarget::kBase ? "base" : "layer";
   s->rec.policy_text = req.policy_text;
   s->rec.policy_path = req.policy_path;
-  s->rec.created_ms = store::NowMs();
+  s->rec.created_ms = NowMs();
   SPECULA_TRY(store_->PutSession(s->rec));
   store::CheckpointRecord root;
   SPECULA_ASSIGN_OR_RETURN(root.id, store::NewId('c'));
@@ -226,7 +227,7 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
                                                                      Branch& b, bool speculative) {
   const std::string& branch_id = b.id;
   std::string dir = store_->BranchDir(branch_id);
-  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(store::MakeDirs(dir + sub, 0700));
+  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(MakeDirs(dir + sub, 0700));
   sandbox::SandboxSpec spec;
   spec.base = s.rec.base;
   SPECULA_ASSIGN_OR_RETURN(spec.layers, CheckpointLayerDirs(ckpt.id));
@@ -312,7 +313,7 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   b->session = session;
   b->command = command;
   b->normalised = NormaliseCommand(command, s->policy.speculation.normalisations);
-  b->created_ms = store::NowMs();
+  b->created_ms = NowMs();
   b->parent_has_image = ckpt.has_process_image;
   SPECULA_TRY(store_->PutBranch(store::BranchRecord{b->id, session, b->parent_checkpoint, command,
                                                     ToString(BranchState::kStarting), "", b->created_ms,
@@ -437,9 +438,9 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
     upper = b->recorded_upper;
   }
   if (!upper) {
-    if (auto bytes = store::DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
+    if (auto bytes = DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
   }
-  if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
+  if (Status st = RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
   }
   if (Status st = RecordBranch(*b, BranchState::kDiscarded, reason, upper); !st.ok()) {
@@ -547,7 +548,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     c.layer_bytes = rep->bytes;
   }
   SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
-  c.created_ms = store::NowMs();
+  c.created_ms = NowMs();
   CrashPoint("checkpoint.before-head");
   SPECULA_TRY(store_->PutCheckpointAsHead(c));
   CrashPoint("checkpoint.after-head");
@@ -565,7 +566,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     std::lock_guard lock(b.mu);
     b.state = BranchState::kPromoted;
   }
-  if (Status st = store::RemoveTree(store_->BranchDir(b.id)); !st.ok()) {
+  if (Status st = RemoveTree(store_->BranchDir(b.id)); !st.ok()) {
     spdlog::warn("promote {}: cleanup: {}", b.id, st.ToString());
   }
   return c.id;
@@ -582,7 +583,7 @@ Result<std::vector<std::string>> SessionManager::MaybeSquash(Session& s, std::ve
   SPECULA_ASSIGN_OR_RETURN(std::string tmp_id, store::NewId('q'));
   std::string tmp = store_->BranchDir(tmp_id);
   if (Status st = SquashLayers(dirs, tmp); !st.ok()) {
-    (void)store::RemoveTree(tmp);
+    (void)RemoveTree(tmp);
     return std::move(st).error().Context("squash " + std::to_string(n) + " layers");
   }
   SPECULA_ASSIGN_OR_RETURN(auto merged, store_->SealLayer(s.rec.id, tmp, oldest));

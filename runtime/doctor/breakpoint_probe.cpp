@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "runtime/doctor/file_util.h"
+#include "common/files.h"
 
 namespace specula::doctor {
 namespace {

@@ -16,11 +16,11 @@
 #include <string>
 #include <thread>
 
+#include "common/files.h"
 #include "common/paths.h"
 #include "common/spawn.h"
 #include "runtime/doctor/breakpoint_probe.h"
 #include "runtime/doctor/doctor.h"
-#include "runtime/doctor/file_util.h"
 
 namespace specula::doctor {
 namespace {
