@@ -14,15 +14,13 @@
 #include <iostream>
 #include <optional>
 
+#include "common/version.h"
 #include "policies/policy_cli.h"
 #include "runtime/cli/output.h"
 #include "runtime/cli/render.h"
 #include "runtime/doctor/doctor.h"
 #include "runtime/rpc/client.h"
 
-namespace specula {
-const char* Version();  // runtime/version.cpp
-}
 
 namespace specula::cli {
 namespace {

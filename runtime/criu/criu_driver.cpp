@@ -1,5 +1,4 @@
 #include "runtime/criu/criu_driver.h"
-#include "runtime/doctor/doctor.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -20,6 +19,7 @@
 #include "common/files.h"
 #include "common/paths.h"
 #include "common/spawn.h"
+#include "runtime/criu/breakpoint_probe.h"
 
 namespace specula::criu {
 namespace {
@@ -94,8 +94,8 @@ Error CriuFailed(const std::string& what, const SpawnResult& r, const std::strin
 bool CriuOptions::DefaultNoBreakpoints() {
   const char* v = std::getenv("SPECULA_CRIU_FAULT");
   if (v != nullptr && *v != '\0') return std::string(v) != "0";
-  // The doctor's real probe (a debug-register breakpoint set with ptrace,
-  // cached per boot): CRIU's parasite exit relies on hardware breakpoints, and
+  // The real probe (a debug-register breakpoint set with ptrace, cached per
+  // boot; `specula doctor` refreshes it): CRIU's parasite exit relies on hardware breakpoints, and
   // where they do not fire a dump hangs, so CRIU_FAULT=130 is needed.
   return CriuNeedsNoBreakpoints();
 }

@@ -18,14 +18,12 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/unique_fd.h"
+#include "common/version.h"
 #include "runtime/rpc/server.h"
 #include "runtime/service/core_session_service.h"
 #include "runtime/service/coreless_service.h"
 #include "runtime/service/handlers.h"
 
-namespace specula {
-const char* Version();  // runtime/version.cpp
-}
 
 namespace specula::service {
 namespace {
