@@ -7,8 +7,9 @@
 #include "common/crash_point.h"
 #include "common/files.h"
 #include "common/time.h"
+#include "runtime/api/match.h"
+#include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
-#include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
 
 namespace specula::core {
@@ -25,7 +26,7 @@ int64_t MsBetween(steady_clock::time_point a, steady_clock::time_point b) {
 // The instrumentation's contribution to a commit's answer.
 void FillReport(CommitResult& out, const std::optional<instrument::BranchReport>& rep) {
   if (!rep) return;
-  out.lossy_effects = instrument::LossyEffectLines(*rep);
+  out.lossy_effects = instrument::EscapedLossyEffects(*rep);
   for (const auto& f : rep->flags) {
     if (std::find(out.flags.begin(), out.flags.end(), f) == out.flags.end()) out.flags.push_back(f);
   }
@@ -71,10 +72,10 @@ constexpr const char* kOtherCommand = "discarded: commit of a different command"
 Result<CommitResult> SessionManager::Commit(const std::string& session, const std::string& command,
                                             milliseconds timeout) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
-  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
   auto commit_start = steady_clock::now();
-  std::string want = NormaliseCommand(command, s->policy.speculation.normalisations);
+  std::string want = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   std::shared_ptr<Branch> hit;
   std::string head;
   {

@@ -10,10 +10,11 @@
 #include "common/files.h"
 #include "common/time.h"
 #include "policies/policy_parser.h"
+#include "runtime/api/match.h"
+#include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
-#include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
 
 namespace specula::core {
@@ -159,7 +160,7 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
     return Error(Code::kInvalidArgument, "initial cwd must be absolute");
   }
-  SPECULA_TRY(ValidateNormalisations(req.policy.speculation.normalisations));
+  SPECULA_TRY(api::ValidateNormalisations(req.policy.speculation.normalisations));
   if (req.policy.speculation.max_concurrent_branches == 0) {
     return Error(Code::kInvalidArgument, "policy speculation.max_concurrent_branches must be > 0");
   }
@@ -296,7 +297,7 @@ void SessionManager::FinishProbe(Branch& b) {
 Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
                                               milliseconds timeout) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
-  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
   auto b = std::make_shared<Branch>();
   {
@@ -312,7 +313,7 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(b->parent_checkpoint));
   b->session = session;
   b->command = command;
-  b->normalised = NormaliseCommand(command, s->policy.speculation.normalisations);
+  b->normalised = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   b->created_ms = NowMs();
   b->parent_has_image = ckpt.has_process_image;
   SPECULA_TRY(store_->PutBranch(store::BranchRecord{b->id, session, b->parent_checkpoint, command,

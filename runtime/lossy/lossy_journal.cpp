@@ -121,6 +121,32 @@ nlohmann::json LossyRecord::ToJson() const {
           {"detail", detail}};
 }
 
+Result<LossyRecord> LossyRecord::FromJson(const nlohmann::json& j) {
+  try {
+    LossyRecord r;
+    std::string kind = j.at("kind").get<std::string>();
+    bool known = false;
+    for (Kind k : {Kind::kWrite, Kind::kCreate, Kind::kDelete, Kind::kRestore, Kind::kRestoreFailed, Kind::kSkipped}) {
+      if (kind == ToString(k)) {
+        r.kind = k;
+        known = true;
+      }
+    }
+    if (!known) return Error(Code::kDataLoss, "lossy record: unknown kind \"" + kind + "\"");
+    r.path = j.at("path").get<std::string>();
+    r.rule = j.value("rule", "");
+    r.tag = j.value("tag", "");
+    r.compensation = j.value("compensation", "restore") == "none" ? policy::Compensation::kNone
+                                                                  : policy::Compensation::kRestore;
+    r.time_unix_ms = j.value("time_unix_ms", int64_t{0});
+    r.pre_image = j.value("pre_image", "");
+    r.detail = j.value("detail", "");
+    return r;
+  } catch (const std::exception& e) {
+    return Error(Code::kDataLoss, std::string("lossy record: ") + e.what());
+  }
+}
+
 Result<LossyJournal> LossyJournal::Prepare(const policy::Policy& policy, const std::string& state_dir,
                                            LossyOptions options) {
   if (state_dir.empty()) return Error(Code::kInvalidArgument, "lossy journal: empty state dir");
