@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "common/child_report.h"
+#include "common/files.h"
 #include "common/unique_fd.h"
 #include "sandbox/action_runner.h"
 #include "sandbox/capabilities.h"
@@ -85,6 +88,7 @@ class LinuxSandbox final : public Sandbox {
   Status Prepare();
   Status StartInit();
   Status AdoptRestored(pid_t pid);
+  Status ReexecRestoredInit();
   Status Adopt();  // opens the io dir, starts the defer notifier
 
   Result<ActionResult> Run(const std::string& command, std::chrono::milliseconds timeout) override;
@@ -123,6 +127,10 @@ class LinuxSandbox final : public Sandbox {
  private:
   Error Gone() const { return Error(Code::kFailedPrecondition, "sandbox " + spec_.name + " is destroyed"); }
   bool userns() const { return spec_.policy.sandbox.user_namespace; }
+  std::optional<std::pair<uid_t, gid_t>> mapped_root() const override {
+    if (!userns()) return std::nullopt;
+    return std::pair<uid_t, gid_t>{spec_.ids.host_base, spec_.ids.host_base};
+  }
   // clone3 of init; in a user namespace also its id maps and, when init
   // asks, the binds it may not attach itself.
   Status CloneInit(InitPlan& plan, int sync_parent_end);
@@ -182,6 +190,10 @@ Status LinuxSandbox::Prepare() {
   created_merged_ = true;
   OverlayMountOptions opts;
   opts.idmap = userns() ? spec_.idmap.get() : nullptr;
+  // Layers given by fd show in mountinfo as "/" (no host path): the source
+  // names the upper dir, so crash recovery (and an operator) still finds a
+  // sandbox rooted in a state dir by reading its mount table.
+  opts.source = spec_.upper_dir.empty() ? std::string("specula") : spec_.upper_dir;
   SPECULA_ASSIGN_OR_RETURN(overlay_, OverlayMount::Mount(SandboxOverlayLayers(spec_), merged_, opts));
   // The sandbox's proc is mounted on merged/proc, and pivot_root parks the
   // old root there: it must be a real directory.
@@ -353,7 +365,41 @@ Status LinuxSandbox::AdoptRestored(pid_t pid) {
       }
     }
   }
+  if (userns()) SPECULA_TRY(ReexecRestoredInit());
   return Adopt();
+}
+
+// CRIU made the restored init's memory from the host's user namespace; for
+// a non-dumpable process that is the namespace whose CAP_SYS_PTRACE guards
+// it, and CRIU's next dump of this tree (which looks at it from inside the
+// sandbox's user namespace) would be refused. Init execs itself again on
+// SIGUSR1 (init/sandbox_init.c) and shows our nonce in its cmdline once it
+// has: from then on it is exactly a freshly started init.
+Status LinuxSandbox::ReexecRestoredInit() {
+  uint64_t nonce = 0;
+  if (::getrandom(&nonce, sizeof(nonce), 0) != static_cast<ssize_t>(sizeof(nonce))) {
+    return Error::FromErrno("getrandom");
+  }
+  siginfo_t info{};
+  info.si_signo = SIGUSR1;
+  info.si_code = SI_QUEUE;
+  info.si_pid = ::getpid();
+  info.si_uid = ::getuid();
+  info.si_value.sival_ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(nonce));
+  if (::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), SIGUSR1, &info, 0) != 0) {
+    return Error::FromErrno("signal restored init to exec again");
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(nonce));
+  const std::string want = std::string("specula-init") + '\0' + hex + '\0';
+  const std::string cmdline = "/proc/" + std::to_string(init_pid_) + "/cmdline";
+  for (int i = 0; i < 2000; ++i) {
+    auto text = ReadTextFile(cmdline, 256);
+    if (text.ok() && *text == want) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Error(Code::kUnavailable, "restored init of " + spec_.name + " did not exec again within 2 s")
+      .WithHint("its image may predate this version of specula");
 }
 
 Status LinuxSandbox::Adopt() {
@@ -453,6 +499,8 @@ Status LinuxSandbox::Destroy() {
   runner_.reset();
   io_dir_.Reset();
   init_pidfd_.Reset();
+  launcher_.Reset();
+  spec_.idmap.reset();  // the mapping namespace's fd, when no one else shares it
   if (!cgroup_.v2_path().empty()) {
     for (int i = 0; i < 2000; ++i) {
       auto pids = cgroup_.Pids();

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,10 @@ class Sandbox {
   // The external mounts a CRIU dump must name (`--external mnt[PATH]:KEY`):
   // pairs of (path inside the sandbox, key).
   virtual std::vector<std::pair<std::string, std::string>> ExternalMounts() const = 0;
+  // The host uid and gid that root inside the sandbox maps to (the id
+  // range's base), or nullopt when the sandbox shares the host's user
+  // namespace. CRIU's restored tasks open their images as this owner.
+  virtual std::optional<std::pair<uid_t, gid_t>> mapped_root() const = 0;
   // The merged root on the host, and the cgroup2 directory (for eBPF).
   virtual const std::string& root() const = 0;
   virtual const std::string& cgroup2_path() const = 0;

@@ -64,6 +64,7 @@ std::string Unescape(const std::string& s) {
 
 struct MountLine {
   std::string mount_point;
+  std::string source;
   std::string super_opts;
 };
 
@@ -80,7 +81,10 @@ std::vector<MountLine> ParseMountinfo(const std::string& text) {
     auto sep = std::find(fields.begin() + 6, fields.end(), "-");
     MountLine m;
     m.mount_point = Unescape(fields[4]);
-    if (sep != fields.end() && std::distance(sep, fields.end()) >= 4) m.super_opts = Unescape(*(sep + 3));
+    if (sep != fields.end() && std::distance(sep, fields.end()) >= 4) {
+      m.source = Unescape(*(sep + 2));
+      m.super_opts = Unescape(*(sep + 3));
+    }
     out.push_back(std::move(m));
   }
   return out;
@@ -187,9 +191,11 @@ Result<std::vector<pid_t>> ForeignProcessesUsing(const std::string& dir) {
     if (!text) continue;
     // Only the root mount counts: a sandbox's root is the overlay built in
     // the state dir. Processes that merely copied a mount table holding the
-    // state dir (someone's unshare -m) are not ours to kill.
+    // state dir (someone's unshare -m) are not ours to kill. Layers passed
+    // by fd leave no path in the options; the source names the upper dir.
     for (auto& m : ParseMountinfo(*text)) {
-      if (m.mount_point == "/" && m.super_opts.find(dir + "/") != std::string::npos && Alive(p)) {
+      bool ours = m.super_opts.find(dir + "/") != std::string::npos || IsUnder(m.source, dir);
+      if (m.mount_point == "/" && ours && Alive(p)) {
         out.push_back(p);
         break;
       }
@@ -205,10 +211,21 @@ std::vector<std::string> SandboxCgroupDirs(const std::string& name) {
   std::set<std::string> roots;
   if (!layout->v2_root.empty()) roots.insert(layout->v2_root);
   for (const auto& [ctrl, mnt] : layout->v1) roots.insert(mnt);
-  for (const auto& r : roots) {
-    std::string dir = r + "/specula/specula-" + name;
+  // Directly under "specula" (older versions) or one level deeper, under
+  // a daemon's instance parent ("specula/i-<hash>", sandbox/sandbox_watch.h).
+  auto add_if_dir = [&out](const std::string& dir) {
     struct stat st;
     if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) out.push_back(dir);
+  };
+  for (const auto& r : roots) {
+    add_if_dir(r + "/specula/specula-" + name);
+    if (DIR* d = ::opendir((r + "/specula").c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.rfind("i-", 0) == 0) add_if_dir(r + "/specula/" + n + "/specula-" + name);
+      }
+      ::closedir(d);
+    }
   }
   return out;
 }

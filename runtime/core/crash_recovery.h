@@ -30,7 +30,8 @@ Result<std::vector<std::string>> MountsUnder(const std::string& dir);
 Result<std::vector<pid_t>> ForeignProcessesUsing(const std::string& dir);
 
 // The existing cgroup directories (cgroup2 and every v1 hierarchy) of the
-// sandbox named `name` under the default parent ("specula/specula-<name>").
+// sandbox named `name`, under "specula" or a daemon's instance parent
+// ("specula/i-<hash>/specula-<name>").
 std::vector<std::string> SandboxCgroupDirs(const std::string& name);
 
 // Pids listed in the cgroup.procs of any of `dirs`.

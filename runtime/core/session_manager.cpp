@@ -16,6 +16,7 @@
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
 #include "runtime/core/session_internal.h"
+#include "sandbox/sandbox_watch.h"
 
 namespace specula::core {
 
@@ -84,6 +85,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   if (!opts.create_sandbox) opts.create_sandbox = &sandbox::Sandbox::Create;
   if (!opts.create_restored_sandbox) opts.create_restored_sandbox = &sandbox::Sandbox::CreateRestored;
   if (opts.criu.kdat_dir.empty()) opts.criu.kdat_dir = opts.state_dir + "/criu-run";
+  if (opts.cgroup_parent.empty()) opts.cgroup_parent = sandbox::InstanceCgroupParent(opts.state_dir);
   std::unique_ptr<SessionManager> m(new SessionManager(std::move(opts)));
   // A crashed daemon's sandboxes may still run, rooted in overlays of this
   // state dir, possibly holding the layer filesystem in their own mount
@@ -236,6 +238,7 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.work_dir = dir + "/work";
   spec.run_dir = dir + "/run";
   spec.name = branch_id;
+  spec.cgroup_parent = opts_.cgroup_parent;
   spec.policy = s.policy;
   if (speculative) {
     spec.policy.resources.cpu_weight = SpeculativeCpuWeight(s.policy.resources.cpu_weight);
@@ -522,6 +525,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     dr.pid = box->init_pid();
     dr.image_dir = store_->ImageDir(c.id);
     dr.external_mounts = box->ExternalMounts();
+    dr.image_owner = box->mapped_root();
     dr.leave_running = false;  // the sandbox is destroyed right after: see docs/checkpoints.md
     auto dump = criu_->Dump(dr);
     if (!dump.ok()) return std::move(dump).error().Context("promote " + b.id + ": checkpoint processes");

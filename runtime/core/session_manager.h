@@ -57,6 +57,10 @@ struct SessionManagerOptions {
   // Off: every checkpoint takes a CRIU dump even when the action left no
   // live process. Only for measuring what elision saves (the benches).
   bool elide_checkpoints = true;
+  // The cgroup parent of this manager's sandboxes; empty:
+  // sandbox::InstanceCgroupParent(state_dir), the subtree the daemon's
+  // sandbox watch kills when the daemon dies (sandbox/sandbox_watch.h).
+  std::string cgroup_parent;
 };
 
 struct SessionInfo {

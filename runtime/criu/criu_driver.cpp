@@ -1,5 +1,6 @@
 #include "runtime/criu/criu_driver.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/magic.h>
@@ -141,6 +142,41 @@ std::vector<std::string> CriuDriver::Env() const {
   return env;
 }
 
+namespace {
+
+// Opens a fresh image dir (written by CRIU as root 0700/0600, flat: no
+// subdirs) for the restored tasks of a tree in a user namespace: they open
+// some images (tty-info.img, timens-0.img, ...) after they entered the
+// namespace, some as host root without any capability over host inodes,
+// some as the mapped root; owner or not, they need read and search by
+// "other". Nothing is widened beyond that: the images dir above and the
+// state dir stay 0700 root, so no host user reaches them, and no sandbox
+// has the path in its mount namespace. Nothing is followed: fchmodat on
+// names read from the dir fd, regular files only.
+Status OpenImagesToRestoredTasks(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return Error::FromErrno("open image dir " + dir);
+  DIR* d = ::fdopendir(dfd);
+  if (d == nullptr) {
+    int e = errno;
+    ::close(dfd);
+    return Error::FromErrno("read image dir " + dir, e);
+  }
+  Status st = Status::Ok();
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_type != DT_REG) continue;
+    if (::fchmodat(dfd, e->d_name, 0644, 0) != 0) {
+      st = Error::FromErrno("chmod image " + dir + "/" + e->d_name);
+      break;
+    }
+  }
+  if (st.ok() && ::fchmod(dfd, 0755) != 0) st = Error::FromErrno("chmod image dir " + dir);
+  ::closedir(d);
+  return st;
+}
+
+}  // namespace
+
 Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   if (req.pid <= 1) return Error(Code::kInvalidArgument, "criu dump: bad pid " + std::to_string(req.pid));
   if (req.image_dir.empty() || req.image_dir[0] != '/') {
@@ -181,6 +217,10 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   so.child_setup_arg = &setup;
   SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
   if (!r.success()) return CriuFailed("dump of pid " + std::to_string(req.pid), r, req.image_dir + "/dump.log");
+  if (req.image_owner) {
+    SPECULA_TRY_CTX(OpenImagesToRestoredTasks(req.image_dir),
+                    "criu dump of pid " + std::to_string(req.pid));
+  }
   DumpResult out;
   out.duration = r.duration;
   SPECULA_ASSIGN_OR_RETURN(out.image_bytes, DiskUsage(req.image_dir));

@@ -22,6 +22,7 @@
 #include "runtime/rpc/server.h"
 #include "runtime/service/core_session_service.h"
 #include "runtime/service/handlers.h"
+#include "sandbox/sandbox_watch.h"
 
 namespace specula::service {
 namespace {
@@ -104,6 +105,12 @@ int DaemonMain(int argc, char** argv) {
   };
   auto lock = LockStateDir(state_dir);
   if (!lock.ok()) return fail(lock.error(), lock.error().code() == Code::kAlreadyExists ? kExitUnavailable : 1);
+
+  // Before any thread: the watch that kills this daemon's sandboxes when it
+  // dies (sandbox/sandbox_watch.h). Without it a killed daemon leaves
+  // model-written commands running with nobody watching them.
+  auto watch = sandbox::StartSandboxWatch(sandbox::InstanceCgroupParent(state_dir));
+  if (!watch.ok()) return fail(Error(watch.error()).Context("start the sandbox watch"), 1);
 
   // Opening the state recovers it after a crash, before the socket exists,
   // so no client ever sees half-reconciled state.

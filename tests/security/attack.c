@@ -166,8 +166,16 @@ static void try_steal(pid_t p, const struct target* t, long* stolen, long* exes)
 /* Spins on the pids about to be born (pids in a pid namespace are handed
  * out in order) and on every pid in /proc, trying to grab fds and the exe
  * of each process before it has exec'd. */
+static volatile sig_atomic_t steal_stop;
+static void on_term(int sig) {
+  (void)sig;
+  steal_stop = 1;
+}
+
 static int cmd_steal(const char* seconds, const char* runtime_binary) {
   struct target t = {0, 0};
+  /* SIGTERM ends the race and still prints the summary line. */
+  signal(SIGTERM, on_term);
   struct stat rb;
   /* The runtime's binary as the sandbox sees it (same file on the host's
    * root via the overlay's lower layer: same st_ino, maybe another st_dev),
@@ -179,7 +187,7 @@ static int cmd_steal(const char* seconds, const char* runtime_binary) {
   double end = now_s() + atof(seconds);
   long stolen = 0, exes = 0, loops = 0;
   pid_t max_seen = getpid();
-  while (now_s() < end) {
+  while (!steal_stop && now_s() < end) {
     ++loops;
     for (pid_t p = max_seen + 1; p <= max_seen + 6; ++p) {
       if (kill(p, 0) == 0 || errno == EPERM) {
