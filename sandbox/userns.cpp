@@ -51,26 +51,19 @@ Status WriteIdMaps(pid_t pid, const IdRange& r) {
 
 Result<std::shared_ptr<const MappingUserns>> MappingUserns::Create(const IdRange& range) {
   SPECULA_TRY(ValidateIdRange(range));
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Error::FromErrno("pipe2");
-  UniqueFd rd(p[0]), wr(p[1]);
-  // The child only waits for the pipe to close: its user namespace outlives
-  // it through the fd opened below. Async-signal-safe calls only.
+  // The child only sleeps until we kill it: its user namespace outlives it
+  // through the fd opened below. Not a pipe to wait on: another thread's
+  // fork would inherit our write end and the child would never see EOF.
   long pid = ::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0) {
-    ::close(wr.get());  // else our own copy keeps the pipe from ever reading EOF
-    char c;
-    while (::read(rd.get(), &c, 1) < 0 && errno == EINTR) {
-    }
-    ::_exit(0);
+    for (;;) ::pause();
   }
   if (pid < 0) {
     return Error::FromErrno("clone a user namespace")
         .WithHint("user namespaces may be disabled (user.max_user_namespaces); see `specula doctor`");
   }
-  rd.Reset();
   auto reap = [&] {
-    wr.Reset();
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
     while (::waitpid(static_cast<pid_t>(pid), nullptr, 0) < 0 && errno == EINTR) {
     }
   };

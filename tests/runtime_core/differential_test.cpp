@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 
 #include "action_gen.h"
@@ -98,6 +99,27 @@ std::string NormaliseLinks(const std::string& snap) {
 
 class DifferentialTest : public CoreFixture {
  protected:
+  // The sequential sandbox's tree through its merged mount, owners as on
+  // disk: the layers of that mount are idmapped for the sandbox's user
+  // namespace, so from the host every owner shows shifted by the id range's
+  // base; shift it back (the session's layers are read on disk).
+  static std::string UnshiftOwners(const std::string& snap, const sandbox::IdRange& r) {
+    static const std::regex owner("owner=([0-9]+):([0-9]+)");
+    std::string out;
+    auto back = [&r](const std::string& v) {
+      uint64_t id = std::stoull(v);
+      if (id >= r.host_base && id < static_cast<uint64_t>(r.host_base) + r.count) id -= r.host_base;
+      return std::to_string(id);
+    };
+    std::sregex_iterator it(snap.begin(), snap.end(), owner), end;
+    size_t pos = 0;
+    for (; it != end; ++it) {
+      out += snap.substr(pos, static_cast<size_t>(it->position()) - pos);
+      out += "owner=" + back((*it)[1].str()) + ":" + back((*it)[2].str());
+      pos = static_cast<size_t>(it->position() + it->length());
+    }
+    return out + snap.substr(pos);
+  }
   // What the head checkpoint shows at `tree`: a read-only overlay of its
   // layers over the base (or the base itself for the root checkpoint).
   std::string HeadSnapshot(const std::string& session, const std::string& tree) {
@@ -191,7 +213,11 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
       ASSERT_TRUE(head_shell.ok());
       check((*seq)->shell_state() == *head_shell, "shell state", (*seq)->shell_state().Serialize(),
             head_shell->Serialize());
-      std::string a = NormaliseLinks(Snapshot((*seq)->root() + tree));
+      // The sequential tree as it is on disk (its upper over the base), not
+      // through the sandbox's merged mount: that one is idmapped for the
+      // sandbox's user namespace, so from the host it shows every owner
+      // shifted by the id range. The session's layers are read on disk too.
+      std::string a = UnshiftOwners(NormaliseLinks(Snapshot((*seq)->root() + tree)), spec.ids);
       std::string b = HeadSnapshot(s, tree);
       check(a == b, "file tree", a, b);
       if (diffs != before) break;  // later steps would only repeat the difference
