@@ -185,6 +185,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   auto r = run->sandbox->Run(command, timeout);
   if (!r.ok()) return fail(std::move(r).error());
   run->result = std::move(*r);
+  NoteDiskLimit(*s, *run);
   FinishProbe(*run);
   (void)RecordBranch(*run, BranchState::kDone, "");
   auto promoted = PromoteLocked(*s, *run);
@@ -273,7 +274,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
   if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
   // Failed is final even while the branch waits in memory for its discard.
   if (info.state == BranchState::kFailed) info.reason = "failed: " + info.error;
-  auto bytes = store::DiskUsage(store_->BranchDir(info.id) + "/upper");
+  auto bytes = store::DiskUsage(store_->BranchUpperDir(info.id));
   if (bytes.ok()) info.upper_bytes = *bytes;
   return info;
 }
@@ -313,7 +314,7 @@ Result<std::vector<FileChange>> SessionManager::DiffBranch(const std::string& br
   lowers.push_back(s->rec.base);
   apply::DiffOptions o;
   o.unified = false;
-  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchDir(branch) + "/upper", lowers, o));
+  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchUpperDir(branch), lowers, o));
   std::vector<FileChange> out;
   for (const auto& e : diff.entries) {
     ChangeKind k = e.kind == apply::DiffKind::kAdded     ? ChangeKind::kAdded
@@ -357,7 +358,7 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
   }
   if (!upper_bytes) {
     // Gone (promoted into a layer, removed by a discard): the last figure stays.
-    std::string upper = store_->BranchDir(b.id) + "/upper";
+    std::string upper = store_->BranchUpperDir(b.id);
     if (::access(upper.c_str(), F_OK) == 0) {
       if (auto bytes = store::DiskUsage(upper); bytes.ok()) upper_bytes = *bytes;
     }

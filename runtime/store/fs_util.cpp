@@ -13,9 +13,31 @@
 #include <utility>
 
 #include "common/unique_fd.h"
+#include "runtime/store/btrfs.h"
 
 namespace specula::store {
 namespace {
+
+Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where);
+
+// Deletes the subvolume `name` under `parent_fd`. One holding a subvolume of
+// its own cannot be deleted whole (ENOTEMPTY): it is emptied, which deletes
+// that one, and then removed like a directory.
+Status RemoveSubvolume(int parent_fd, const char* name, const std::string& where) {
+  Status st = btrfs::DestroySubvolume(parent_fd, name, where);
+  if (st.ok() || st.error().sys_errno() != ENOTEMPTY) return st;
+  int sub = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sub < 0) return Error::FromErrno("open " + where);
+  struct stat sb;
+  if (::fstat(sub, &sb) != 0) {
+    Error e = Error::FromErrno("stat " + where);
+    ::close(sub);
+    return e;
+  }
+  SPECULA_TRY(EmptyDirAt(UniqueFd(sub), sb.st_dev, where));
+  if (::unlinkat(parent_fd, name, AT_REMOVEDIR) != 0) return Error::FromErrno("rmdir " + where);
+  return Status::Ok();
+}
 
 // Removes every entry inside the directory open at `dirfd` (which it
 // consumes), staying on device `dev`.
@@ -33,6 +55,13 @@ Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where) {
     }
     if (S_ISDIR(sb.st_mode)) {
       if (sb.st_dev != dev) {
+        // A btrfs subvolume (a branch volume, a sealed layer) has a device
+        // of its own but is no mount point: deleted whole, not walked.
+        if (btrfs::IsSubvolumeRoot(fd, e->d_name)) {
+          st = RemoveSubvolume(fd, e->d_name, where + "/" + e->d_name);
+          if (!st.ok()) break;
+          continue;
+        }
         st = Error(Code::kFailedPrecondition, "remove " + where + "/" + e->d_name +
                                                   ": is a mount point, not removing through it");
         break;
@@ -72,6 +101,17 @@ Status RemoveTree(const std::string& path) {
   // Sealed layers are made read-only; give the owner write access back so
   // that removal works the same for any caller.
   ::chmod(path.c_str(), 0700);
+  {
+    auto slash = path.find_last_of('/');
+    std::string parent = slash == 0 ? "/" : path.substr(0, slash);
+    UniqueFd pfd(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::string name = path.substr(slash + 1);
+    if (pfd && slash != std::string::npos && btrfs::IsSubvolumeRoot(pfd.get(), name.c_str())) {
+      UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir) return Error::FromErrno("open " + parent);
+      return RemoveSubvolume(dir.get(), name.c_str(), path);
+    }
+  }
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno("open " + path);
   SPECULA_TRY(EmptyDirAt(UniqueFd(fd), sb.st_dev, path));

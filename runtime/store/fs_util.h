@@ -11,7 +11,9 @@ namespace specula::store {
 
 // Removes `path` and everything below it. Never descends into a different
 // filesystem (a stale mount under a branch's run dir must not be emptied
-// through it): such an entry fails the removal instead. Missing path: Ok.
+// through it): such an entry fails the removal instead. A btrfs subvolume
+// (branch volumes and sealed layers on a btrfs store; `path` itself may be
+// one) is deleted whole with BTRFS_IOC_SNAP_DESTROY. Missing path: Ok.
 Status RemoveTree(const std::string& path);
 
 // Bytes allocated on disk below `path` (st_blocks * 512, hard links once).
