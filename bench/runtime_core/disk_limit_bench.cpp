@@ -133,7 +133,10 @@ int main(int argc, char** argv) {
                     peer > 0 ? At(v, 0.5) / peer : 0.0);
       }
     }
-    for (auto& st : stores) Must(st.mgr->DestroySession(st.session), "destroy");
+    for (auto& st : stores) {
+      Must(st.mgr->DestroySession(st.session), "destroy");
+      st.mgr.reset();  // unmounts its store
+    }
   }
   Must(store::RemoveTree(dir), "cleanup");
   return 0;
