@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "common/log.h"
 #include "runtime/core/session_manager.h"
-#include "runtime/store/fs_util.h"
 
 namespace {
 
@@ -138,6 +138,6 @@ int main(int argc, char** argv) {
       st.mgr.reset();  // unmounts its store
     }
   }
-  Must(store::RemoveTree(dir), "cleanup");
+  Must(RemoveTree(dir), "cleanup");
   return 0;
 }

@@ -7,11 +7,11 @@
 
 #include <set>
 
+#include "common/files.h"
 #include "runtime/apply/apply.h"
-#include "runtime/lossy/lossy_journal.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/session_internal.h"
-#include "runtime/store/fs_util.h"
+#include "runtime/lossy/lossy_journal.h"
 
 namespace specula::core {
 namespace {
@@ -75,7 +75,7 @@ Status SessionManager::RecoverAfterCrash() {
       // vol/upper; "upper" in branch dirs of older builds.
       std::string upper = store_->BranchUpperDir(d);
       if (::access(upper.c_str(), F_OK) != 0) upper = dir + "/upper";
-      if (auto bytes = store::DiskUsage(upper); bytes.ok()) {
+      if (auto bytes = DiskUsage(upper); bytes.ok()) {
         store::BranchUpdate u;
         u.upper_bytes = *bytes;
         if (Status rec = store_->UpdateBranch(d, u); !rec.ok()) {
@@ -83,7 +83,7 @@ Status SessionManager::RecoverAfterCrash() {
         }
       }
     }
-    SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+    SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
   }
 
   // Promotes to the base interrupted by the crash: finish or undo each
@@ -107,7 +107,7 @@ Status SessionManager::RecoverAfterCrash() {
       // session's directories (DeleteSession deletes rows first). Whatever
       // state the journal is in, nobody can roll back through it any more.
       spdlog::warn("crash recovery: journal {} of destroyed session {}: removed", dir, session);
-      SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+      SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
       continue;
     }
     if (base == base_of.end()) {
@@ -138,7 +138,7 @@ Status SessionManager::RecoverAfterCrash() {
     }
     spdlog::warn("crash recovery: promote {} of session {} was interrupted (journal {}): undone", ckpt_id, session,
                  rep.state_found);
-    SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+    SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
   }
   return Status::Ok();
 }

@@ -32,9 +32,10 @@
 #include <spdlog/spdlog.h>
 
 #include "common/crash_point.h"
+#include "common/files.h"
+#include "common/time.h"
 #include "common/unique_fd.h"
 #include "runtime/store/checkpoint_store.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::store {
 namespace {
@@ -130,7 +131,7 @@ Status CheckpointStore::LiftDiskLimit(const std::string& id) {
   if (!limits()) return Status::Ok();
   std::string vol = BranchDir(id) + "/vol";
   UniqueFd dir(::open(BranchDir(id).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!dir || !btrfs::IsSubvolumeRoot(dir.get(), "vol")) return Status::Ok();  // gone, or a plain volume
+  if (!dir || !IsBtrfsSubvolumeRoot(dir.get(), "vol")) return Status::Ok();  // gone, or a plain volume
   SPECULA_ASSIGN_OR_RETURN(auto sv, btrfs::Subvolume::Open(vol));
   return sv.ClearLimit(fs_info_.quota).Context("branch " + id);
 }
@@ -143,7 +144,7 @@ Result<LayerRecord> CheckpointStore::SealLayer(const std::string& session, const
   std::string volume = Dirname(upper_dir);
   UniqueFd above(::open(Dirname(volume).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   std::string volume_name = volume.substr(volume.find_last_of('/') + 1);
-  if (above && btrfs::IsSubvolumeRoot(above.get(), volume_name.c_str())) {
+  if (above && IsBtrfsSubvolumeRoot(above.get(), volume_name.c_str())) {
     // The upper of a branch volume: the subvolume becomes the layer.
     if (limits()) {
       SPECULA_ASSIGN_OR_RETURN(auto sv, btrfs::Subvolume::Open(volume));

@@ -107,19 +107,6 @@ bool OnBtrfs(int fd) {
   return ::fstatfs(fd, &fs) == 0 && static_cast<uint64_t>(fs.f_type) == BTRFS_SUPER_MAGIC;
 }
 
-bool IsSubvolumeRoot(int dirfd, const char* name) {
-  struct statx sx {};
-  if (::statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO, &sx) != 0) return false;
-  if (!S_ISDIR(sx.stx_mode) || sx.stx_ino != BTRFS_FIRST_FREE_OBJECTID) return false;
-  // The top of a mount (the store's own, a bind of a subvolume) has inode
-  // 256 as well, but it is a mount point: never removed through.
-  if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0) {
-    return false;
-  }
-  UniqueFd fd(::openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  return fd && OnBtrfs(fd.get());
-}
-
 Result<Subvolume> Subvolume::Create(int parent_fd, const std::string& name, const std::string& where) {
   btrfs_ioctl_vol_args_v2 a{};
   SPECULA_TRY(CopyName(a.name, sizeof(a.name), name, where));

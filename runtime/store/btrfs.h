@@ -31,9 +31,8 @@ std::string_view QuotaModeName(QuotaMode mode);  // "off", "simple", "full"
 // Whether the file open at `fd` lives on btrfs.
 bool OnBtrfs(int fd);
 
-// Whether `name` in the directory open at `dirfd` is the root of a btrfs
-// subvolume on that same mount (inode 256, not a mount point of its own).
-bool IsSubvolumeRoot(int dirfd, const char* name);
+// (Whether a directory is a subvolume's root: IsBtrfsSubvolumeRoot in
+// common/files.h, which RemoveTree uses to delete subvolumes whole.)
 
 // What the kernel charges one subvolume now and the limit it enforces.
 struct QgroupUsage {

@@ -23,10 +23,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "common/spawn.h"
 #include "common/unique_fd.h"
 #include "runtime/store/checkpoint_store.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::store {
 namespace {

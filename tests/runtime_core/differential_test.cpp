@@ -107,7 +107,7 @@ class DifferentialTest : public CoreFixture {
     EXPECT_TRUE(dirs.ok());
     if (dirs->empty()) return NormaliseLinks(Snapshot(tree));
     std::string mnt = dir_ + "/view";
-    EXPECT_TRUE(store::MakeDirs(mnt).ok());
+    EXPECT_TRUE(MakeDirs(mnt).ok());
     std::string lower;
     for (auto it = dirs->rbegin(); it != dirs->rend(); ++it) lower += *it + ":";
     lower += "/";
@@ -145,7 +145,7 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
     auto vol = mgr_->store().CreateBranchVolume("seq" + std::to_string(seed), vr);
     ASSERT_TRUE(vol.ok()) << vol.error().ToString();
     std::string seq_dir = vol->dir;
-    ASSERT_TRUE(store::MakeDirs(seq_dir + "/run").ok());
+    ASSERT_TRUE(MakeDirs(seq_dir + "/run").ok());
     sandbox::SandboxSpec spec;
     spec.base = "/";
     spec.upper_dir = vol->upper;
@@ -207,7 +207,7 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
     ++sequences;
     ASSERT_TRUE((*seq)->Destroy().ok());
     seq->reset();
-    ASSERT_TRUE(store::RemoveTree(seq_dir).ok());
+    ASSERT_TRUE(RemoveTree(seq_dir).ok());
     ASSERT_TRUE(mgr_->DestroySession(s).ok());
   }
   std::printf("differential: %d sequences, %d commits compared (%d hits), %d differences\n", sequences,

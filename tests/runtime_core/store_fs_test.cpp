@@ -18,9 +18,10 @@
 #include <set>
 #include <thread>
 
+#include "common/files.h"
+#include "common/time.h"
 #include "runtime/store/btrfs.h"
 #include "runtime/store/checkpoint_store.h"
-#include "runtime/store/fs_util.h"
 #include "runtime/store/sqlite_db.h"
 
 namespace specula::store {

@@ -1,31 +1,38 @@
-#include "runtime/store/fs_util.h"
+#include "common/files.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
+#include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <set>
-#include <vector>
 #include <utility>
+#include <vector>
 
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
-#include "runtime/store/btrfs.h"
 
-namespace specula::store {
+namespace specula {
 namespace {
 
 Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where);
 
-// Deletes the subvolume `name` under `parent_fd`. One holding a subvolume of
-// its own cannot be deleted whole (ENOTEMPTY): it is emptied, which deletes
-// that one, and then removed like a directory.
+// Deletes the subvolume `name` under `parent_fd` (BTRFS_IOC_SNAP_DESTROY).
+// One holding a subvolume of its own cannot be deleted whole (ENOTEMPTY):
+// it is emptied, which deletes that one, and then removed like a directory.
 Status RemoveSubvolume(int parent_fd, const char* name, const std::string& where) {
-  Status st = btrfs::DestroySubvolume(parent_fd, name, where);
-  if (st.ok() || st.error().sys_errno() != ENOTEMPTY) return st;
+  btrfs_ioctl_vol_args a{};
+  if (std::strlen(name) >= sizeof(a.name)) return Error(Code::kInvalidArgument, "subvolume name too long: " + where);
+  std::strcpy(a.name, name);
+  if (::ioctl(parent_fd, BTRFS_IOC_SNAP_DESTROY, &a) == 0) return Status::Ok();
+  if (errno != ENOTEMPTY) return Error::FromErrno("delete subvolume " + where);
   int sub = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (sub < 0) return Error::FromErrno("open " + where);
   struct stat sb;
@@ -57,7 +64,7 @@ Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where) {
       if (sb.st_dev != dev) {
         // A btrfs subvolume (a branch volume, a sealed layer) has a device
         // of its own but is no mount point: deleted whole, not walked.
-        if (btrfs::IsSubvolumeRoot(fd, e->d_name)) {
+        if (IsBtrfsSubvolumeRoot(fd, e->d_name)) {
           st = RemoveSubvolume(fd, e->d_name, where + "/" + e->d_name);
           if (!st.ok()) break;
           continue;
@@ -88,6 +95,20 @@ Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where) {
 
 }  // namespace
 
+bool IsBtrfsSubvolumeRoot(int dirfd, const char* name) {
+  struct statx sx {};
+  if (::statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO, &sx) != 0) return false;
+  if (!S_ISDIR(sx.stx_mode) || sx.stx_ino != BTRFS_FIRST_FREE_OBJECTID) return false;
+  // The top of a mount (the store's own, a bind of a subvolume) has inode
+  // 256 as well, but it is a mount point: never removed through.
+  if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0) {
+    return false;
+  }
+  UniqueFd fd(::openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct statfs fs {};
+  return fd && ::fstatfs(fd.get(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == BTRFS_SUPER_MAGIC;
+}
+
 Status RemoveTree(const std::string& path) {
   struct stat sb;
   if (::lstat(path.c_str(), &sb) != 0) {
@@ -106,7 +127,7 @@ Status RemoveTree(const std::string& path) {
     std::string parent = slash == 0 ? "/" : path.substr(0, slash);
     UniqueFd pfd(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     std::string name = path.substr(slash + 1);
-    if (pfd && slash != std::string::npos && btrfs::IsSubvolumeRoot(pfd.get(), name.c_str())) {
+    if (pfd && slash != std::string::npos && IsBtrfsSubvolumeRoot(pfd.get(), name.c_str())) {
       UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dir) return Error::FromErrno("open " + parent);
       return RemoveSubvolume(dir.get(), name.c_str(), path);
@@ -157,29 +178,43 @@ Status MakeDirs(const std::string& path, uint32_t mode) {
   return Status::Ok();
 }
 
-Result<std::string> NewId(char prefix) {
-  unsigned char raw[5];
-  size_t got = 0;
-  while (got < sizeof(raw)) {
-    ssize_t n = ::getrandom(raw + got, sizeof(raw) - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::FromErrno("getrandom");
-    }
-    got += static_cast<size_t>(n);
+Result<std::string> ReadTextFile(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Error::FromErrno("open " + path);
+  std::string out;
+  char buf[4096];
+  while (out.size() < max_bytes) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("read " + path);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
   }
-  uint64_t bits = 0;
-  for (unsigned char b : raw) bits = (bits << 8) | b;
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::string id(1, prefix);
-  for (int shift = 35; shift >= 0; shift -= 5) id += kAlphabet[(bits >> shift) & 31];
-  return id;
+  if (out.size() > max_bytes) out.resize(max_bytes);
+  return out;
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+Status WriteFileAtomic(const std::string& path, std::string_view data) {
+  std::filesystem::path p(path);
+  std::error_code ec;
+  if (p.has_parent_path()) {
+    std::filesystem::create_directories(p.parent_path(), ec);
+    if (ec) return Error(Code::kInternal, "mkdir " + p.parent_path().string() + ": " + ec.message());
+  }
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return Error::FromErrno("open " + tmp);
+  if (Status st = WriteAll(fd.get(), data); !st.ok()) {
+    ::unlink(tmp.c_str());
+    return std::move(st).Context(tmp);
+  }
+  fd.Reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Error e = Error::FromErrno("rename " + tmp + " to " + path);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return Status::Ok();
 }
 
-}  // namespace specula::store
+}  // namespace specula
