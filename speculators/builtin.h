@@ -45,7 +45,7 @@ struct BuiltinOptions {
   bool learn_session = true;       // the session's own count table
   bool online_calibration = true;  // scale confidences by the session's hit rate
   bool use_runbooks = true;
-  size_t max_candidates = 48;      // distinct commands scored per proposal
+  size_t max_candidates = 32;      // distinct commands scored per proposal
 };
 
 // One candidate with everything the scorer saw (for training and reports).

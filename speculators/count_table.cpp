@@ -8,21 +8,32 @@ namespace specula::speculators {
 using Json = nlohmann::json;
 
 StepEvent MakeEvent(const SessionState& state, const Step& step) {
+  return MakeEvent(state, AnalyzeCommand(step.command));
+}
+
+StepEvent MakeEvent(const SessionState& state, const CommandInfo& info) {
   StepEvent e;
   e.keys = state.keys();
   e.slot_names.reserve(state.slots().size());
   for (const auto& s : state.slots()) e.slot_names.push_back(s.name);
-  CommandInfo info = AnalyzeCommand(step.command);
   if (!info.heredoc) e.templates = Abstract(info.text, state.slots());
   return e;
 }
 
-double ContextStats::Avail(const std::string& tmpl) const {
-  if (!HasSlots(tmpl)) return n;
-  double a = n;
-  for (const auto& name : TemplateSlotNames(tmpl)) {
-    auto it = slot_avail.find(name);
-    a = std::min(a, it == slot_avail.end() ? 0.0 : it->second);
+double CountTable::Avail(size_t level, const ContextStats& c, const std::vector<std::string>& slot_names) const {
+  double a = c.n;
+  for (const auto& name : slot_names) {
+    auto it = c.slot_avail.find(name);
+    double v;
+    if (it != c.slot_avail.end()) {
+      v = it->second;
+    } else if (pruned_) {
+      auto r = rates_[level].find(name);
+      v = r == rates_[level].end() ? 0.0 : c.n * r->second;
+    } else {
+      v = 0;
+    }
+    a = std::min(a, v);
   }
   return a;
 }
@@ -74,13 +85,36 @@ void CountTable::Finalize(const PruneOptions& o, bool drop) {
       if (drop) {
         std::unordered_map<std::string, double> kept(c.top.begin(), c.top.end());
         c.hits = std::move(kept);
-        // Slot availability is needed only for the slots that templates use.
-        for (auto s = c.slot_avail.begin(); s != c.slot_avail.end();) {
-          s = s->second < 1 ? c.slot_avail.erase(s) : std::next(s);
-        }
       }
       ++it;
     }
+  }
+  if (drop) {
+    // Slot availability: each level's overall rates, and per context only
+    // the slots its own templates use.
+    for (size_t l = 0; l < kLevels; ++l) {
+      std::unordered_map<std::string, double> sum;
+      double n = 0;
+      for (const auto& [key, c] : levels_[l]) {
+        n += c.n;
+        for (const auto& [name, a] : c.slot_avail) sum[name] += a;
+      }
+      rates_[l].clear();
+      for (const auto& [name, a] : sum) {
+        if (n > 0) rates_[l][name] = a / n;
+      }
+      for (auto& [key, c] : levels_[l]) {
+        std::unordered_map<std::string, double> keep;
+        for (const auto& [t, h] : c.top) {
+          for (const auto& name : TemplateSlotNames(t)) {
+            auto it = c.slot_avail.find(name);
+            keep[name] = it == c.slot_avail.end() ? 0.0 : it->second;
+          }
+        }
+        c.slot_avail = std::move(keep);
+      }
+    }
+    pruned_ = true;
   }
   if (drop) tasks_.clear();
 }
@@ -112,11 +146,22 @@ Json CountTable::ToJson() const {
       for (const auto& [n, a] : avail) slots["{" + n + "}"] = Round(a);
       Json t = Json::array();
       for (const auto& [tmpl, h] : c.top) t.push_back(Json::array({tmpl, Round(h)}));
-      lv[kv->first] = {{"n", Round(c.n)}, {"s", std::move(slots)}, {"t", std::move(t)}};
+      Json ctx = {{"n", Round(c.n)}};
+      if (!slots.empty()) ctx["s"] = std::move(slots);
+      if (!t.empty()) ctx["t"] = std::move(t);
+      lv[kv->first] = std::move(ctx);
     }
     levels.push_back(std::move(lv));
   }
-  return {{"steps", Round(steps_)}, {"levels", std::move(levels)}};
+  Json rates = Json::array();
+  for (size_t l = 0; l < kLevels; ++l) {
+    std::vector<std::pair<std::string, double>> r(rates_[l].begin(), rates_[l].end());
+    std::sort(r.begin(), r.end());
+    Json lr = Json::object();
+    for (const auto& [n, v] : r) lr[n] = std::round(v * 10000) / 10000;
+    rates.push_back(std::move(lr));
+  }
+  return {{"steps", Round(steps_)}, {"pruned", pruned_}, {"slot_rates", std::move(rates)}, {"levels", std::move(levels)}};
 }
 
 Result<CountTable> CountTable::FromJson(const Json& j) {
@@ -126,6 +171,20 @@ Result<CountTable> CountTable::FromJson(const Json& j) {
       return Error(Code::kInvalidArgument, "count table: \"levels\" must be an array of " + std::to_string(kLevels));
     }
     t.steps_ = j.value("steps", 0.0);
+    auto pruned = j.find("pruned");
+    t.pruned_ = pruned != j.end() && *pruned == true;
+    if (j.contains("slot_rates")) {
+      const Json& r = j["slot_rates"];
+      if (!r.is_array() || r.size() != kLevels) return Error(Code::kInvalidArgument, "count table: bad slot_rates");
+      for (size_t l = 0; l < kLevels; ++l) {
+        if (!r[l].is_object()) return Error(Code::kInvalidArgument, "count table: bad slot_rates");
+        for (const auto& [name, v] : r[l].items()) {
+          double x = v.get<double>();
+          if (!(x >= 0 && x <= 1)) return Error(Code::kInvalidArgument, "count table: slot rate out of [0,1]");
+          t.rates_[l][name] = x;
+        }
+      }
+    }
     for (size_t l = 0; l < kLevels; ++l) {
       const Json& lv = j["levels"][l];
       if (!lv.is_object()) return Error(Code::kInvalidArgument, "count table: level is not an object");
@@ -145,7 +204,7 @@ Result<CountTable> CountTable::FromJson(const Json& j) {
             s.slot_avail[name.substr(1, name.size() - 2)] = a;
           }
         }
-        for (const auto& e : c.at("t")) {
+        for (const auto& e : c.contains("t") ? c["t"] : Json::array()) {
           if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_number()) {
             return Error(Code::kInvalidArgument, "count table: template entry must be [text, hits]");
           }

@@ -28,15 +28,13 @@ struct StepEvent {
 
 // Builds the event of `step` as predicted from `state` (before pushing it).
 StepEvent MakeEvent(const SessionState& state, const Step& step);
+StepEvent MakeEvent(const SessionState& state, const CommandInfo& command);
 
 struct ContextStats {
   double n = 0;
   std::unordered_map<std::string, double> slot_avail;  // slot name -> steps where it had a value
   std::unordered_map<std::string, double> hits;        // template -> steps whose command it was
   std::vector<std::pair<std::string, double>> top;     // best templates by hits (after Finalize)
-  // Steps in which every slot of `tmpl` had a value (an upper bound: the
-  // minimum over its slots).
-  double Avail(const std::string& tmpl) const;
 };
 
 struct PruneOptions {
@@ -54,6 +52,11 @@ class CountTable {
   // `drop` (model export), keeps the full counts otherwise.
   void Finalize(const PruneOptions& o, bool drop);
   const ContextStats* Find(size_t level, const std::string& key) const;
+  // Steps of context `c` (at `level`) in which every slot of a template had
+  // a value: the minimum over its slots (an upper bound). A pruned context
+  // keeps the counts of its own templates' slots only; for other slots it
+  // is n times the slot's rate over the whole level.
+  double Avail(size_t level, const ContextStats& c, const std::vector<std::string>& slot_names) const;
   bool empty() const { return steps_ == 0; }
   double steps() const { return steps_; }
   // Tasks a level-0 template was seen in (tracked while adding).
@@ -66,6 +69,10 @@ class CountTable {
 
  private:
   std::array<std::unordered_map<std::string, ContextStats>, kLevels> levels_;
+  // Per level: the share of steps in which each slot had a value (set by
+  // Finalize when pruning, read from the model file).
+  std::array<std::unordered_map<std::string, double>, kLevels> rates_;
+  bool pruned_ = false;
   std::unordered_map<std::string, std::pair<std::string, size_t>> tasks_;  // template -> (last task, count)
   double steps_ = 0;
 };

@@ -50,7 +50,7 @@ Json EvalReport::ToJson() const {
     Json p = Json::array();
     for (const auto& c : m.proposed) p.push_back({{"command", c.command}, {"confidence", c.confidence}, {"source", c.source}});
     ms.push_back({{"source", m.source}, {"name", m.name}, {"index", m.index}, {"previous", m.previous},
-                  {"truth", m.truth}, {"proposed", p}});
+                  {"truth", m.truth}, {"rank", m.rank}, {"truth_source", m.truth_source}, {"proposed", p}});
   }
   return {{"speculator", speculator},
           {"sessions", sessions},
@@ -107,7 +107,7 @@ std::string EvalReport::ToText() const {
     s += "sample of misses:\n";
     for (const auto& m : misses) {
       s += "  [" + m.name + " #" + std::to_string(m.index) + "] after `" + Short(m.previous, 80) + "`\n    truth: " +
-           Short(m.truth) + "\n";
+           Short(m.truth) + (m.rank >= 0 ? "  (rank " + std::to_string(m.rank + 1) + ", " + m.truth_source + ")" : "") + "\n";
       for (const auto& c : m.proposed) {
         std::snprintf(buf, sizeof buf, "    %.3f %-22s %s\n", c.confidence, c.source.c_str(), Short(c.command).c_str());
         s += buf;
@@ -140,15 +140,21 @@ EvalReport Evaluate(const SpeculatorFactory& make, const std::vector<EvalSession
       const Step& step = es.history.steps[i];
       std::string truth = TrimCommand(step.command);
       auto t0 = std::chrono::steady_clock::now();
-      auto proposed = spec->Propose(h, kmax);
+      auto proposed = spec->Propose(h, std::max(kmax, o.probe_k));
       auto t1 = std::chrono::steady_clock::now();
       times.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       std::vector<Candidate> cands;
       if (proposed.ok()) cands = std::move(*proposed);
       else ++r.errors;
-      int rank = -1;
-      for (size_t j = 0; j < cands.size() && static_cast<int>(j) < kmax; ++j) {
+      int rank = -1, deep_rank = -1;
+      std::string deep_source;
+      for (size_t j = 0; j < cands.size(); ++j) {
         bool hit = cands[j].command == truth;
+        if (hit && deep_rank < 0) {
+          deep_rank = static_cast<int>(j);
+          deep_source = cands[j].source;
+        }
+        if (static_cast<int>(j) >= kmax) continue;
         if (hit && rank < 0) rank = static_cast<int>(j);
         r.reliability.Add(cands[j].confidence, hit);
         if (j == 0) r.reliability_top1.Add(cands[j].confidence, hit);
@@ -173,6 +179,8 @@ EvalReport Evaluate(const SpeculatorFactory& make, const std::vector<EvalSession
         m.index = i;
         m.previous = i ? es.history.steps[i - 1].command : "";
         m.truth = truth;
+        m.rank = deep_rank;
+        m.truth_source = deep_source;
         cands.resize(std::min<size_t>(cands.size(), 3));
         m.proposed = cands;
         all_misses.push_back(std::move(m));
@@ -193,7 +201,11 @@ EvalReport Evaluate(const SpeculatorFactory& make, const std::vector<EvalSession
   if (o.misses && !all_misses.empty()) {
     std::vector<std::pair<uint64_t, size_t>> order;
     for (size_t i = 0; i < all_misses.size(); ++i) {
-      order.push_back({Fnv1a64(all_misses[i].name + "#" + std::to_string(all_misses[i].index)), i});
+      // FNV-1a then a splitmix64 finaliser, so similar names spread out.
+      uint64_t z = Fnv1a64(all_misses[i].name + "#" + std::to_string(all_misses[i].index)) + 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      order.push_back({z ^ (z >> 31), i});
     }
     std::sort(order.begin(), order.end());
     for (size_t i = 0; i < order.size() && r.misses.size() < o.misses; ++i) {

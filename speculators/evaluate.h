@@ -26,6 +26,7 @@ struct EvalSession {
 struct EvalOptions {
   std::vector<int> ks = {1, 3, 8};
   size_t misses = 0;  // keep a sample of this many missed steps (deterministic)
+  int probe_k = 0;    // ask for this many candidates (> max k) to see where missed commands rank
   // Called after each session (e.g. to learn it online); may be empty.
   std::function<void(const EvalSession&)> after_session;
 };
@@ -44,6 +45,8 @@ struct Miss {
   size_t index = 0;
   std::string previous, truth;
   std::vector<Candidate> proposed;
+  int rank = -1;             // where the truth was among probe_k candidates (-1: absent)
+  std::string truth_source;  // the candidate source that had it
 };
 
 struct EvalReport {

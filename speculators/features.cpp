@@ -406,15 +406,15 @@ CommandInfo AnalyzeCommand(std::string_view command) {
         if (!w[k].empty() && w[k][0] != '-') AddUnique(info.written, w[k]);
       }
     } else if ((p == "cp" || p == "mv" || p == "install") && w.size() >= a + 2) {
-      AddUnique(info.written, w.back());
+      AddUnique(info.edited, w.back());
     } else if (p == "touch") {
       for (size_t k = a; k < w.size(); ++k) {
-        if (!w[k].empty() && w[k][0] != '-') AddUnique(info.written, w[k]);
+        if (!w[k].empty() && w[k][0] != '-') AddUnique(info.edited, w[k]);
       }
     } else if (p == "sed-i") {
       for (size_t k = w.size(); k-- > a;) {
         if (PathLike(w[k])) {
-          AddUnique(info.written, w[k]);
+          AddUnique(info.edited, w[k]);
           break;
         }
       }
@@ -463,7 +463,7 @@ CommandInfo AnalyzeCommand(std::string_view command) {
   for (const auto& in : inputs) {
     if (PathLike(in)) AddUnique(info.paths, in);
   }
-  if (!info.written.empty()) read_only = false;
+  if (!info.written.empty() || !info.edited.empty()) read_only = false;
   if (info.prog.empty()) info.prog = info.kind = code.empty() ? "comment" : "other";
   info.read_only = read_only && !all_segs.empty();
   return info;

@@ -16,7 +16,8 @@ struct CommandInfo {
   std::string cd_dir;      // D of a leading "cd D && " ("" if none)
   std::string prog;        // normalised program: "python-file", "grep", "write", "sed-n", "git-diff", ...
   std::string kind;        // prog, plus "|"+next program when piped, plus the main operand's extension
-  std::vector<std::string> written;  // files it writes: here-document targets, > redirects, tee, sed -i, cp/mv targets
+  std::vector<std::string> written;  // files it writes new content to: here-document targets, > redirects, tee
+  std::vector<std::string> edited;   // files it changes or copies over: sed -i, cp/mv/install targets, touch
   std::vector<std::string> paths;    // path-like words outside here-document bodies, in order
   std::vector<long> numbers;         // integers (>= 1) in the first line, in order
   bool heredoc = false;    // carries a here-document (new content no rule can guess)

@@ -12,7 +12,8 @@ using Json = nlohmann::json;
 
 const std::array<const char*, kFeatures> kFeatureNames = {
     "bias",         "logit_generic", "logit_agent",  "logit_session", "logit_runbook", "has_runbook",
-    "slotted",      "log_step",      "templates",    "seen_in_session", "is_last"};
+    "slotted",      "log_step",      "templates",    "seen_in_session", "is_last",     "logit_adapted",
+    "logit_agreement", "logit_runbook_ahead"};
 
 namespace {
 
@@ -51,20 +52,27 @@ double Scorer::Raw(const std::array<double, kFeatures>& x) const {
   return 1.0 / (1.0 + std::exp(-z));
 }
 
-double Scorer::Calibrate(double raw) const {
+namespace {
+double Interpolate(const std::vector<double>& xs, const std::vector<double>& ys, double x) {
+  if (x <= xs.front()) return ys.front();
+  if (x >= xs.back()) return ys.back();
+  auto it = std::upper_bound(xs.begin(), xs.end(), x);
+  size_t i = static_cast<size_t>(it - xs.begin());  // xs[i-1] <= x < xs[i]
+  double x0 = xs[i - 1], x1 = xs[i], y0 = ys[i - 1], y1 = ys[i];
+  return x1 > x0 ? y0 + (y1 - y0) * (x - x0) / (x1 - x0) : y0;
+}
+}  // namespace
+
+double Scorer::Calibrate(double raw, bool first) const {
+  if (first && !iso1_x.empty()) return Interpolate(iso1_x, iso1_y, raw);
   if (iso_x.empty()) return raw;
-  if (raw <= iso_x.front()) return iso_y.front();
-  if (raw >= iso_x.back()) return iso_y.back();
-  auto it = std::upper_bound(iso_x.begin(), iso_x.end(), raw);
-  size_t i = static_cast<size_t>(it - iso_x.begin());  // iso_x[i-1] <= raw < iso_x[i]
-  double x0 = iso_x[i - 1], x1 = iso_x[i], y0 = iso_y[i - 1], y1 = iso_y[i];
-  return x1 > x0 ? y0 + (y1 - y0) * (raw - x0) / (x1 - x0) : y0;
+  return Interpolate(iso_x, iso_y, raw);
 }
 
 Json Scorer::ToJson() const {
   Json w = Json::object();
   for (size_t i = 0; i < kFeatures; ++i) w[kFeatureNames[i]] = weights[i];
-  return {{"fitted", fitted}, {"weights", w}, {"iso_x", iso_x}, {"iso_y", iso_y}};
+  return {{"fitted", fitted}, {"weights", w}, {"iso_x", iso_x}, {"iso_y", iso_y}, {"iso1_x", iso1_x}, {"iso1_y", iso1_y}};
 }
 
 Result<Scorer> Scorer::FromJson(const Json& j) {
@@ -79,14 +87,18 @@ Result<Scorer> Scorer::FromJson(const Json& j) {
     }
     s.iso_x = j.value("iso_x", std::vector<double>{});
     s.iso_y = j.value("iso_y", std::vector<double>{});
+    s.iso1_x = j.value("iso1_x", std::vector<double>{});
+    s.iso1_y = j.value("iso1_y", std::vector<double>{});
   } catch (const std::exception& e) {
     return Error(Code::kInvalidArgument, std::string("scorer: ") + e.what());
   }
-  if (s.iso_x.size() != s.iso_y.size()) return Error(Code::kInvalidArgument, "scorer: iso_x and iso_y differ in length");
-  for (size_t i = 0; i < s.iso_x.size(); ++i) {
-    if (!std::isfinite(s.iso_x[i]) || !std::isfinite(s.iso_y[i]) || s.iso_y[i] < 0 || s.iso_y[i] > 1 ||
-        (i > 0 && (s.iso_x[i] < s.iso_x[i - 1] || s.iso_y[i] < s.iso_y[i - 1]))) {
-      return Error(Code::kInvalidArgument, "scorer: isotonic map must be ascending in [0,1]");
+  for (const auto& [xs, ys] : {std::pair{&s.iso_x, &s.iso_y}, std::pair{&s.iso1_x, &s.iso1_y}}) {
+    if (xs->size() != ys->size()) return Error(Code::kInvalidArgument, "scorer: isotonic x and y differ in length");
+    for (size_t i = 0; i < xs->size(); ++i) {
+      if (!std::isfinite((*xs)[i]) || !std::isfinite((*ys)[i]) || (*ys)[i] < 0 || (*ys)[i] > 1 ||
+          (i > 0 && ((*xs)[i] < (*xs)[i - 1] || (*ys)[i] < (*ys)[i - 1]))) {
+        return Error(Code::kInvalidArgument, "scorer: isotonic map must be ascending in [0,1]");
+      }
     }
   }
   return s;

@@ -24,7 +24,7 @@
 namespace specula::speculators {
 
 // The scorer's inputs, in this order (docs/speculators.md).
-inline constexpr size_t kFeatures = 11;
+inline constexpr size_t kFeatures = 14;
 extern const std::array<const char*, kFeatures> kFeatureNames;
 
 struct Scorer {
@@ -32,10 +32,13 @@ struct Scorer {
   // Isotonic map from the logistic output to a calibrated probability:
   // piecewise linear through (x[i], y[i]), x ascending, y non-decreasing.
   std::vector<double> iso_x, iso_y;
+  // The same for the first candidate of a proposal (its hit rate at a given
+  // score differs from the others': it has no better rival).
+  std::vector<double> iso1_x, iso1_y;
   bool fitted = false;
 
   double Raw(const std::array<double, kFeatures>& x) const;
-  double Calibrate(double raw) const;
+  double Calibrate(double raw, bool first = false) const;
   nlohmann::json ToJson() const;
   static Result<Scorer> FromJson(const nlohmann::json& j);
 };

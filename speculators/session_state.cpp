@@ -193,8 +193,9 @@ const Slot* SessionState::Find(std::string_view name) const {
   return nullptr;
 }
 
-void SessionState::Push(const Step& step) {
-  CommandInfo cmd = AnalyzeCommand(step.command);
+void SessionState::Push(const Step& step) { Push(step, AnalyzeCommand(step.command)); }
+
+void SessionState::Push(const Step& step, CommandInfo cmd) {
   // The template of this command in the context it was run in (a context
   // key for the next prediction). Here-documents are known by their kind.
   std::string tmpl;
@@ -215,8 +216,48 @@ void SessionState::Push(const Step& step) {
     written_.push_back(w);
   }
   if (written_.size() > 8) written_.erase(written_.begin(), written_.end() - 8);
+  for (const auto& w : cmd.edited) {
+    edited_.erase(std::remove(edited_.begin(), edited_.end(), w), edited_.end());
+    edited_.push_back(w);
+  }
+  if (edited_.size() > 8) edited_.erase(edited_.begin(), edited_.end() - 8);
   recent_.push_back(cmd.paths);
-  if (recent_.size() > 3) recent_.erase(recent_.begin());
+  if (recent_.size() > 5) recent_.erase(recent_.begin());
+  // The files the session works on: mentions, decaying by 0.85 a step.
+  for (auto& f : focus_) f.second *= 0.85;
+  auto mention = [&](const std::string& p, double w) {
+    auto it = std::find_if(focus_.begin(), focus_.end(), [&](const auto& f) { return f.first == p; });
+    if (it == focus_.end()) focus_.emplace_back(p, w);
+    else it->second += w;
+  };
+  for (const auto& p : cmd.paths) mention(p, 1);
+  for (const auto& w : cmd.written) mention(w, 1);
+  for (const auto& w : cmd.edited) mention(w, 1);
+  std::stable_sort(focus_.begin(), focus_.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  while (!focus_.empty() && (focus_.size() > 12 || focus_.back().second < 0.05)) focus_.pop_back();
+  // Quoted arguments (first line only).
+  {
+    const std::string& t = cmd.text;
+    size_t nl = t.find('\n');
+    std::string_view first(t.data(), nl == std::string::npos ? t.size() : nl);
+    std::vector<std::string> found;
+    for (size_t i = 0; i < first.size() && found.size() < 2; ++i) {
+      char q = first[i];
+      if (q != '"' && q != '\'') continue;
+      size_t e = first.find(q, i + 1);
+      if (e == std::string_view::npos) break;
+      std::string_view v = first.substr(i + 1, e - i - 1);
+      if (v.size() >= 3 && v.size() <= 60 && !PathLike(v) && v.find(q == '"' ? '\'' : '"') == std::string_view::npos) {
+        found.emplace_back(v);
+      }
+      i = e;
+    }
+    for (auto it = found.rbegin(); it != found.rend(); ++it) {
+      quoted_.erase(std::remove(quoted_.begin(), quoted_.end(), *it), quoted_.end());
+      quoted_.insert(quoted_.begin(), *it);
+    }
+    if (quoted_.size() > 4) quoted_.resize(4);
+  }
   last_cmd_ = std::move(cmd);
   ++steps_;
   Rebuild();
@@ -238,6 +279,9 @@ void SessionState::Rebuild() {
   for (size_t i = 0; i < 3 && i < written_.size(); ++i) {
     add_path("W" + std::to_string(i + 1), written_[written_.size() - 1 - i]);
   }
+  for (size_t i = 0; i < 2 && i < edited_.size(); ++i) {
+    add_path("E" + std::to_string(i + 1), edited_[edited_.size() - 1 - i]);
+  }
   // Operands of recent commands, most recent command first.
   std::vector<std::string> ops;
   for (size_t r = recent_.size(); r-- > 0;) {
@@ -246,30 +290,16 @@ void SessionState::Rebuild() {
     }
   }
   for (size_t i = 0; i < ops.size(); ++i) add_path("C" + std::to_string(i + 1), ops[i]);
+  for (size_t i = 0; i < 3 && i < focus_.size(); ++i) add_path("F" + std::to_string(i + 1), focus_[i].first);
   if (steps_) {
     for (size_t i = 0; i < last_out_.paths.size() && i < 10; ++i) {
       add_path("O" + std::to_string(i + 1), last_out_.paths[i]);
     }
     add("M", last_out_.missing_module);
-    // The first quoted argument of the last command that is not a path
-    // (usually a grep pattern), for "same search, other file".
-    // (Recomputed cheaply from the text.)
-    const std::string& t = last_cmd_.text;
-    size_t nl = t.find('\n');
-    std::string_view first(t.data(), nl == std::string::npos ? t.size() : nl);
-    for (size_t i = 0; i < first.size(); ++i) {
-      char q = first[i];
-      if (q != '"' && q != '\'') continue;
-      size_t e = first.find(q, i + 1);
-      if (e == std::string_view::npos) break;
-      std::string_view v = first.substr(i + 1, e - i - 1);
-      if (v.size() >= 3 && v.size() <= 60 && !PathLike(v) && v.find(q == '"' ? '\'' : '"') == std::string_view::npos) {
-        add("G", std::string(v));
-        break;
-      }
-      i = e;
-    }
   }
+  // Quoted arguments of recent commands that are not paths (search
+  // patterns, mostly), for "same search, other file".
+  for (size_t i = 0; i < quoted_.size() && i < 3; ++i) add("G" + std::to_string(i + 1), quoted_[i]);
   for (size_t i = 0; i < task_quotes_.size(); ++i) add("Q" + std::to_string(i + 1), task_quotes_[i]);
   add("D", cd_dir_);
   if (steps_) {
@@ -287,17 +317,21 @@ void SessionState::Rebuild() {
     } else if (n.size() == 1) {
       num("A", n[0]);
     }
+    // Line numbers of grep -n style output: viewing from one of them to
+    // a round number after it (ceil10(L)+d: "L^+d"), or around it.
     const auto& l = last_out_.line_numbers;
-    if (!l.empty()) {
-      long x = l[0];
-      num("L1", x);
-      for (long d : {5L, 10L, 20L}) num("L1-" + std::to_string(d), x - d);
-      for (long d : {10L, 20L, 30L, 50L}) num("L1+" + std::to_string(d), x + d);
+    for (size_t i = 0; i < l.size() && i < 3; ++i) {
+      long x = l[i];
+      std::string L = "L" + std::to_string(i + 1);
+      num(L, x);
+      long up = (x + 9) / 10 * 10;
+      for (long d : {10L, 20L, 30L, 50L}) num(L + "^+" + std::to_string(d), up + d);
+      if (i == 0) {
+        for (long d : {5L, 10L, 20L}) num(L + "-" + std::to_string(d), x - d);
+        for (long d : {10L, 20L, 30L, 50L}) num(L + "+" + std::to_string(d), x + d);
+      }
     }
-    if (l.size() >= 2) {
-      num("L2", l[1]);
-      num("L2-1", l[1] - 1);
-    }
+    if (l.size() >= 2) num("L2-1", l[1] - 1);
   }
   keys_[0] = "*";
   if (!steps_) {

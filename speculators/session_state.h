@@ -1,5 +1,6 @@
 // The built-in speculator's view of a session: what the next command can
-// refer to (slots: the files just written, the paths the last output listed,
+// refer to (slots: the files just written (W) or edited (E), the files the
+// session works on most (F), the paths the last output listed (O),
 // the operands of recent commands, a missing module, numbers for paging,
 // strings quoted in the task) and the context it is predicted in (keys of
 // increasing specificity). Templates are commands with slot references in
@@ -59,6 +60,8 @@ class SessionState {
   explicit SessionState(std::string_view task = {});
   // Adds a committed step.
   void Push(const Step& step);
+  // The same with the command already analysed (AnalyzeCommand(step.command)).
+  void Push(const Step& step, CommandInfo command);
   size_t size() const { return steps_; }
 
   // For predicting the next command:
@@ -75,8 +78,11 @@ class SessionState {
 
   size_t steps_ = 0;
   std::vector<std::string> task_quotes_;
-  std::vector<std::string> written_;              // most recent last
+  std::vector<std::string> written_;              // new content (here-documents, redirects), most recent last
+  std::vector<std::string> edited_;               // changed in place or copied over, most recent last
   std::vector<std::vector<std::string>> recent_;  // paths of the last commands, most recent last
+  std::vector<std::pair<std::string, double>> focus_;  // paths by decayed mention count
+  std::vector<std::string> quoted_;                    // quoted non-path arguments of recent commands, most recent first
   std::string cd_dir_;
   CommandInfo last_cmd_;
   OutputInfo last_out_;

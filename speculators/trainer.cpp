@@ -24,9 +24,10 @@ std::vector<StepEvent> Events(const History& h, const std::string& task) {
   out.reserve(h.steps.size());
   SessionState st(h.task);
   for (const auto& s : h.steps) {
-    out.push_back(MakeEvent(st, s));
+    CommandInfo info = AnalyzeCommand(s.command);
+    out.push_back(MakeEvent(st, info));
     out.back().task = task;
-    st.Push(s);
+    st.Push(s, std::move(info));
   }
   return out;
 }
@@ -112,12 +113,13 @@ Scorer FitScorer(const Examples& ex, double l2, const char* what, std::ostream* 
   // Calibrate what is proposed: each step's best 8 by the logistic score.
   std::map<size_t, std::vector<std::pair<double, double>>> by_step;
   for (size_t i = 0; i < ex.x.size(); ++i) by_step[ex.step[i]].push_back({s.Raw(ex.x[i]), ex.y[i]});
-  std::vector<std::pair<double, double>> xy;
+  std::vector<std::pair<double, double>> xy, xy1;
   for (auto& [st, v] : by_step) {
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = 0; i < v.size() && i < 8; ++i) xy.push_back(v[i]);
+    for (size_t i = 0; i < v.size() && i < 8; ++i) (i == 0 ? xy1 : xy).push_back(v[i]);
   }
   FitIsotonic(std::move(xy), 24, 2.0, s.iso_x, s.iso_y);
+  FitIsotonic(std::move(xy1), 16, 2.0, s.iso1_x, s.iso1_y);
   if (log) {
     *log << "train: " << what << " scorer: " << ex.x.size() << " candidates over " << ex.steps << " steps, "
          << "truth among candidates in " << ex.covered << " (" << (ex.steps ? 100.0 * static_cast<double>(ex.covered) / static_cast<double>(ex.steps) : 0.0)

@@ -273,6 +273,7 @@ int Evaluate(const std::vector<std::string>& args) {
     else if (a == "--shipped") shipped = true;
     else if (a == "--speculator") speculator = next();
     else if (a == "--misses") eo.misses = static_cast<size_t>(std::atoi(next().c_str()));
+    else if (a == "--probe") eo.probe_k = std::atoi(next().c_str());
     else if (a == "--param") params.push_back(next());
     else if (a == "--folds") to.folds = static_cast<size_t>(std::atoi(next().c_str()));
     else if (a == "--no-online-calibration") bo.online_calibration = false;
