@@ -83,7 +83,8 @@ nlohmann::json RunReport::ToJson() const {
                    {"D_ms", s.model_saving_ms}, {"c_ms", s.model_branch_cost_ms},
                    {"branches", b}, {"refused", s.refused}, {"refreshed", s.refreshed},
                    {"launch_ms", s.launch_ms}, {"commit_overhead_ms", s.commit_overhead_ms},
-                   {"marginal_cost_ms", s.marginal_cost_ms}, {"prelaunch_kept", s.prelaunch_kept},
+                   {"marginal_cost_ms", s.marginal_cost_ms}, {"discard_ms", s.discard_ms},
+                   {"prelaunch_kept", s.prelaunch_kept},
                    {"prelaunched_calls", s.prelaunched_calls},
                    {"cancelled_calls", s.cancelled_calls}, {"actor_wait_ms", s.actor_wait_ms},
                    {"commit_ms", s.commit_ms}, {"hidden_action_ms", s.hidden_action_ms},
@@ -147,9 +148,6 @@ Result<RunReport> Engine::Run(const std::string& task) {
   spec_history.agent = options_.agent;
   spec_history.task = task;
   spec_history.task_id = options_.task_id;
-  // Commit overhead of misses without branches: the baseline of the
-  // marginal cost of a branch.
-  double base_overhead_sum = 0, base_overhead_n = 0;
   auto run_start = Clock::now();
   SPECULA_ASSIGN_OR_RETURN(std::unique_ptr<ActorCall> call, actor_.Launch(history));
   bool window_used = false;
@@ -252,6 +250,20 @@ Result<RunReport> Engine::Run(const std::string& task) {
       return report;
     }
 
+    // A miss (no live branch has the command): discard the branches first,
+    // timed, so their cost on the committed path is measured on its own.
+    // (The commit would discard them anyway; the daemon's match rule is
+    // equality after trimming, DESIGN.md "The contract" 2.)
+    if (!live.empty() && options_.measure_discard) {
+      std::string want = TrimCommand(decision.command);
+      bool match = std::any_of(live.begin(), live.end(), [&](const LiveBranch& lb) { return lb.rec.command == want; });
+      if (!match) {
+        auto abort_start = Clock::now();
+        auto st = env_.Abort();
+        if (st.ok()) rec.discard_ms = Ms(Clock::now() - abort_start);
+        else spdlog::debug("step {}: abort before a miss: {}", step, st.ToString());
+      }
+    }
     auto commit_start = Clock::now();
     auto committed = env_.Commit(decision.command, options_.action_timeout);
     auto commit_end = Clock::now();
@@ -308,31 +320,19 @@ Result<RunReport> Engine::Run(const std::string& task) {
       rec.branches.push_back(lb.rec);
     }
     // The marginal cost of a branch on the committed path, measured on
-    // misses: what the commit took beyond the action itself, over the same
-    // for commits without branches, per discarded branch; plus the launch
-    // time when the actor had already decided (it waited for the launches).
-    if (!cr.hit) {
-      rec.commit_overhead_ms = std::max(0.0, rec.commit_ms - cr.outcome.duration_ms);
-      if (live.empty()) {
-        base_overhead_sum += rec.commit_overhead_ms;
-        base_overhead_n += 1;
-      }
-    }
-    if (!live.empty()) {
+    // misses: the time the discard took, per discarded branch, plus the
+    // launch time when the actor had already decided (it waited for the
+    // launches). Hits pay no discard of their own branch and are not
+    // measured (their other branches cost what misses show).
+    if (!cr.hit) rec.commit_overhead_ms = std::max(0.0, rec.commit_ms - cr.outcome.duration_ms);
+    if (!live.empty() && !cr.hit && discarded > 0 && rec.discard_ms >= 0) {
       double waited_for_launch = decided_at_once ? rec.launch_ms : 0;
-      double marginal = -1;
-      if (!cr.hit && discarded > 0) {
-        double base = base_overhead_n > 0 ? base_overhead_sum / base_overhead_n : 0;
-        marginal = std::max(0.0, rec.commit_overhead_ms - base) / static_cast<double>(discarded) +
-                   waited_for_launch / static_cast<double>(live.size());
-      } else if (cr.hit) {
-        // A hit's commit pays no discard of its own branch; only the launch
-        // wait and the other branches' discards (not separable: charge the
-        // launch wait alone).
-        marginal = waited_for_launch / static_cast<double>(live.size());
+      rec.marginal_cost_ms = (rec.discard_ms + waited_for_launch) / static_cast<double>(discarded);
+      for (double extra : extra_cost) cost_.ObserveBranch(rec.marginal_cost_ms + extra);
+    } else {
+      for (double extra : extra_cost) {
+        if (extra > 0) cost_.ObserveBranch(extra + cost_.branch_cost_ms());
       }
-      rec.marginal_cost_ms = marginal;
-      for (double extra : extra_cost) cost_.ObserveBranch(std::max(0.0, marginal) + extra);
     }
     history.turns.push_back({decision.command, cr.outcome});
     spec_history.steps.push_back(ToSpeculatorStep(history.turns.back()));

@@ -39,12 +39,16 @@ struct EngineOptions {
   bool speculate_after_hit = false;  // true: ignore the paper's window rule
   CostModel::Priors priors;
   // c, the cost of a branch, is its measured marginal cost on the committed
-  // path: the extra commit time of a miss per discarded branch (over the
-  // commits of steps without branches) plus any launch time the actor had
-  // to wait for. On top of that, each millisecond of branch run time costs
-  // `branch_cost_weight` ms: 0 when branches use idle cores at lower
-  // priority (the default), more on a machine whose cores are all busy.
+  // path: on a miss the branches are discarded (Environment::Abort, timed)
+  // before the commit, and that time per branch, plus any launch time the
+  // actor had to wait for, is the sample. On top of that, each millisecond
+  // of branch run time costs `branch_cost_weight` ms: 0 when branches use
+  // idle cores at lower priority (the default), more on a machine whose
+  // cores are all busy.
   double branch_cost_weight = 0;
+  // Time the discard of a miss's branches separately (see above); off, the
+  // commit discards them and c stays at its prior plus the weighted costs.
+  bool measure_discard = true;
   // Extra cost charged per branch whose pre-launched actor call is wasted.
   double prelaunch_cost_ms = 0;
   std::chrono::milliseconds action_timeout{120000};
@@ -82,6 +86,7 @@ struct StepRecord {
   double launch_ms = 0;           // wall time of the Speculate calls
   double commit_overhead_ms = 0;  // commit time minus the action's own run time (misses)
   double marginal_cost_ms = -1;   // measured cost per discarded branch on the committed path (-1: none)
+  double discard_ms = -1;         // wall time of discarding a miss's branches (-1: not done)
   bool hit = false;
   bool prelaunch_kept = false;
   size_t prelaunched_calls = 0, cancelled_calls = 0;

@@ -369,7 +369,10 @@ CommandInfo AnalyzeCommand(std::string_view command) {
         size_t j = i;
         long v = 0;
         while (j < t.size() && IsDigit(t[j]) && v < 100000000) v = v * 10 + (t[j++] - '0');
-        if (j < t.size() && (IsAlnum(t[j]) || t[j] == '_' || (t[j] == '.' && j + 1 < t.size() && IsDigit(t[j + 1])))) {
+        // A single letter may follow ("180p" in a sed range, "5d"), not more.
+        bool suffix = j < t.size() && std::isalpha(static_cast<unsigned char>(t[j])) &&
+                      (j + 1 >= t.size() || !(IsAlnum(t[j + 1]) || t[j + 1] == '_'));
+        if (!suffix && j < t.size() && (IsAlnum(t[j]) || t[j] == '_' || (t[j] == '.' && j + 1 < t.size() && IsDigit(t[j + 1])))) {
           i = j;
           continue;
         }
@@ -399,7 +402,7 @@ CommandInfo AnalyzeCommand(std::string_view command) {
     size_t a;
     std::string p = NormalizedProg(s, &a);
     if (p.empty()) continue;
-    CollectPaths(s, p, a, info.paths);
+    if (!(p == "cd" && i < main)) CollectPaths(s, p, a, info.paths);
     const auto& w = s.words;
     if (p == "tee") {
       for (size_t k = a; k < w.size(); ++k) {

@@ -163,7 +163,8 @@ Result<ChatReply> ChatClient::Complete(Json body, const std::atomic<bool>* cance
               if (tc.contains("id") && tc["id"].is_string()) call.id = tc["id"];
               Json fn = tc.value("function", Json::object());
               if (fn.is_object()) {
-                if (fn.contains("name") && fn["name"].is_string()) call.name += fn["name"].get<std::string>();
+                // The name comes once, in the call's first delta.
+                if (fn.contains("name") && fn["name"].is_string() && call.name.empty()) call.name = fn["name"].get<std::string>();
                 if (fn.contains("arguments") && fn["arguments"].is_string()) call.arguments += fn["arguments"].get<std::string>();
               }
             }

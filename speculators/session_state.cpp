@@ -272,7 +272,7 @@ void SessionState::Rebuild() {
   auto add_path = [&](const std::string& name, const std::string& value) {
     add(name, value);
     std::string b = Basename(value);
-    if (b != value && b.size() >= 3) add(name + ".b", b);
+    if (b != value && b.size() >= 3 && b.find('.') != std::string::npos) add(name + ".b", b);
     std::string r = Relative(value, cd_dir_);
     if (!r.empty() && r != b) add(name + ".r", r);
   };
