@@ -23,6 +23,18 @@ void Reliability::Add(double confidence, bool hit) {
   conf_sum_ += confidence;
 }
 
+void Reliability::Merge(const Reliability& o) {
+  if (o.edges_ != edges_) return;
+  for (size_t b = 0; b < count_.size(); ++b) {
+    conf_[b] += o.conf_[b];
+    hit_[b] += o.hit_[b];
+    count_[b] += o.count_[b];
+  }
+  n_ += o.n_;
+  hits_ += o.hits_;
+  conf_sum_ += o.conf_sum_;
+}
+
 std::vector<ReliabilityBin> Reliability::Bins() const {
   std::vector<ReliabilityBin> out;
   for (size_t b = 0; b < count_.size(); ++b) {

@@ -26,6 +26,8 @@ class Reliability {
  public:
   explicit Reliability(std::vector<double> edges = {0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001});
   void Add(double confidence, bool hit);
+  // Adds another table's counts (same bin edges).
+  void Merge(const Reliability& other);
   std::vector<ReliabilityBin> Bins() const;
   // sum over bins of n_b / N * |mean confidence - hit rate|
   double ExpectedCalibrationError() const;

@@ -59,7 +59,11 @@ std::vector<bool> SelectSubset(const std::vector<std::string>& names, std::strin
     else if (subset == "replay-rest") in = !replay[i];
     else if (subset == "replay-test") in = replay[i] && b == Bucket::kTest;
     else if (subset == "replay-dev") in = replay[i] && b != Bucket::kTest;
-    else {
+    else if (subset.size() == 5 && subset.substr(0, 4) == "fold" && subset[4] >= '0' && subset[4] <= '4') {
+      in = Fnv1a64(TaskOfName(names[i])) % 5 == static_cast<uint64_t>(subset[4] - '0');
+    } else if (subset.size() == 9 && subset.substr(0, 8) == "not-fold" && subset[8] >= '0' && subset[8] <= '4') {
+      in = Fnv1a64(TaskOfName(names[i])) % 5 != static_cast<uint64_t>(subset[8] - '0');
+    } else {
       if (ok) *ok = false;
       return std::vector<bool>(names.size(), false);
     }

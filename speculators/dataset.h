@@ -25,7 +25,8 @@ const char* BucketName(Bucket b);
 
 // Subsets: all, train, dev, test, train+dev, replay, replay-rest,
 // replay-test (replay runs of test-bucket tasks), replay-dev (of train and
-// dev tasks). Returns, for each of `names` (one source), whether it is in
+// dev tasks), foldF and not-foldF (F in 0..4: five task folds by FNV-1a % 5,
+// for cross-validation). Returns, for each of `names` (one source), whether it is in
 // `subset`; false for every name when the subset is unknown (`ok` false).
 std::vector<bool> SelectSubset(const std::vector<std::string>& names, std::string_view subset, bool* ok = nullptr);
 

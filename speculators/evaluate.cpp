@@ -22,6 +22,30 @@ std::string Short(const std::string& s, size_t n = 100) {
 
 }  // namespace
 
+void HitCounts::Merge(const HitCounts& o) {
+  steps += o.steps;
+  read_only_steps += o.read_only_steps;
+  heredoc_steps += o.heredoc_steps;
+  for (const auto& [k, h] : o.hits) hits[k] += h;
+  for (const auto& [k, h] : o.read_only_hits) read_only_hits[k] += h;
+}
+
+void EvalReport::Merge(const EvalReport& o) {
+  if (speculator.empty()) speculator = o.speculator;
+  size_t before = all.steps;
+  all.Merge(o.all);
+  for (const auto& [s, c] : o.by_source) by_source[s].Merge(c);
+  for (const auto& [s, n] : o.hits_by_candidate_source) hits_by_candidate_source[s] += n;
+  reliability.Merge(o.reliability);
+  reliability_top1.Merge(o.reliability_top1);
+  double w = all.steps ? static_cast<double>(before) / static_cast<double>(all.steps) : 0;
+  mean_us = w * mean_us + (1 - w) * o.mean_us;
+  p99_us = std::max(p99_us, o.p99_us);
+  sessions += o.sessions;
+  errors += o.errors;
+  misses.insert(misses.end(), o.misses.begin(), o.misses.end());
+}
+
 Json HitCounts::ToJson() const {
   Json hk = Json::object(), ro = Json::object();
   for (const auto& [k, h] : hits) hk["hit@" + std::to_string(k)] = Rate(h, steps);

@@ -37,6 +37,7 @@ struct HitCounts {
   size_t read_only_steps = 0;
   std::map<int, size_t> read_only_hits;
   size_t heredoc_steps = 0;
+  void Merge(const HitCounts& other);
   nlohmann::json ToJson() const;
 };
 
@@ -61,6 +62,8 @@ struct EvalReport {
   std::vector<Miss> misses;
   size_t errors = 0;
 
+  // Pools another report (e.g. the folds of a cross-validation).
+  void Merge(const EvalReport& other);
   nlohmann::json ToJson() const;
   std::string ToText() const;
 };

@@ -296,128 +296,141 @@ int Evaluate(const std::vector<std::string>& args) {
   for (const auto& a : test_args) test.push_back(ParseSource(a));
   if (test.empty() || (train.empty() && model_file.empty() && !shipped && speculator == "builtin")) {
     std::cerr << "usage: specula-trajectories eval --train SOURCE... --test SOURCE... [--k 1,3,8] [--json]\n"
-                 "       [--split heldout|dev|replay] [--model FILE | --shipped] [--speculator builtin|ngram]\n"
+                 "       [--split heldout|dev|replay|cv] [--model FILE | --shipped] [--speculator builtin|ngram]\n"
                  "       [--misses N] [--no-online-calibration] [--no-session] [--no-runbooks] [--agent-unknown]\n"
                  "       [--learn-runbooks] [--param KEY=JSON]...\n";
     return 2;
   }
   if (eo.ks.empty()) eo.ks = {1, 3, 8};
   // A directory on both sides is split by task (never by step).
-  std::string train_sub, test_sub;
-  if (split == "heldout") train_sub = "train+dev", test_sub = "test";
-  else if (split == "dev") train_sub = "train", test_sub = "dev";
-  else if (split == "replay") train_sub = "replay-rest", test_sub = "replay";
-  else {
+  std::vector<std::pair<std::string, std::string>> folds;  // (train subset, test subset)
+  if (split == "heldout") folds = {{"train+dev", "test"}};
+  else if (split == "dev") folds = {{"train", "dev"}};
+  else if (split == "replay") folds = {{"replay-rest", "replay"}};
+  else if (split == "cv") {
+    for (int f = 0; f < 5; ++f) folds.push_back({"not-fold" + std::to_string(f), "fold" + std::to_string(f)});
+  } else {
     std::cerr << "eval: unknown split " << split << "\n";
     return 2;
   }
-  std::set<std::string> test_dirs, train_dirs;
-  for (const auto& s : test) test_dirs.insert(s.dir);
-  for (const auto& s : train) train_dirs.insert(s.dir);
-  for (auto& s : train) {
-    if (s.subset.empty()) s.subset = test_dirs.count(s.dir) ? train_sub : "all";
-  }
-  for (auto& s : test) {
-    if (s.subset.empty()) s.subset = train_dirs.count(s.dir) ? test_sub : "all";
-  }
-  std::vector<sp::EvalSession> train_sessions, test_sessions;
-  std::set<std::string> train_names;
-  for (const auto& [list, out] : {std::pair{&train, &train_sessions}, std::pair{&test, &test_sessions}}) {
-    for (const auto& s : *list) {
-      auto l = LoadSource(s);
-      if (!l.ok()) {
-        std::cerr << "eval: " << s.dir << ": " << l.error().ToString() << "\n";
-        return 1;
-      }
-      if (!quiet) std::cerr << "eval: " << (list == &train ? "train " : "test  ") << s.dir << " as " << s.Label() << ": " << l->sessions.size() << " trajectories, " << l->steps << " steps\n";
-      for (auto& es : l->sessions) out->push_back(std::move(es));
+  const std::vector<Source> train0 = train, test0 = test;
+  sp::EvalReport report;
+  for (const auto& [train_sub, test_sub] : folds) {
+    std::set<std::string> test_dirs, train_dirs;
+    for (const auto& s : test) test_dirs.insert(s.dir);
+    for (const auto& s : train) train_dirs.insert(s.dir);
+    train = train0;
+    test = test0;
+    for (auto& s : train) {
+      if (s.subset.empty()) s.subset = test_dirs.count(s.dir) ? train_sub : "all";
     }
-  }
-  for (const auto& es : train_sessions) train_names.insert(es.source.substr(0, es.source.find('@')) + "/" + es.name);
-  for (const auto& es : test_sessions) {
-    if (train_names.count(es.source.substr(0, es.source.find('@')) + "/" + es.name)) {
-      std::cerr << "eval: " << es.name << " is on both sides\n";
-      return 2;
+    for (auto& s : test) {
+      if (s.subset.empty()) s.subset = train_dirs.count(s.dir) ? test_sub : "all";
     }
-  }
-  if (agent_unknown) {
-    for (auto& es : test_sessions) es.history.agent = "";
-  }
-  sp::SpeculatorFactory factory;
-  std::shared_ptr<const sp::Model> model;
-  std::shared_ptr<sp::RunbookStore> runbooks = std::make_shared<sp::RunbookStore>();
-  std::vector<Trajectory> ngram_corpus;
-  std::unique_ptr<NgramSpeculator> ngram;
-  if (speculator == "builtin") {
-    if (!model_file.empty() || shipped) {
-      auto m = shipped ? sp::Model::Shipped() : [&]() -> Result<std::shared_ptr<const sp::Model>> {
-        SPECULA_ASSIGN_OR_RETURN(auto mm, sp::Model::Load(model_file));
-        return std::make_shared<const sp::Model>(std::move(mm));
-      }();
-      if (!m.ok()) {
-        std::cerr << "eval: " << m.error().ToString() << "\n";
-        return 1;
+    std::vector<sp::EvalSession> train_sessions, test_sessions;
+    std::set<std::string> train_names;
+    for (const auto& [list, out] : {std::pair{&train, &train_sessions}, std::pair{&test, &test_sessions}}) {
+      for (const auto& s : *list) {
+        auto l = LoadSource(s);
+        if (!l.ok()) {
+          std::cerr << "eval: " << s.dir << ": " << l.error().ToString() << "\n";
+          return 1;
+        }
+        if (!quiet) std::cerr << "eval: " << (list == &train ? "train " : "test  ") << s.dir << " as " << s.Label() << ": " << l->sessions.size() << " trajectories, " << l->steps << " steps\n";
+        for (auto& es : l->sessions) out->push_back(std::move(es));
       }
-      model = *m;
-    } else {
-      auto p = Params(params);
-      if (!p.ok()) {
-        std::cerr << "eval: " << p.error().ToString() << "\n";
+    }
+    for (const auto& es : train_sessions) train_names.insert(es.source.substr(0, es.source.find('@')) + "/" + es.name);
+    for (const auto& es : test_sessions) {
+      if (train_names.count(es.source.substr(0, es.source.find('@')) + "/" + es.name)) {
+        std::cerr << "eval: " << es.name << " is on both sides\n";
         return 2;
       }
-      to.params = *p;
-      if (!quiet) to.log = &std::cerr;
-      std::vector<sp::History> hs;
-      for (const auto& es : train_sessions) hs.push_back(es.history);
-      auto t0 = std::chrono::steady_clock::now();
-      auto m = sp::Train(hs, to);
-      if (!m.ok()) {
-        std::cerr << "eval: train: " << m.error().ToString() << "\n";
-        return 1;
-      }
-      if (!quiet) {
-        std::cerr << "eval: trained in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
-                  << " s, model " << m->ToJson().dump().size() << " bytes\n";
-      }
-      model = std::make_shared<const sp::Model>(std::move(*m));
     }
-    // Earlier runs of the same task, from the training side (they only
-    // matter when a task is on both sides: the replay split).
-    for (const auto& es : train_sessions) {
-      std::vector<std::string> cmds;
-      for (const auto& s : es.history.steps) cmds.push_back(TrimCommand(s.command));
-      runbooks->Add(sp::TaskKey(es.history), std::move(cmds));
+    if (agent_unknown) {
+      for (auto& es : test_sessions) es.history.agent = "";
     }
-    factory = [&](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
-      return std::make_unique<sp::BuiltinSpeculator>(model, bo, runbooks);
-    };
-    if (learn_runbooks) {
-      eo.after_session = [&](const sp::EvalSession& es) {
+    sp::SpeculatorFactory factory;
+    std::shared_ptr<const sp::Model> model;
+    std::shared_ptr<sp::RunbookStore> runbooks = std::make_shared<sp::RunbookStore>();
+    std::vector<Trajectory> ngram_corpus;
+    std::unique_ptr<NgramSpeculator> ngram;
+    if (speculator == "builtin") {
+      if (!model_file.empty() || shipped) {
+        auto m = shipped ? sp::Model::Shipped() : [&]() -> Result<std::shared_ptr<const sp::Model>> {
+          SPECULA_ASSIGN_OR_RETURN(auto mm, sp::Model::Load(model_file));
+          return std::make_shared<const sp::Model>(std::move(mm));
+        }();
+        if (!m.ok()) {
+          std::cerr << "eval: " << m.error().ToString() << "\n";
+          return 1;
+        }
+        model = *m;
+      } else {
+        auto p = Params(params);
+        if (!p.ok()) {
+          std::cerr << "eval: " << p.error().ToString() << "\n";
+          return 2;
+        }
+        to.params = *p;
+        if (!quiet) to.log = &std::cerr;
+        std::vector<sp::History> hs;
+        for (const auto& es : train_sessions) hs.push_back(es.history);
+        auto t0 = std::chrono::steady_clock::now();
+        auto m = sp::Train(hs, to);
+        if (!m.ok()) {
+          std::cerr << "eval: train: " << m.error().ToString() << "\n";
+          return 1;
+        }
+        if (!quiet) {
+          std::cerr << "eval: trained in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                    << " s, model " << m->ToJson().dump().size() << " bytes\n";
+        }
+        model = std::make_shared<const sp::Model>(std::move(*m));
+      }
+      // Earlier runs of the same task, from the training side (they only
+      // matter when a task is on both sides: the replay split).
+      for (const auto& es : train_sessions) {
         std::vector<std::string> cmds;
         for (const auto& s : es.history.steps) cmds.push_back(TrimCommand(s.command));
         runbooks->Add(sp::TaskKey(es.history), std::move(cmds));
-      };
-    }
-  } else if (speculator == "ngram") {
-    for (const auto& s : train) {
-      auto c = LoadCorpus(s.dir);
-      if (!c.ok()) return 1;
-      std::vector<std::string> names;
-      for (const auto& t : *c) names.push_back(t.name);
-      auto keep = sp::SelectSubset(names, s.subset);
-      for (size_t i = 0; i < c->size(); ++i) {
-        if (keep[i]) ngram_corpus.push_back((*c)[i]);
       }
+      factory = [&](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
+        return std::make_unique<sp::BuiltinSpeculator>(model, bo, runbooks);
+      };
+      if (learn_runbooks) {
+        eo.after_session = [&](const sp::EvalSession& es) {
+          std::vector<std::string> cmds;
+          for (const auto& s : es.history.steps) cmds.push_back(TrimCommand(s.command));
+          runbooks->Add(sp::TaskKey(es.history), std::move(cmds));
+        };
+      }
+    } else if (speculator == "ngram") {
+      for (const auto& s : train) {
+        auto c = LoadCorpus(s.dir);
+        if (!c.ok()) return 1;
+        std::vector<std::string> names;
+        for (const auto& t : *c) names.push_back(t.name);
+        auto keep = sp::SelectSubset(names, s.subset);
+        for (size_t i = 0; i < c->size(); ++i) {
+          if (keep[i]) ngram_corpus.push_back((*c)[i]);
+        }
+      }
+      ngram = std::make_unique<NgramSpeculator>(NgramSpeculator::Train(ngram_corpus, ""));
+      factory = [&](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
+        return std::make_unique<NgramSpeculator>(*ngram);
+      };
+    } else {
+      std::cerr << "eval: unknown speculator " << speculator << "\n";
+      return 2;
     }
-    ngram = std::make_unique<NgramSpeculator>(NgramSpeculator::Train(ngram_corpus, ""));
-    factory = [&](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
-      return std::make_unique<NgramSpeculator>(*ngram);
-    };
-  } else {
-    std::cerr << "eval: unknown speculator " << speculator << "\n";
-    return 2;
+    auto fold = sp::Evaluate(factory, test_sessions, eo);
+    if (folds.size() > 1 && !quiet) {
+      std::cerr << "eval: fold " << test_sub << ": " << fold.all.steps << " steps, hit@" << eo.ks.back() << " "
+                << (fold.all.steps ? static_cast<double>(fold.all.hits[eo.ks.back()]) / static_cast<double>(fold.all.steps) : 0.0) << "\n";
+    }
+    report.Merge(fold);
   }
-  auto report = sp::Evaluate(factory, test_sessions, eo);
   if (json) {
     nlohmann::json j = report.ToJson();
     j["command"] = CommandLine("eval", args);
