@@ -222,7 +222,9 @@ std::pair<std::string, size_t> ProgramOf(const Segment& s) {
 }
 
 std::string NormalizedProg(const Segment& s, size_t* first_arg) {
-  auto [p, a] = ProgramOf(s);
+  auto prog_arg = ProgramOf(s);
+  const std::string p = prog_arg.first;
+  const size_t a = prog_arg.second;
   *first_arg = a;
   const auto& w = s.words;
   auto arg = [&](size_t k) -> std::string { return a + k < w.size() ? w[a + k] : ""; };
