@@ -1,18 +1,18 @@
-// The Environment backed by speculad: a small blocking JSON-RPC 2.0 client
-// (one JSON object per line on the daemon's Unix socket) written here so the
-// agents library does not link the runtime. One session per environment:
-// created by Create, destroyed by the destructor.
+// The Environment backed by speculad, through the daemon's client library
+// (runtime/rpc/client.h over the wire contract runtime/api/wire.h), so the
+// agents link nothing of the runtime's internals. One session per
+// environment: created by Create, destroyed by the destructor.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "agents/environment.h"
-#include "common/unique_fd.h"
+#include "runtime/api/wire.h"
+#include "runtime/rpc/client.h"
 
 namespace specula::agents {
 
@@ -45,32 +45,25 @@ class DaemonEnvironment : public Environment {
   std::string Name() const override { return "daemon:" + options_.socket_path; }
   bool SupportsSpeculation() const override { return true; }
 
-  const nlohmann::json& session() const { return session_; }
+  const std::string& session() const { return session_; }
   const std::string& head() const { return head_; }
 
-  // One JSON-RPC call: sends the request line, reads lines until the reply
-  // with the same id. A JSON-RPC error becomes an Error whose code comes
-  // from error.data.kind.
-  Result<nlohmann::json> Call(const std::string& method, nlohmann::json params,
-                              std::chrono::milliseconds timeout);
-
  private:
-  DaemonEnvironment(DaemonEnvironmentOptions options, UniqueFd fd)
-      : options_(std::move(options)), fd_(std::move(fd)) {}
-  Result<std::string> ReadLine(std::chrono::steady_clock::time_point deadline);
+  DaemonEnvironment(DaemonEnvironmentOptions options, rpc::Client client)
+      : options_(std::move(options)), client_(std::move(client)) {}
 
   DaemonEnvironmentOptions options_;
-  UniqueFd fd_;
-  std::string buffer_;  // bytes read past the last line
-  int64_t next_id_ = 1;
-  nlohmann::json session_;
+  rpc::Client client_;
+  std::string session_;
   std::string head_;
-  std::map<BranchId, nlohmann::json> branch_ids_;  // our string -> the daemon's id value
+  // Each branch id as the daemon sent it (a JSON-RPC peer may use numbers),
+  // so branch.show sends back exactly that value.
+  std::map<BranchId, api::Json> branch_ids_;
 };
 
-// Parses an action.commit result object (exposed for tests).
-Result<CommitResult> ParseCommitResult(const nlohmann::json& result);
-// Parses a branch result object {exit_code, signal, stdout, stderr, truncated, duration_ms}.
-ActionOutcome ParseOutcome(const nlohmann::json& result);
+// The agent's view of an action.commit reply.
+CommitResult ToCommitResult(const api::CommitResponse& reply);
+// Decodes an action.commit result object (exposed for tests).
+Result<CommitResult> ParseCommitResult(const api::Json& result);
 
 }  // namespace specula::agents

@@ -96,7 +96,8 @@ struct StepRecord {
   double head_start_ms = 0;       // how much earlier the next call started
   double saved_ms = 0;            // hidden_action_ms + head_start_ms
   double branch_cost_ms = 0, wasted_branch_ms = 0, wasted_call_ms = 0;
-  std::vector<std::string> lossy_effects, flags;
+  std::vector<api::LossyEffect> lossy_effects;
+  std::vector<std::string> flags;
   bool mismatch = false;          // promoted result differed from the peeked one (a bug)
   bool done_step = false;         // the actor's final "done" call (no command ran)
 };

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "common/error.h"
+#include "runtime/api/match.h"
+#include "runtime/api/wire.h"
 
 namespace specula::agents {
 
@@ -34,15 +36,16 @@ struct ActionOutcome {
   }
 };
 
-// Mirrors the daemon's action.commit result.
+// The daemon's action.commit reply (api::CommitResponse) as the engine sees
+// it, with the result in the actor's terms.
 struct CommitResult {
   bool hit = false;    // a branch with the same command was promoted
   BranchId branch;     // that branch ("" on a miss)
   ActionOutcome outcome;
   double saved_ms = 0;  // action run time hidden by the hit (daemon's estimate)
   std::string head;     // the session's new head checkpoint
-  std::vector<std::string> lossy_effects;  // tags/paths of effects that escaped
-  std::vector<std::string> flags;          // e.g. "nondeterministic_input"
+  std::vector<api::LossyEffect> lossy_effects;  // effects that escaped the sandbox
+  std::vector<std::string> flags;               // e.g. "nondeterministic_input"
 };
 
 class Environment {
@@ -68,8 +71,9 @@ class Environment {
   virtual bool SupportsSpeculation() const = 0;
 };
 
-// Commands match when equal after trimming ASCII whitespace at both ends
-// (the daemon's default rule, DESIGN.md "The contract" 2).
-std::string TrimCommand(std::string_view command);
+// Commands match when equal after trimming ASCII whitespace at both ends:
+// the daemon's default rule (DESIGN.md "The contract" 2), from the contract
+// itself so the two cannot drift apart.
+using api::TrimCommand;
 
 }  // namespace specula::agents

@@ -59,14 +59,6 @@ constexpr const char* kBranchScript =
 
 }  // namespace
 
-std::string TrimCommand(std::string_view command) {
-  const char* ws = " \t\r\n\v\f";
-  size_t b = command.find_first_not_of(ws);
-  if (b == std::string_view::npos) return "";
-  size_t e = command.find_last_not_of(ws);
-  return std::string(command.substr(b, e - b + 1));
-}
-
 LocalSequentialEnvironment::LocalSequentialEnvironment(LocalEnvironmentOptions options)
     : options_(std::move(options)) {}
 

@@ -9,11 +9,13 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "runtime/api/params.h"
+#include "runtime/api/wire.h"
 #include "runtime/rpc/framing.h"
-#include "runtime/rpc/params.h"
 #include "runtime/rpc/protocol.h"
 
 using namespace specula::rpc;
+using specula::api::Params;
 
 namespace {
 
@@ -40,6 +42,13 @@ void DecodeOne(std::string_view line) {
   (void)p.OptString("command");
   (void)p.OptUint("timeout_ms", 0, 1000);
   (void)p.Finish();
+  // And the decoders of the contract, which every request reaches.
+  specula::api::CreateSessionRequest create;
+  (void)specula::api::DecodeParams(req.params, create);
+  specula::api::CommitRequest commit;
+  (void)specula::api::DecodeParams(req.params, commit);
+  specula::api::MountCheckpointRequest mount;
+  (void)specula::api::DecodeParams(req.params, mount);
   std::string reply = EncodeResult(req.id.value_or(nullptr), req.params);
   Check(reply.find('\n') == std::string::npos);
   // The client decodes what the server encodes.

@@ -14,10 +14,10 @@ BUILD=${SPECULA_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target specula speculad >/dev/null
 
-"$BUILD/runtime/specula" doctor >&2 || true
+"$BUILD/bin/specula" doctor >&2 || true
 
 demo=$(mktemp -d /tmp/specula-demo.XXXXXX)
-"$BUILD/runtime/speculad" --socket "$demo/speculad.sock" --state-dir "$demo/state" \
+"$BUILD/bin/speculad" --socket "$demo/speculad.sock" --state-dir "$demo/state" \
   --log-level warn 2>"$demo/speculad.log" &
 daemon=$!
 cleanup() {
@@ -37,4 +37,4 @@ only=()
 for t in ${SPECULA_DEMO_TRAJECTORIES:-logs-auth-failures config-hosts-entries build-c-hello}; do
   only+=(--only "$t")
 done
-"$BUILD/runtime/specula" bench "${only[@]}" "$@"
+"$BUILD/bin/specula" bench "${only[@]}" "$@"

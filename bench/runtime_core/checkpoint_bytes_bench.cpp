@@ -38,9 +38,9 @@
 #include <vector>
 
 #include "bench/trajectory_steps.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "runtime/core/session_manager.h"
-#include "runtime/store/fs_util.h"
 
 namespace {
 
@@ -183,7 +183,7 @@ std::vector<Step> RunTrajectory(const std::string& name, const std::vector<std::
       }
     }
   }  // the manager goes first: it unmounts the store's layer filesystem
-  if (Status st = store::RemoveTree(dir); !st.ok()) std::fprintf(stderr, "cleanup: %s\n", st.ToString().c_str());
+  if (Status st = RemoveTree(dir); !st.ok()) std::fprintf(stderr, "cleanup: %s\n", st.ToString().c_str());
   steps.resize(commands.size());  // not run: failed
   return steps;
 }

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "common/log.h"
 #include "runtime/core/session_manager.h"
-#include "runtime/store/fs_util.h"
 
 namespace {
 
@@ -151,6 +151,6 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(image_ckpt.image_bytes));
     Must(mgr->DestroySession(s), "destroy");
   }
-  Must(store::RemoveTree(dir), "cleanup");
+  Must(RemoveTree(dir), "cleanup");
   return 0;
 }

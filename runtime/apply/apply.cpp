@@ -244,7 +244,7 @@ Result<ApplyReport> ApplyImpl(const std::string& upper_dir, const std::string& b
 
   SPECULA_ASSIGN_OR_RETURN(UniqueFd jfd, PrepareJournalDir(opts.journal_dir, journal_created));
   SPECULA_ASSIGN_OR_RETURN(FileId journal_id, IdOfFd(jfd.get(), opts.journal_dir));
-  StepCounter steps(CrashAtFromEnv(opts.crash_at));
+  CrashCounter steps(kCrashPointApplyStep, opts.crash_at);
   steps.Step();
 
   // 1. Validate everything; nothing is written to the base before this ends.
@@ -342,7 +342,7 @@ Result<std::optional<OpenedJournal>> OpenJournal(const std::string& journal_dir,
   return std::optional(std::move(o));
 }
 
-Runner RunnerFor(OpenedJournal& o, StepCounter* steps) {
+Runner RunnerFor(OpenedJournal& o, CrashCounter* steps) {
   return Runner{.base_fd = o.base.get(), .journal_fd = o.jfd.get(), .pre_fd = o.pre.get(),
                 .trash_fd = o.trash.get(), .journal = &o.journal, .steps = steps};
 }
@@ -386,7 +386,7 @@ Result<RecoveryReport> Recover(const std::string& journal_dir, const std::string
   if (!opened.ok()) return std::move(opened).error().Context("recover " + journal_dir);
   if (!*opened) return rep;
   OpenedJournal& o = **opened;
-  StepCounter steps(CrashAtFromEnv(opts.crash_at));
+  CrashCounter steps(kCrashPointApplyStep, opts.crash_at);
   Runner r = RunnerFor(o, &steps);
   r.use_syncfs = o.journal.ops.size() > kSyncFsThreshold;
   rep.state_found = ToString(o.journal.state);
@@ -427,7 +427,7 @@ Status Revert(const std::string& journal_dir, const std::string& base_dir, const
   if (!opened.ok()) return std::move(opened).error().Context("revert " + journal_dir);
   if (!*opened) return Error(Code::kNotFound, "revert: no journal in " + journal_dir);
   OpenedJournal& o = **opened;
-  StepCounter steps(CrashAtFromEnv(opts.crash_at));
+  CrashCounter steps(kCrashPointApplyStep, opts.crash_at);
   Runner r = RunnerFor(o, &steps);
   r.use_syncfs = o.journal.ops.size() > kSyncFsThreshold;
   switch (o.journal.state) {

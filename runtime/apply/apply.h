@@ -40,7 +40,7 @@ struct ApplyOptions {
   enum class Sync { kAuto, kPerFile, kSyncFs };
   Sync sync = Sync::kAuto;
   // Crash injection for tests: _exit(99) right at step N (1-based). 0 reads
-  // $SPECULA_APPLY_CRASH_AT; negative never crashes.
+  // SPECULA_CRASH_AT=apply.step:N (common/crash_point.h); negative never crashes.
   int crash_at = 0;
   // Test hook, run after validation and before the first write (TOCTOU tests).
   std::function<void()> after_validate;

@@ -3,26 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace specula::apply {
-
-void StepCounter::Step() {
-  ++steps_;
-  // A simulated kill: no flush, no destructors, exactly like SIGKILL here.
-  if (crash_at_ > 0 && steps_ == static_cast<uint64_t>(crash_at_)) ::_exit(99);
-}
-
-int CrashAtFromEnv(int crash_at) {
-  if (crash_at != 0) return crash_at;
-  const char* v = std::getenv("SPECULA_APPLY_CRASH_AT");
-  if (v == nullptr || *v == '\0') return -1;
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  if (*end != '\0' || n <= 0 || n > 1'000'000'000) return -1;
-  return static_cast<int>(n);
-}
 
 const char* ToString(JournalState s) {
   switch (s) {
@@ -182,7 +165,7 @@ Result<Journal> Parse(const std::string& text) {
 
 }  // namespace
 
-Status WriteJournal(int journal_dir_fd, const Journal& j, StepCounter* steps) {
+Status WriteJournal(int journal_dir_fd, const Journal& j, CrashCounter* steps) {
   std::string text = Serialize(j);
   int fd = ::openat(journal_dir_fd, "journal.tmp",
                     O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -16,24 +16,15 @@
 #include <utility>
 #include <vector>
 
+#include "common/crash_point.h"
 #include "common/error.h"
 #include "runtime/apply/safe_fs.h"
 
 namespace specula::apply {
 
-// Crash injection: Step() is called right after every durable action.
-class StepCounter {
- public:
-  explicit StepCounter(int crash_at) : crash_at_(crash_at) {}
-  void Step();
-  uint64_t steps() const { return steps_; }
-
- private:
-  int crash_at_;
-  uint64_t steps_ = 0;
-};
-// Resolves 0 to $SPECULA_APPLY_CRASH_AT.
-int CrashAtFromEnv(int crash_at);
+// Crash injection: Step() is called right after every durable action of an
+// apply, a revert or a recovery (the counted crash point "apply.step").
+inline constexpr const char* kCrashPointApplyStep = "apply.step";
 
 enum class JournalState { kStaging, kCommitted, kDone, kAborted, kReverting, kReverted };
 const char* ToString(JournalState s);
@@ -89,7 +80,7 @@ inline constexpr const char* kJournalFile = "journal";
 inline constexpr const char* kPreDir = "pre";
 inline constexpr const char* kTrashDir = "trash";
 
-Status WriteJournal(int journal_dir_fd, const Journal& j, StepCounter* steps);
+Status WriteJournal(int journal_dir_fd, const Journal& j, CrashCounter* steps);
 // nullopt when there is no journal file.
 Result<std::optional<Journal>> ReadJournal(int journal_dir_fd);
 

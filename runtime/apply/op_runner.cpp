@@ -35,7 +35,7 @@ bool IsId(const std::optional<struct stat>& st, const FileId& id) {
   return st && FileId::Of(*st) == id;
 }
 
-Status SetMeta(int base_fd, const std::string& rel, const MetaRec& m, StepCounter* steps) {
+Status SetMeta(int base_fd, const std::string& rel, const MetaRec& m, CrashCounter* steps) {
   SPECULA_ASSIGN_OR_RETURN(UniqueFd d, OpenDirBeneath(base_fd, rel));
   if (::fchown(d.get(), m.uid, m.gid) != 0) return Error::FromErrno("chown " + rel);
   if (::fchmod(d.get(), m.mode) != 0) return Error::FromErrno("chmod " + rel);

@@ -16,7 +16,7 @@ struct Runner {
   int pre_fd = -1;
   int trash_fd = -1;
   Journal* journal = nullptr;
-  StepCounter* steps = nullptr;
+  CrashCounter* steps = nullptr;
   // Flush with one syncfs(2) instead of an fsync per directory (many ops).
   bool use_syncfs = false;
 };

@@ -3,9 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <linux/openat2.h>
 #include <sys/random.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -22,25 +20,6 @@ Result<UniqueFd> OpenTrustedDir(const std::string& path) {
   return UniqueFd(fd);
 }
 
-Result<UniqueFd> OpenBeneath(int root_fd, const std::string& rel, int flags) {
-  if (rel.empty()) {
-    // The root itself: a fresh fd so callers own it like any other.
-    int fd = ::openat(root_fd, ".", flags | O_CLOEXEC);
-    if (fd < 0) return Error::FromErrno("open .");
-    return UniqueFd(fd);
-  }
-  if (rel.front() == '/') return Error(Code::kInvalidArgument, "absolute path " + rel);
-  struct open_how how {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  long fd;
-  do {
-    fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof(how));
-  } while (fd < 0 && errno == EAGAIN);  // EAGAIN: a concurrent rename; retry
-  if (fd < 0) return Error::FromErrno("openat2 " + rel);
-  return UniqueFd(static_cast<int>(fd));
-}
-
 Status CheckRegularFs(int dir_fd, const std::string& rel) {
   struct statfs sfs {};
   if (::fstatfs(dir_fd, &sfs) != 0) return Error::FromErrno("fstatfs " + rel);
@@ -53,16 +32,6 @@ Status CheckRegularFs(int dir_fd, const std::string& rel) {
     default:
       return Status::Ok();
   }
-}
-
-std::pair<std::string, std::string> SplitParent(const std::string& rel) {
-  auto pos = rel.rfind('/');
-  if (pos == std::string::npos) return {"", rel};
-  return {rel.substr(0, pos), rel.substr(pos + 1)};
-}
-
-std::string JoinRel(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
 }
 
 bool IsCleanRelPath(const std::string& rel) {

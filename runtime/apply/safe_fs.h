@@ -1,6 +1,7 @@
 // Filesystem primitives for apply that never follow a symlink they were not
-// told to: openat2 resolution beneath a root, no-follow stat, safe recursive
-// removal, xattr listing, fsync. Internal to runtime/apply.
+// told to, on top of common/safe_fs.h (openat2 resolution beneath a root,
+// path joins): no-follow stat, safe recursive removal, xattr listing, fsync.
+// Internal to runtime/apply.
 #pragma once
 
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 
 namespace specula::apply {
@@ -30,21 +32,10 @@ struct FileId {
 // Opens a directory given by the caller (trusted path), O_DIRECTORY|O_CLOEXEC.
 Result<UniqueFd> OpenTrustedDir(const std::string& path);
 
-// Opens `rel` (relative, "" = root itself) beneath root_fd with
-// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: no symlink in
-// any component (including the last), no "..", no absolute path escapes.
-Result<UniqueFd> OpenBeneath(int root_fd, const std::string& rel, int flags);
-inline Result<UniqueFd> OpenDirBeneath(int root_fd, const std::string& rel) {
-  return OpenBeneath(root_fd, rel, O_RDONLY | O_DIRECTORY);
-}
-
 // Refuses a directory on a pseudo filesystem (proc, sysfs, cgroup, ...):
 // a promote never writes kernel knobs, whatever the upper holds.
 Status CheckRegularFs(int dir_fd, const std::string& rel);
 
-// "a/b/c" -> {"a/b", "c"}; "c" -> {"", "c"}.
-std::pair<std::string, std::string> SplitParent(const std::string& rel);
-std::string JoinRel(const std::string& dir, const std::string& name);
 // Non-empty, relative, no empty/"."/".." components.
 bool IsCleanRelPath(const std::string& rel);
 

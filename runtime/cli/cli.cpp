@@ -14,15 +14,13 @@
 #include <iostream>
 #include <optional>
 
+#include "common/version.h"
 #include "policies/policy_cli.h"
+#include "runtime/api/wire.h"
 #include "runtime/cli/output.h"
 #include "runtime/cli/render.h"
 #include "runtime/doctor/doctor.h"
 #include "runtime/rpc/client.h"
-
-namespace specula {
-const char* Version();  // runtime/version.cpp
-}
 
 namespace specula::cli {
 namespace {
@@ -46,42 +44,46 @@ std::string JoinWords(const std::vector<std::string>& words) {
   return out;
 }
 
-// Connects, calls, and either renders the result or reports the error.
-int Call(const Globals& g, const std::string& method, const Json& params,
-         const std::function<int(const Json&)>& on_result) {
+template <typename Request>
+using OnReply = std::function<int(const Json& raw, const typename Request::Response& reply)>;
+
+// Connects, sends the request, and hands the reply (as received, and
+// decoded) to on_reply; or reports the error.
+template <api::WireRequest Request>
+int Call(const Globals& g, const Request& request, const OnReply<Request>& on_reply) {
   auto client = rpc::Client::Connect(g.socket);
   if (!client.ok()) return ReportError(client.error(), g.json, std::cout, std::cerr);
-  auto result = client->Call(method, params, std::chrono::milliseconds(g.timeout_ms));
-  if (!result.ok()) return ReportError(result.error(), g.json, std::cout, std::cerr);
-  return on_result(*result);
+  auto raw = client->Call(Request::kMethod, api::ToJson(request), std::chrono::milliseconds(g.timeout_ms));
+  if (!raw.ok()) return ReportError(raw.error(), g.json, std::cout, std::cerr);
+  auto reply = api::FromJson<typename Request::Response>(*raw, Request::kMethod);
+  if (!reply.ok()) return ReportError(reply.error(), g.json, std::cout, std::cerr);
+  return on_reply(*raw, *reply);
 }
 
-// For commands whose --json output is the daemon's result as is.
-std::function<int(const Json&)> Print(const Globals& g, std::function<std::string(const Json&)> text) {
-  return [&g, text = std::move(text)](const Json& r) {
-    if (g.json) std::cout << rpc::DumpJson(r) << "\n";
-    else std::cout << text(r);
+// For commands whose --json output is the daemon's reply as is.
+template <api::WireRequest Request>
+OnReply<Request> Print(const Globals& g, std::function<std::string(const typename Request::Response&)> text) {
+  return [&g, text = std::move(text)](const Json& raw, const typename Request::Response& reply) {
+    if (g.json) std::cout << rpc::DumpJson(raw) << "\n";
+    else std::cout << text(reply);
     return 0;
   };
 }
 
-int PrintCommit(const Globals& g, const Json& r) {
-  int status = static_cast<int>(Int(r, "exit_code"));
-  if (int64_t sig = Int(r, "signal"); sig != 0) status = 128 + static_cast<int>(sig);
+int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r) {
+  int status = r.exit_code;
+  if (r.signal != 0) status = 128 + r.signal;
   if (status < 0 || status > 255) status = 1;
   if (g.json) {
-    std::cout << rpc::DumpJson(r) << "\n";
+    std::cout << rpc::DumpJson(raw) << "\n";
     return status;
   }
   // As a shell would: the action's own output, nothing added on stdout.
-  std::string out = Str(r, "stdout"), err = Str(r, "stderr");
-  std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
+  std::cout.write(r.stdout_text.data(), static_cast<std::streamsize>(r.stdout_text.size()));
   std::cout.flush();
-  std::cerr.write(err.data(), static_cast<std::streamsize>(err.size()));
-  if (Bool(r, "truncated")) std::cerr << "specula: output truncated at the policy's cap\n";
-  for (const auto& e : r.value("lossy_effects", Json::array())) {
-    std::cerr << "specula: lossy effect [" << Str(e, "tag") << "] " << Str(e, "kind") << " " << Str(e, "path") << "\n";
-  }
+  std::cerr.write(r.stderr_text.data(), static_cast<std::streamsize>(r.stderr_text.size()));
+  if (r.truncated) std::cerr << "specula: output truncated at the policy's cap\n";
+  for (const auto& e : r.lossy_effects) std::cerr << "specula: lossy effect " << LossyEffectLine(e) << "\n";
   return status;
 }
 
@@ -111,30 +113,33 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   create->add_option("--name", name, "a label for the session");
   create->callback([&] {
     action = [&] {
-      Json params{{"base", Absolute(base)}, {"target", target}, {"name", name}};
+      api::CreateSessionRequest req{.base = Absolute(base), .target = target, .name = name};
       // A file (made absolute), or else the name of a shipped policy.
       if (!policy_file.empty()) {
-        params["policy"] = std::filesystem::exists(policy_file) ? Absolute(policy_file) : policy_file;
+        req.policy = std::filesystem::exists(policy_file) ? Absolute(policy_file) : policy_file;
       }
-      return Call(g, "session.create", params, Print(g, [](const Json& r) {
-        return "session " + Str(r, "session") + " created, head " + Str(r, "head") + "\n";
+      return Call(g, req, Print<api::CreateSessionRequest>(g, [](const api::CreateSessionResponse& r) {
+        return "session " + r.session + " created, head " + r.head + "\n";
       }));
     };
   });
   auto* ls = session->add_subcommand("ls", "list sessions");
   ls->alias("list");
-  ls->callback([&] { action = [&] { return Call(g, "session.list", Json::object(), Print(g, RenderSessionTable)); }; });
+  ls->callback([&] {
+    action = [&] { return Call(g, api::ListSessionsRequest{}, Print<api::ListSessionsRequest>(g, RenderSessionTable)); };
+  });
   auto* show = session->add_subcommand("show", "show one session");
   show->add_option("SESSION", session_id)->required();
   show->callback([&] {
-    action = [&] { return Call(g, "session.show", {{"session", session_id}}, Print(g, RenderSession)); };
+    action = [&] { return Call(g, api::ShowSessionRequest{session_id}, Print<api::ShowSessionRequest>(g, RenderSession)); };
   });
   auto* rm = session->add_subcommand("rm", "destroy a session: discard its branches and delete its history");
   rm->add_option("SESSION", session_id)->required();
   rm->callback([&] {
     action = [&] {
-      return Call(g, "session.destroy", {{"session", session_id}},
-                  Print(g, [](const Json& r) { return "session " + Str(r, "session") + " destroyed\n"; }));
+      return Call(g, api::DestroySessionRequest{session_id},
+                  Print<api::DestroySessionRequest>(
+                      g, [](const api::DestroySessionResponse& r) { return "session " + r.session + " destroyed\n"; }));
     };
   });
 
@@ -150,24 +155,29 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   };
   add_action("spec", "start a speculative branch running COMMAND; prints the branch id")->callback([&] {
     action = [&] {
-      return Call(g, "action.speculate",
-                  {{"session", session_id}, {"command", JoinWords(words)}, {"timeout_ms", action_timeout}},
-                  Print(g, [](const Json& r) { return Str(r, "branch") + "\n"; }));
+      api::SpeculateRequest req;
+      req.session = session_id;
+      req.command = JoinWords(words);
+      req.timeout_ms = action_timeout;
+      return Call(g, req, Print<api::SpeculateRequest>(g, [](const api::SpeculateResponse& r) { return r.branch + "\n"; }));
     };
   });
   add_action("run", "run COMMAND for real (commit); prints its output and exits with its status")->callback([&] {
     action = [&] {
-      return Call(g, "action.commit",
-                  {{"session", session_id}, {"command", JoinWords(words)}, {"timeout_ms", action_timeout}},
-                  [&](const Json& r) { return PrintCommit(g, r); });
+      api::CommitRequest req;
+      req.session = session_id;
+      req.command = JoinWords(words);
+      req.timeout_ms = action_timeout;
+      return Call<api::CommitRequest>(
+          g, req, [&](const Json& raw, const api::CommitResponse& r) { return PrintCommit(g, raw, r); });
     };
   });
   auto* abort = app.add_subcommand("abort", "discard every live branch of a session");
   abort->add_option("SESSION", session_id)->required();
   abort->callback([&] {
     action = [&] {
-      return Call(g, "action.abort", {{"session", session_id}}, Print(g, [](const Json& r) {
-        return "discarded " + std::to_string(Int(r, "discarded")) + " branches\n";
+      return Call(g, api::AbortRequest{session_id}, Print<api::AbortRequest>(g, [](const api::AbortResponse& r) {
+        return "discarded " + std::to_string(r.discarded) + " branches\n";
       }));
     };
   });
@@ -177,17 +187,19 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   auto* branches = app.add_subcommand("branches", "list a session's branches");
   branches->add_option("SESSION", session_id)->required();
   branches->callback([&] {
-    action = [&] { return Call(g, "branch.list", {{"session", session_id}}, Print(g, RenderBranchTable)); };
+    action = [&] {
+      return Call(g, api::ListBranchesRequest{session_id}, Print<api::ListBranchesRequest>(g, RenderBranchTable));
+    };
   });
   auto* inspect = app.add_subcommand("inspect", "show a branch: state, result, effects, syscalls");
   inspect->add_option("BRANCH", branch_id)->required();
   inspect->callback([&] {
-    action = [&] { return Call(g, "branch.show", {{"branch", branch_id}}, Print(g, RenderBranch)); };
+    action = [&] { return Call(g, api::ShowBranchRequest{branch_id}, Print<api::ShowBranchRequest>(g, RenderBranch)); };
   });
   auto* diff = app.add_subcommand("diff", "files a branch added, changed and deleted");
   diff->add_option("BRANCH", branch_id)->required();
   diff->callback([&] {
-    action = [&] { return Call(g, "branch.diff", {{"branch", branch_id}}, Print(g, RenderDiff)); };
+    action = [&] { return Call(g, api::DiffBranchRequest{branch_id}, Print<api::DiffBranchRequest>(g, RenderDiff)); };
   });
   auto* log = app.add_subcommand("log", "a session's checkpoints as a graph");
   log->add_option("SESSION", session_id)->required();
@@ -196,15 +208,15 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
       auto client = rpc::Client::Connect(g.socket);
       if (!client.ok()) return ReportError(client.error(), g.json, std::cout, std::cerr);
       auto timeout = std::chrono::milliseconds(g.timeout_ms);
-      auto list = client->Call("checkpoint.list", {{"session", session_id}}, timeout);
+      auto list = client->Call(api::ListCheckpointsRequest{session_id}, timeout);
       if (!list.ok()) return ReportError(list.error(), g.json, std::cout, std::cerr);
       if (g.json) {
         std::cout << rpc::DumpJson(CheckpointLogJson(*list)) << "\n";
         return 0;
       }
-      auto info = client->Call("session.show", {{"session", session_id}}, timeout);
+      auto info = client->Call(api::ShowSessionRequest{session_id}, timeout);
       if (!info.ok()) return ReportError(info.error(), g.json, std::cout, std::cerr);
-      std::cout << RenderCheckpointLog(*list, Str(*info, "head"));
+      std::cout << RenderCheckpointLog(*list, info->head);
       return 0;
     };
   });
@@ -213,16 +225,19 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   mount->add_option("DIR", dir)->required();
   mount->callback([&] {
     action = [&] {
-      return Call(g, "checkpoint.mount", {{"checkpoint", checkpoint_id}, {"dir", Absolute(dir)}},
-                  Print(g, [](const Json& r) { return Str(r, "checkpoint") + " mounted at " + Str(r, "dir") + "\n"; }));
+      return Call(g, api::MountCheckpointRequest{checkpoint_id, Absolute(dir)},
+                  Print<api::MountCheckpointRequest>(g, [](const api::MountCheckpointResponse& r) {
+                    return r.checkpoint + " mounted at " + r.dir + "\n";
+                  }));
     };
   });
   auto* umount = app.add_subcommand("umount", "unmount a checkpoint mounted with `specula mount`");
   umount->add_option("DIR", dir)->required();
   umount->callback([&] {
     action = [&] {
-      return Call(g, "checkpoint.umount", {{"dir", Absolute(dir)}},
-                  Print(g, [](const Json& r) { return "unmounted " + Str(r, "dir") + "\n"; }));
+      return Call(g, api::UmountCheckpointRequest{Absolute(dir)},
+                  Print<api::UmountCheckpointRequest>(
+                      g, [](const api::UmountCheckpointResponse& r) { return "unmounted " + r.dir + "\n"; }));
     };
   });
   auto* rollback = app.add_subcommand("rollback", "move a session's head back to CHECKPOINT");
@@ -230,8 +245,10 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   rollback->add_option("CHECKPOINT", checkpoint_id)->required();
   rollback->callback([&] {
     action = [&] {
-      return Call(g, "session.rollback", {{"session", session_id}, {"checkpoint", checkpoint_id}},
-                  Print(g, [](const Json& r) { return "session " + Str(r, "session") + " head is now " + Str(r, "head") + "\n"; }));
+      return Call(g, api::RollbackRequest{session_id, checkpoint_id},
+                  Print<api::RollbackRequest>(g, [](const api::RollbackResponse& r) {
+                    return "session " + r.session + " head is now " + r.head + "\n";
+                  }));
     };
   });
 
@@ -254,13 +271,12 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   auto* version = app.add_subcommand("version", "the CLI's and the daemon's versions");
   version->callback([&] {
     action = [&] {
-      return Call(g, "daemon.version", Json::object(), [&](const Json& r) {
+      return Call<api::VersionRequest>(g, {}, [&](const Json& raw, const api::VersionResponse& r) {
         if (g.json) {
-          std::cout << rpc::DumpJson(Json{{"cli", Version()}, {"daemon", r}}) << "\n";
+          std::cout << rpc::DumpJson(Json{{"cli", Version()}, {"daemon", raw}}) << "\n";
         } else {
-          std::cout << "specula " << Version() << "\nspeculad " << Str(r, "version") << " (pid " << Int(r, "pid")
-                    << ", " << (Bool(r, "core") ? "with" : "WITHOUT") << " the speculation core, socket "
-                    << Str(r, "socket") << ")\n";
+          std::cout << "specula " << Version() << "\nspeculad " << r.version << " (pid " << r.pid << ", "
+                    << (r.core ? "with" : "WITHOUT") << " the speculation core, socket " << r.socket << ")\n";
         }
         return 0;
       });

@@ -1,6 +1,6 @@
 // The `specula` command line (docs/cli.md): one command per daemon method,
 // plus `doctor` and `policy check|explain`, which run locally. The binary's
-// main (runtime/bin/specula_main.cpp) only calls CliMain.
+// main (bin/specula_main.cpp) only calls CliMain.
 #pragma once
 
 #include <functional>

@@ -46,29 +46,6 @@ int ReportError(const Error& error, bool json, std::ostream& out, std::ostream& 
   return ExitCodeFor(error);
 }
 
-std::string Str(const Json& obj, std::string_view key) {
-  if (!obj.is_object()) return "";
-  auto it = obj.find(key);
-  if (it == obj.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_null()) return "";
-  return it->dump();
-}
-
-int64_t Int(const Json& obj, std::string_view key) {
-  if (!obj.is_object()) return 0;
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_number()) return 0;
-  if (it->is_number_float()) return static_cast<int64_t>(it->get<double>());
-  return it->get<int64_t>();
-}
-
-bool Bool(const Json& obj, std::string_view key) {
-  if (!obj.is_object()) return false;
-  auto it = obj.find(key);
-  return it != obj.end() && it->is_boolean() && it->get<bool>();
-}
-
 std::string FormatDuration(int64_t ms) {
   char buf[32];
   if (ms < 1000) std::snprintf(buf, sizeof(buf), "%lldms", static_cast<long long>(ms));

@@ -37,12 +37,6 @@ int ExitCodeFor(const Error& error);
 // returns the exit status.
 int ReportError(const Error& error, bool json, std::ostream& out, std::ostream& err);
 
-// Tolerant field access for rendering daemon replies: a missing or mistyped
-// field renders as empty / 0 instead of failing the whole command.
-std::string Str(const Json& obj, std::string_view key);
-int64_t Int(const Json& obj, std::string_view key);
-bool Bool(const Json& obj, std::string_view key);
-
 // "1.2s", "340ms", "2m05s".
 std::string FormatDuration(int64_t ms);
 // "12.0 KiB"

@@ -10,8 +10,8 @@
 #include <map>
 #include <utility>
 
+#include "common/files.h"
 #include "common/unique_fd.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core {
 namespace {
@@ -119,7 +119,7 @@ class Squasher {
           SPECULA_TRY(CopyMeta(sp, sb, dp));
           continue;
         }
-        if (have) SPECULA_TRY(store::RemoveTree(dp));
+        if (have) SPECULA_TRY(RemoveTree(dp));
         if (::mkdir(dp.c_str(), 0700) != 0) return Error::FromErrno("mkdir " + dp);
         SPECULA_TRY(MergeDir(sp, dp));
         SPECULA_TRY(CopyMeta(sp, sb, dp));
@@ -130,7 +130,7 @@ class Squasher {
         }
         continue;
       }
-      if (have) SPECULA_TRY(store::RemoveTree(dp));
+      if (have) SPECULA_TRY(RemoveTree(dp));
       // Whiteouts are copied like any leaf: they must go on hiding the base.
       SPECULA_TRY(CopyLeaf(sp, sb, dp));
     }

@@ -5,10 +5,12 @@
 #include <algorithm>
 
 #include "common/crash_point.h"
+#include "common/files.h"
+#include "common/time.h"
+#include "runtime/api/match.h"
+#include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
-#include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core {
 
@@ -24,7 +26,7 @@ int64_t MsBetween(steady_clock::time_point a, steady_clock::time_point b) {
 // The instrumentation's contribution to a commit's answer.
 void FillReport(CommitResult& out, const std::optional<instrument::BranchReport>& rep) {
   if (!rep) return;
-  out.lossy_effects = instrument::LossyEffectLines(*rep);
+  out.lossy_effects = instrument::EscapedLossyEffects(*rep);
   for (const auto& f : rep->flags) {
     if (std::find(out.flags.begin(), out.flags.end(), f) == out.flags.end()) out.flags.push_back(f);
   }
@@ -70,10 +72,10 @@ constexpr const char* kOtherCommand = "discarded: commit of a different command"
 Result<CommitResult> SessionManager::Commit(const std::string& session, const std::string& command,
                                             milliseconds timeout) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
-  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
   auto commit_start = steady_clock::now();
-  std::string want = NormaliseCommand(command, s->policy.speculation.normalisations);
+  std::string want = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   std::shared_ptr<Branch> hit;
   std::string head;
   {
@@ -154,7 +156,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         hit->error = "promote: " + promoted.error().ToString();
       }
       (void)RecordBranch(*hit, BranchState::kFailed, "");
-      (void)store::RemoveTree(store_->BranchDir(hit->id));
+      (void)RemoveTree(store_->BranchDir(hit->id));
     }
   }
   DiscardAllLocked(*s, kOtherCommand);
@@ -165,7 +167,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   run->session = session;
   run->parent_checkpoint = head;
   run->command = command;
-  run->created_ms = store::NowMs();
+  run->created_ms = NowMs();
   SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(head));
   run->parent_has_image = ckpt.has_process_image;
   SPECULA_TRY(store_->PutBranch(store::BranchRecord{run->id, session, head, command,
@@ -176,7 +178,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     if (run->probe) (void)run->probe->Discard();
     run->error = e.ToString();  // run is this thread's own: nobody else reads it yet
     (void)RecordBranch(*run, BranchState::kFailed, "");
-    (void)store::RemoveTree(store_->BranchDir(run->id));
+    (void)RemoveTree(store_->BranchDir(run->id));
     return std::move(e.Context("commit " + session));
   };
   auto sb = ForkSandbox(*s, ckpt, *run, /*speculative=*/false);
@@ -273,7 +275,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
   if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
   // Failed is final even while the branch waits in memory for its discard.
   if (info.state == BranchState::kFailed) info.reason = "failed: " + info.error;
-  auto bytes = store::DiskUsage(store_->BranchDir(info.id) + "/upper");
+  auto bytes = DiskUsage(store_->BranchDir(info.id) + "/upper");
   if (bytes.ok()) info.upper_bytes = *bytes;
   return info;
 }
@@ -359,7 +361,7 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
     // Gone (promoted into a layer, removed by a discard): the last figure stays.
     std::string upper = store_->BranchDir(b.id) + "/upper";
     if (::access(upper.c_str(), F_OK) == 0) {
-      if (auto bytes = store::DiskUsage(upper); bytes.ok()) upper_bytes = *bytes;
+      if (auto bytes = DiskUsage(upper); bytes.ok()) upper_bytes = *bytes;
     }
   }
   u.upper_bytes = upper_bytes;

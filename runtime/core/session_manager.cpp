@@ -7,13 +7,15 @@
 #include <thread>
 
 #include "common/crash_point.h"
+#include "common/files.h"
+#include "common/time.h"
 #include "policies/policy_parser.h"
+#include "runtime/api/match.h"
+#include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
-#include "runtime/core/match.h"
 #include "runtime/core/session_internal.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core {
 
@@ -158,7 +160,7 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
     return Error(Code::kInvalidArgument, "initial cwd must be absolute");
   }
-  SPECULA_TRY(ValidateNormalisations(req.policy.speculation.normalisations));
+  SPECULA_TRY(api::ValidateNormalisations(req.policy.speculation.normalisations));
   if (req.policy.speculation.max_concurrent_branches == 0) {
     return Error(Code::kInvalidArgument, "policy speculation.max_concurrent_branches must be > 0");
   }
@@ -170,7 +172,7 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   s->rec.target = req.target == policy::PromoteTarget::kBase ? "base" : "layer";
   s->rec.policy_text = req.policy_text;
   s->rec.policy_path = req.policy_path;
-  s->rec.created_ms = store::NowMs();
+  s->rec.created_ms = NowMs();
   SPECULA_TRY(store_->PutSession(s->rec));
   store::CheckpointRecord root;
   SPECULA_ASSIGN_OR_RETURN(root.id, store::NewId('c'));
@@ -226,7 +228,7 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
                                                                      Branch& b, bool speculative) {
   const std::string& branch_id = b.id;
   std::string dir = store_->BranchDir(branch_id);
-  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(store::MakeDirs(dir + sub, 0700));
+  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(MakeDirs(dir + sub, 0700));
   sandbox::SandboxSpec spec;
   spec.base = s.rec.base;
   SPECULA_ASSIGN_OR_RETURN(spec.layers, CheckpointLayerDirs(ckpt.id));
@@ -295,7 +297,7 @@ void SessionManager::FinishProbe(Branch& b) {
 Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
                                               milliseconds timeout) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
-  if (command.find('\0') != std::string::npos) return Error(Code::kInvalidArgument, "command contains NUL");
+  SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
   auto b = std::make_shared<Branch>();
   {
@@ -311,8 +313,8 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(b->parent_checkpoint));
   b->session = session;
   b->command = command;
-  b->normalised = NormaliseCommand(command, s->policy.speculation.normalisations);
-  b->created_ms = store::NowMs();
+  b->normalised = api::NormaliseCommand(command, s->policy.speculation.normalisations);
+  b->created_ms = NowMs();
   b->parent_has_image = ckpt.has_process_image;
   SPECULA_TRY(store_->PutBranch(store::BranchRecord{b->id, session, b->parent_checkpoint, command,
                                                     ToString(BranchState::kStarting), "", b->created_ms,
@@ -437,9 +439,9 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
     upper = b->recorded_upper;
   }
   if (!upper) {
-    if (auto bytes = store::DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
+    if (auto bytes = DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
   }
-  if (Status st = store::RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
+  if (Status st = RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
   }
   if (Status st = RecordBranch(*b, BranchState::kDiscarded, reason, upper); !st.ok()) {
@@ -547,7 +549,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     c.layer_bytes = rep->bytes;
   }
   SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
-  c.created_ms = store::NowMs();
+  c.created_ms = NowMs();
   CrashPoint("checkpoint.before-head");
   SPECULA_TRY(store_->PutCheckpointAsHead(c));
   CrashPoint("checkpoint.after-head");
@@ -565,7 +567,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     std::lock_guard lock(b.mu);
     b.state = BranchState::kPromoted;
   }
-  if (Status st = store::RemoveTree(store_->BranchDir(b.id)); !st.ok()) {
+  if (Status st = RemoveTree(store_->BranchDir(b.id)); !st.ok()) {
     spdlog::warn("promote {}: cleanup: {}", b.id, st.ToString());
   }
   return c.id;
@@ -582,7 +584,7 @@ Result<std::vector<std::string>> SessionManager::MaybeSquash(Session& s, std::ve
   SPECULA_ASSIGN_OR_RETURN(std::string tmp_id, store::NewId('q'));
   std::string tmp = store_->BranchDir(tmp_id);
   if (Status st = SquashLayers(dirs, tmp); !st.ok()) {
-    (void)store::RemoveTree(tmp);
+    (void)RemoveTree(tmp);
     return std::move(st).error().Context("squash " + std::to_string(n) + " layers");
   }
   SPECULA_ASSIGN_OR_RETURN(auto merged, store_->SealLayer(s.rec.id, tmp, oldest));

@@ -111,7 +111,9 @@ struct CommitResult {
   int64_t duration_ms = 0;  // the action's own run time
   int64_t saved_ms = 0;     // run time the caller did not wait for thanks to a hit
   std::string head;         // the new head checkpoint
-  std::vector<std::string> lossy_effects;
+  // The lossy-path changes the action made (writes, creates, deletes; not
+  // restores), as the branch's lossy journal recorded them.
+  std::vector<lossy::LossyRecord> lossy_effects;
   std::vector<std::string> flags;  // e.g. "restored_processes", "nondeterministic"
 };
 
@@ -138,7 +140,9 @@ class SessionManager {
   Status DestroySession(const std::string& session);
 
   // Starts a branch from the head running `command`; returns its id at once.
-  // timeout 0: the policy's action timeout.
+  // timeout 0: the policy's action timeout. A command that breaks the
+  // contract's rule (api::ValidateCommand: blank, over 1 MiB, a NUL byte) is
+  // invalid_argument, here as at the daemon's socket.
   Result<std::string> Speculate(const std::string& session, const std::string& command,
                                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // The authoritative action (DESIGN.md contract 2).

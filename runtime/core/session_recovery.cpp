@@ -6,11 +6,11 @@
 
 #include <set>
 
+#include "common/files.h"
 #include "runtime/apply/apply.h"
-#include "runtime/lossy/lossy_journal.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/session_internal.h"
-#include "runtime/store/fs_util.h"
+#include "runtime/lossy/lossy_journal.h"
 
 namespace specula::core {
 namespace {
@@ -71,7 +71,7 @@ Status SessionManager::RecoverAfterCrash() {
     // What the branch wrote before the crash, for branch.show afterwards
     // (its report and result were recorded when its action finished).
     if (unfinished.count(d) != 0) {
-      if (auto bytes = store::DiskUsage(dir + "/upper"); bytes.ok()) {
+      if (auto bytes = DiskUsage(dir + "/upper"); bytes.ok()) {
         store::BranchUpdate u;
         u.upper_bytes = *bytes;
         if (Status rec = store_->UpdateBranch(d, u); !rec.ok()) {
@@ -79,7 +79,7 @@ Status SessionManager::RecoverAfterCrash() {
         }
       }
     }
-    SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+    SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
   }
 
   // Promotes to the base interrupted by the crash: finish or undo each
@@ -103,7 +103,7 @@ Status SessionManager::RecoverAfterCrash() {
       // session's directories (DeleteSession deletes rows first). Whatever
       // state the journal is in, nobody can roll back through it any more.
       spdlog::warn("crash recovery: journal {} of destroyed session {}: removed", dir, session);
-      SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+      SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
       continue;
     }
     if (base == base_of.end()) {
@@ -134,7 +134,7 @@ Status SessionManager::RecoverAfterCrash() {
     }
     spdlog::warn("crash recovery: promote {} of session {} was interrupted (journal {}): undone", ckpt_id, session,
                  rep.state_found);
-    SPECULA_TRY_CTX(store::RemoveTree(dir), "crash recovery");
+    SPECULA_TRY_CTX(RemoveTree(dir), "crash recovery");
   }
   return Status::Ok();
 }

@@ -1,5 +1,4 @@
 #include "runtime/criu/criu_driver.h"
-#include "runtime/doctor/doctor.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -17,9 +16,10 @@
 #include <sstream>
 
 #include "common/crash_point.h"
+#include "common/files.h"
 #include "common/paths.h"
 #include "common/spawn.h"
-#include "runtime/store/fs_util.h"
+#include "runtime/criu/breakpoint_probe.h"
 
 namespace specula::criu {
 namespace {
@@ -94,8 +94,8 @@ Error CriuFailed(const std::string& what, const SpawnResult& r, const std::strin
 bool CriuOptions::DefaultNoBreakpoints() {
   const char* v = std::getenv("SPECULA_CRIU_FAULT");
   if (v != nullptr && *v != '\0') return std::string(v) != "0";
-  // The doctor's real probe (a debug-register breakpoint set with ptrace,
-  // cached per boot): CRIU's parasite exit relies on hardware breakpoints, and
+  // The real probe (a debug-register breakpoint set with ptrace, cached per
+  // boot; `specula doctor` refreshes it): CRIU's parasite exit relies on hardware breakpoints, and
   // where they do not fire a dump hangs, so CRIU_FAULT=130 is needed.
   return CriuNeedsNoBreakpoints();
 }
@@ -107,7 +107,7 @@ Result<std::unique_ptr<CriuDriver>> CriuDriver::Create(CriuOptions opts) {
   }
   std::unique_ptr<CriuDriver> d(new CriuDriver(std::move(opts)));
   if (!d->opts_.kdat_dir.empty()) {
-    if (Status st = store::MakeDirs(d->opts_.kdat_dir, 0700); !st.ok()) {
+    if (Status st = MakeDirs(d->opts_.kdat_dir, 0700); !st.ok()) {
       return std::move(st).error().Context("criu kdat dir");
     }
     // A tmpfs because CRIU only trusts (and only writes) its cache on one:
@@ -146,7 +146,7 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   if (req.image_dir.empty() || req.image_dir[0] != '/') {
     return Error(Code::kInvalidArgument, "criu dump: image dir must be absolute");
   }
-  if (Status st = store::MakeDirs(req.image_dir, 0700); !st.ok()) {
+  if (Status st = MakeDirs(req.image_dir, 0700); !st.ok()) {
     return std::move(st).error().Context("criu dump");
   }
   SpawnOptions so;
@@ -183,7 +183,7 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   if (!r.success()) return CriuFailed("dump of pid " + std::to_string(req.pid), r, req.image_dir + "/dump.log");
   DumpResult out;
   out.duration = r.duration;
-  SPECULA_ASSIGN_OR_RETURN(out.image_bytes, store::DiskUsage(req.image_dir));
+  SPECULA_ASSIGN_OR_RETURN(out.image_bytes, DiskUsage(req.image_dir));
   return out;
 }
 
@@ -191,7 +191,7 @@ Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
   for (const auto* p : {&req.image_dir, &req.work_dir, &req.root}) {
     if (p->empty() || (*p)[0] != '/') return Error(Code::kInvalidArgument, "criu restore: paths must be absolute");
   }
-  if (Status st = store::MakeDirs(req.work_dir, 0700); !st.ok()) {
+  if (Status st = MakeDirs(req.work_dir, 0700); !st.ok()) {
     return std::move(st).error().Context("criu restore");
   }
   std::string pidfile = req.work_dir + "/restore.pid";

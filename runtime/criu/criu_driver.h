@@ -23,7 +23,7 @@ struct CriuOptions {
   std::string criu_path;  // empty: CriuPath()
   // CRIU_FAULT=130: CRIU's "no hardware breakpoints" switch. Default from
   // $SPECULA_CRIU_FAULT ("0" off, anything else on), else from
-  // runtime/doctor's breakpoint probe (CriuNeedsNoBreakpoints, cached per boot).
+  // the breakpoint probe (breakpoint_probe.h, cached per boot).
   bool no_breakpoints = DefaultNoBreakpoints();
   std::chrono::milliseconds timeout{30000};
   // Directory for the driver's private kdat tmpfs; empty: no tmpfs (CRIU

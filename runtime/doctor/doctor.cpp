@@ -6,7 +6,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/doctor/breakpoint_probe.h"
 #include "runtime/doctor/checks.h"
 
 namespace specula {
@@ -131,21 +130,6 @@ int DoctorCommand(bool json, std::ostream& out) {
     out << FormatDoctorTable(report);
   }
   return report.ok() ? 0 : 1;
-}
-
-bool CriuNeedsNoBreakpoints(const std::string& cache_path) {
-  auto cached = doctor::ReadBreakpointCache(cache_path);
-  if (cached.ok()) return !*cached;
-  if (cached.error().code() != Code::kNotFound) {
-    spdlog::warn("ignoring breakpoint cache: {}", cached.error().ToString());
-  }
-  doctor::BreakpointProbeResult r =
-      doctor::ProbeHardwareBreakpoints(std::chrono::milliseconds(1000));
-  spdlog::debug("hardware breakpoint probe: {}", r.detail);
-  if (Status st = doctor::WriteBreakpointCache(cache_path, r.fired); !st.ok()) {
-    spdlog::warn("{}", st.ToString());
-  }
-  return !r.fired;
 }
 
 }  // namespace specula

@@ -4,8 +4,8 @@
 // `criu check`, arm a hardware breakpoint), never by reading configs.
 // docs/doctor.md lists every check, what its status means and what to do.
 //
-// The CLI (runtime/bin) calls DoctorCommand; the daemon and the CRIU driver
-// may call RunDoctor / CriuNeedsNoBreakpoints directly.
+// The CLI calls DoctorCommand. The hardware-breakpoint probe it runs lives
+// beside the CRIU driver, which needs its answer (runtime/criu/breakpoint_probe.h).
 #pragma once
 
 #include <chrono>
@@ -16,10 +16,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace specula {
+#include "runtime/criu/breakpoint_probe.h"
 
-// Where the breakpoint probe's answer is cached (see CriuNeedsNoBreakpoints).
-inline constexpr const char* kBreakpointCachePath = "/run/specula/hw-breakpoints";
+namespace specula {
 
 enum class CheckStatus {
   kOk,        // works as the design needs
@@ -54,8 +53,8 @@ struct DoctorOptions {
   std::string criu_path;                               // empty: CriuPath()
   std::string scratch_dir = "/tmp";                    // parent of the probes' temp dirs
   // The doctor always re-probes breakpoints and refreshes this cache (empty:
-  // don't write one). See CriuNeedsNoBreakpoints.
-  std::string breakpoint_cache = kBreakpointCachePath;
+  // don't write one). See criu::CriuNeedsNoBreakpoints.
+  std::string breakpoint_cache = criu::kBreakpointCachePath;
 };
 
 // Runs every check (well under a second here). Never fails: a probe that
@@ -74,13 +73,5 @@ nlohmann::json DoctorJson(const DoctorReport& report);
 // the JSON (one line) to out. Returns the exit status: 0 if no required check
 // is missing, else 1.
 int DoctorCommand(bool json, std::ostream& out);
-
-// Whether CRIU must run with CRIU_FAULT=130 (no hardware breakpoints) here.
-// Reads the cache written by the doctor or by an earlier call; on a miss (no
-// file, or written in another boot) runs the breakpoint probe (at most ~1 s)
-// and writes the cache. If the cache cannot be written the answer is still
-// right, only not cached. Errs on the safe side: if the probe cannot tell,
-// the answer is true (CRIU_FAULT=130 always works, it is only slower).
-bool CriuNeedsNoBreakpoints(const std::string& cache_path = kBreakpointCachePath);
 
 }  // namespace specula

@@ -17,8 +17,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "runtime/doctor/checks.h"
-#include "runtime/doctor/file_util.h"
 #include "runtime/doctor/kernel_probes.h"
 
 namespace specula::doctor {

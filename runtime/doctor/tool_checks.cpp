@@ -16,7 +16,7 @@
 #include "common/paths.h"
 #include "common/spawn.h"
 #include "ebpf/probe.h"
-#include "runtime/doctor/breakpoint_probe.h"
+#include "runtime/criu/breakpoint_probe.h"
 #include "runtime/doctor/checks.h"
 
 namespace specula::doctor {
@@ -121,10 +121,10 @@ DoctorCheck CriuCheckCheck(const std::string& criu, bool usable,
 }
 
 DoctorCheck BreakpointCheck(const DoctorOptions& o) {
-  BreakpointProbeResult r = ProbeHardwareBreakpoints(o.breakpoint_timeout);
+  criu::BreakpointProbeResult r = criu::ProbeHardwareBreakpoints(o.breakpoint_timeout);
   std::string cache_note;
   if (!o.breakpoint_cache.empty()) {
-    Status st = WriteBreakpointCache(o.breakpoint_cache, r.fired);
+    Status st = criu::WriteBreakpointCache(o.breakpoint_cache, r.fired);
     if (!st.ok()) {
       spdlog::warn("doctor: {}", st.ToString());
       cache_note = " (cache not written: " + st.error().message() + ")";

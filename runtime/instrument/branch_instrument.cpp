@@ -80,12 +80,11 @@ nlohmann::json ToJson(const BranchReport& report) {
             {"running", report.checkpoint.running}}}};
 }
 
-std::vector<std::string> LossyEffectLines(const BranchReport& report) {
-  std::vector<std::string> out;
+std::vector<lossy::LossyRecord> EscapedLossyEffects(const BranchReport& report) {
+  std::vector<lossy::LossyRecord> out;
   for (const auto& r : report.lossy_effects) {
     using K = lossy::LossyRecord::Kind;
-    // Restores and skipped paths are bookkeeping, not effects that escaped.
-    if (r.kind == K::kWrite || r.kind == K::kCreate || r.kind == K::kDelete) out.push_back(r.tag + ": " + r.path);
+    if (r.kind == K::kWrite || r.kind == K::kCreate || r.kind == K::kDelete) out.push_back(r);
   }
   return out;
 }

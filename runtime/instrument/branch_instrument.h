@@ -94,9 +94,10 @@ inline bool ReadNondeterministicInputAfterStartup(std::span<const ebpf::EffectEv
   return ReadNondeterministicInputAfterStartup(events, pending);
 }
 
-// "<tag>: <path>" per lossy change (not restores): the text form the core's
-// CommitResult::lossy_effects carries.
-std::vector<std::string> LossyEffectLines(const BranchReport& report);
+// The lossy changes of the action (writes, creates, deletes): the effects
+// that escaped the sandbox, which a commit reports. Restores and skipped
+// paths are the journal's bookkeeping, not effects.
+std::vector<lossy::LossyRecord> EscapedLossyEffects(const BranchReport& report);
 
 struct InstrumentationOptions {
   bool tracing = true;  // false: never load the tracer (reports are "untraced")

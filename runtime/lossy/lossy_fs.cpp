@@ -2,11 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -145,51 +143,6 @@ std::string Octal(uint32_t mode) {
 
 }  // namespace
 
-Result<UniqueFd> OpenBeneath(int root, const std::string& rel, uint64_t flags, mode_t mode) {
-  struct open_how how {};
-  how.flags = flags | O_CLOEXEC;
-  how.mode = (flags & O_CREAT) ? mode : 0;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  const char* path = rel.empty() ? "." : rel.c_str();
-  long fd;
-  do {
-    fd = ::syscall(SYS_openat2, root, path, &how, sizeof(how));
-  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));  // EAGAIN: a rename raced the lookup
-  if (fd < 0) return Error::FromErrno("openat2 " + rel);
-  return UniqueFd(static_cast<int>(fd));
-}
-
-Result<std::string> ReadAll(int fd, uint64_t cap, bool* over) {
-  std::string out;
-  char buf[16384];
-  *over = false;
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno("read");
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > cap) {
-      *over = true;
-      out.clear();
-      break;
-    }
-  }
-  return out;
-}
-
-Status WriteAll(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno("write");
-    if (n == 0) return Error(Code::kInternal, "write: no progress");
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
 Result<std::vector<FileImage>> Snapshot(int root, const std::string& rel, const SnapshotLimits& limits) {
   std::vector<FileImage> out;
   auto path_fd = OpenBeneath(root, rel, O_PATH);
@@ -254,12 +207,6 @@ std::string RelOf(const std::string& absolute) {
   size_t i = 0;
   while (i < absolute.size() && absolute[i] == '/') ++i;
   return absolute.substr(i);
-}
-
-std::string JoinRel(const std::string& dir, const std::string& rel) {
-  if (rel.empty()) return dir;
-  if (dir.empty()) return rel;
-  return dir + "/" + rel;
 }
 
 }  // namespace specula::lossy::internal

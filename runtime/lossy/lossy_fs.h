@@ -1,7 +1,7 @@
 // File operations of the lossy journal, each resolved beneath a root
-// directory fd without following any symlink (openat2 RESOLVE_BENEATH |
-// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): a branch that replaced a lossy
-// path with a symlink cannot make the journal read or restore another file.
+// directory fd without following any symlink (common/safe_fs.h OpenBeneath):
+// a branch that replaced a lossy path with a symlink cannot make the journal
+// read or restore another file.
 #pragma once
 
 #include <cstdint>
@@ -9,20 +9,11 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 #include "runtime/lossy/lossy_journal.h"
 
 namespace specula::lossy::internal {
-
-// openat2(root, rel) with `flags` (O_CLOEXEC added); rel "" is the root.
-Result<UniqueFd> OpenBeneath(int root, const std::string& rel, uint64_t flags, mode_t mode = 0);
-
-// Reads to EOF (works for /proc files, whose size is 0). If more than `cap`
-// bytes are available, returns what was read with *over = true.
-Result<std::string> ReadAll(int fd, uint64_t cap, bool* over);
-// Writes everything in as few write() calls as the kernel allows (a sysctl
-// must receive its value in one write, which a short string always is).
-Status WriteAll(int fd, const std::string& data);
 
 // What a path (file or directory tree) holds now. Regular files are read up
 // to `file_cap` bytes each; bigger ones keep only size and mtime. Symlinks,
@@ -42,7 +33,5 @@ std::string DescribeChange(const LossyJournal::FileImage& before, const LossyJou
 
 // Path relative to the root: "/proc/sys/x" -> "proc/sys/x".
 std::string RelOf(const std::string& absolute);
-// "dir" + "/" + rel, or just dir when rel is empty.
-std::string JoinRel(const std::string& dir, const std::string& rel);
 
 }  // namespace specula::lossy::internal

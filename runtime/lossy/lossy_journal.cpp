@@ -13,25 +13,18 @@
 #include <map>
 #include <memory>
 
+#include "common/time.h"
 #include "runtime/lossy/lossy_fs.h"
 
 namespace specula::lossy {
 namespace {
 
-using internal::JoinRel;
-using internal::OpenBeneath;
 using internal::RelOf;
 using FileImage = LossyJournal::FileImage;
 using Kind = LossyRecord::Kind;
 
 constexpr const char* kDir = "lossy";
 constexpr int kManifestVersion = 1;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // The absolute path of `rel` below an entry.
 std::string FullPath(const std::string& entry_path, const std::string& rel) {
@@ -43,7 +36,7 @@ Status WriteStateFile(const std::string& path, const std::string& data, bool dur
   std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return Error::FromErrno("create " + tmp);
-  SPECULA_TRY_CTX(internal::WriteAll(fd.get(), data), "write " + tmp);
+  SPECULA_TRY_CTX(WriteAll(fd.get(), data), "write " + tmp);
   if (durable && ::fsync(fd.get()) != 0) return Error::FromErrno("fsync " + tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::FromErrno("rename " + tmp);
   return Status::Ok();
@@ -53,7 +46,7 @@ Result<std::string> ReadStateFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return Error::FromErrno("open " + path);
   bool over = false;
-  SPECULA_ASSIGN_OR_RETURN(std::string data, internal::ReadAll(fd.get(), 1ULL << 30, &over));
+  SPECULA_ASSIGN_OR_RETURN(std::string data, ReadAll(fd.get(), 1ULL << 30, &over));
   if (over) return Error(Code::kDataLoss, path + ": too large");
   return data;
 }
@@ -126,6 +119,32 @@ nlohmann::json LossyRecord::ToJson() const {
           {"time_unix_ms", time_unix_ms},
           {"pre_image", pre_image},
           {"detail", detail}};
+}
+
+Result<LossyRecord> LossyRecord::FromJson(const nlohmann::json& j) {
+  try {
+    LossyRecord r;
+    std::string kind = j.at("kind").get<std::string>();
+    bool known = false;
+    for (Kind k : {Kind::kWrite, Kind::kCreate, Kind::kDelete, Kind::kRestore, Kind::kRestoreFailed, Kind::kSkipped}) {
+      if (kind == ToString(k)) {
+        r.kind = k;
+        known = true;
+      }
+    }
+    if (!known) return Error(Code::kDataLoss, "lossy record: unknown kind \"" + kind + "\"");
+    r.path = j.at("path").get<std::string>();
+    r.rule = j.value("rule", "");
+    r.tag = j.value("tag", "");
+    r.compensation = j.value("compensation", "restore") == "none" ? policy::Compensation::kNone
+                                                                  : policy::Compensation::kRestore;
+    r.time_unix_ms = j.value("time_unix_ms", int64_t{0});
+    r.pre_image = j.value("pre_image", "");
+    r.detail = j.value("detail", "");
+    return r;
+  } catch (const std::exception& e) {
+    return Error(Code::kDataLoss, std::string("lossy record: ") + e.what());
+  }
 }
 
 Result<LossyJournal> LossyJournal::Prepare(const policy::Policy& policy, const std::string& state_dir,
@@ -231,7 +250,7 @@ Status LossyJournal::Journal(std::vector<LossyRecord>& out, LossyRecord record) 
   std::string path = state_dir_ + "/" + kDir + "/journal.jsonl";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return Error::FromErrno("lossy journal: open " + path);
-  return internal::WriteAll(fd.get(), line).Context("lossy journal: append " + path);
+  return WriteAll(fd.get(), line).Context("lossy journal: append " + path);
 }
 
 Status LossyJournal::WriteManifest() const {
@@ -443,7 +462,7 @@ Result<std::vector<LossyRecord>> LossyJournal::Restore() {
       bool write_content = !f.is_dir && (created || !cur->captured || cur->content != f.content);
       if (write_content) {
         // One write() for a short value: a sysctl parses each write on its own.
-        if (Status st = internal::WriteAll(fd.get(), f.content); !st.ok()) {
+        if (Status st = WriteAll(fd.get(), f.content); !st.ok()) {
           SPECULA_TRY(journal(Kind::kRestoreFailed, f, "write back: " + st.error().message()));
           continue;
         }

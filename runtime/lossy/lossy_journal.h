@@ -70,6 +70,9 @@ struct LossyRecord {
   std::string detail;     // "60 -> 10" for short text, "mode 644 -> 600", or an error
 
   nlohmann::json ToJson() const;
+  // The inverse of ToJson (a branch's report keeps its records as JSON);
+  // kDataLoss when `j` is not such a record.
+  static Result<LossyRecord> FromJson(const nlohmann::json& j);
 };
 
 const char* ToString(LossyRecord::Kind kind);

@@ -96,6 +96,7 @@ Result<Json> Client::Call(std::string_view method, const Json& params, std::chro
     while (auto reply_line = in_.NextLine()) {
       if (reply_line->empty()) continue;
       SPECULA_ASSIGN_OR_RETURN(Reply reply, DecodeReply(*reply_line));
+      if (reply.notification) continue;  // not a reply to anyone
       // id null carries errors the daemon could not attribute to a request
       // (refused connection, oversized message): they are ours too.
       if (reply.id == Json(id) || (reply.id.is_null() && !reply.result.ok())) {

@@ -1,6 +1,8 @@
 // The client side of speculad's socket, used by the CLI, the tests and the
-// agents: connect, then blocking calls, one at a time per Client. Daemon
-// errors come back as the Error the daemon built (same Code, message, hint).
+// agents: connect, then blocking calls, one at a time per Client, either
+// typed (a request of the wire contract, runtime/api/wire.h, in; its
+// response out) or as raw JSON. Daemon errors come back as the Error the
+// daemon built (same Code, message, hint).
 #pragma once
 
 #include <chrono>
@@ -11,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "runtime/api/wire.h"
 #include "runtime/rpc/framing.h"
 #include "runtime/rpc/protocol.h"
 
@@ -31,6 +34,14 @@ class Client {
   // (the connection is then unusable: a late reply would be misattributed).
   Result<Json> Call(std::string_view method, const Json& params = Json::object(),
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+  // A typed call: the request's method and params, the reply decoded.
+  template <api::WireRequest Request>
+  Result<typename Request::Response> Call(const Request& request,
+                                          std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    SPECULA_ASSIGN_OR_RETURN(Json reply, Call(Request::kMethod, api::ToJson(request), timeout));
+    return api::FromJson<typename Request::Response>(reply, Request::kMethod);
+  }
 
   const std::string& socket_path() const { return socket_path_; }
   int fd() const { return fd_.get(); }

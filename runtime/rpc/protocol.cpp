@@ -159,6 +159,7 @@ Result<Reply> DecodeReply(std::string_view line) {
   if (doc.is_discarded() || !doc.is_object()) {
     return Error(Code::kInternal, "daemon sent a reply that is not a JSON object");
   }
+  if (doc.contains("method") && !doc.contains("id")) return Reply{nullptr, Result<Json>(Json(nullptr)), true};
   Json id = doc.contains("id") ? doc["id"] : Json(nullptr);
   if (auto res = doc.find("result"); res != doc.end()) {
     return Reply{std::move(id), Result<Json>(std::move(*res))};

@@ -71,9 +71,12 @@ std::string EncodeRequest(const Json& id, std::string_view method, const Json& p
 // Client side: one reply line, decoded. A JSON-RPC error reply becomes an
 // Error whose Code is taken from data.kind (falling back to the code number),
 // with the daemon's message and hint. Malformed replies are kInternal errors.
+// A notification from the daemon (an object with a "method" and no "id")
+// is no reply: it comes back with notification set, for the client to skip.
 struct Reply {
   Json id;
   Result<Json> result;
+  bool notification = false;
 };
 Result<Reply> DecodeReply(std::string_view line);
 

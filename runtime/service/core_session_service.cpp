@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <sstream>
 
 #include "common/spawn.h"
+#include "common/time.h"
 #include "common/unique_fd.h"
 #include "policies/policy_parser.h"
 #include "sandbox/sandbox.h"
@@ -22,26 +22,22 @@ namespace {
 // it, so checkpoint.umount cannot be used to unmount anything else.
 constexpr const char* kMountSourcePrefix = "specula-checkpoint:";
 
-std::string Rfc3339(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[40];
-  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return buf;
+api::BranchResult BranchResultOf(const sandbox::ActionResult& r) {
+  return api::BranchResult{r.exit_code, r.signal, static_cast<double>(r.duration.count()),
+                           r.stdout_data.size(), r.stderr_data.size(), r.stdout_truncated || r.stderr_truncated,
+                           r.stdout_data, r.stderr_data};
 }
 
-ActionOutcome Outcome(const sandbox::ActionResult& r) {
-  return ActionOutcome{r.exit_code, r.signal, static_cast<uint64_t>(r.duration.count()),
-                       r.stdout_data.size(), r.stderr_data.size(), r.stdout_truncated || r.stderr_truncated,
-                       r.stdout_data, r.stderr_data};
+// A lossy journal record as the wire shows it, in a commit and in branch.show.
+api::LossyEffect Lossy(const lossy::LossyRecord& r) {
+  return api::LossyEffect{r.tag, lossy::ToString(r.kind), r.path, r.rule,
+                          r.compensation == policy::Compensation::kRestore, r.detail};
 }
 
 // The branch's instrumentation report (runtime/instrument ToJson: effects,
 // lossy_effects, flags, denied_egress) as branch.show's journal, lossy
 // effects and flags. Fields are read defensively: the report is data.
-void AddInstrumentReport(const nlohmann::json& report, BranchDetail& d) {
+void AddInstrumentReport(const nlohmann::json& report, api::BranchDetail& d) {
   auto str = [](const nlohmann::json& j, const char* k) {
     auto it = j.find(k);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -49,7 +45,7 @@ void AddInstrumentReport(const nlohmann::json& report, BranchDetail& d) {
   if (auto it = report.find("effects"); it != report.end() && it->is_array()) {
     for (const auto& e : *it) {
       if (!e.is_object()) continue;
-      EffectEntry entry{str(e, "op"), str(e, "addr").empty() ? str(e, "path") : str(e, "addr"), "", ""};
+      api::JournalEntry entry{str(e, "op"), str(e, "addr").empty() ? str(e, "path") : str(e, "addr"), "", ""};
       std::string path2 = str(e, "path2");
       std::string comm = str(e, "comm");
       entry.detail = path2.empty() ? comm : "-> " + path2;
@@ -62,9 +58,7 @@ void AddInstrumentReport(const nlohmann::json& report, BranchDetail& d) {
   }
   if (auto it = report.find("lossy_effects"); it != report.end() && it->is_array()) {
     for (const auto& l : *it) {
-      if (!l.is_object()) continue;
-      d.lossy_effects.push_back(LossyEffect{str(l, "tag"), str(l, "kind"), str(l, "path"),
-                                            str(l, "compensation") == "restore"});
+      if (auto rec = lossy::LossyRecord::FromJson(l); rec.ok()) d.lossy_effects.push_back(Lossy(*rec));
     }
   }
   if (auto it = report.find("flags"); it != report.end() && it->is_array()) {
@@ -74,21 +68,20 @@ void AddInstrumentReport(const nlohmann::json& report, BranchDetail& d) {
   }
   if (auto it = report.find("denied_egress"); it != report.end() && it->is_number_unsigned() &&
       it->get<uint64_t>() > 0) {
-    d.denied.push_back(SyscallEvent{"connect", std::to_string(it->get<uint64_t>()) +
+    d.denied.push_back(api::SyscallEvent{"connect", std::to_string(it->get<uint64_t>()) +
                                                    " egress attempt(s) denied by policy", "denied"});
   }
 }
 
-BranchSummary Summary(const core::BranchInfo& b) {
-  BranchSummary s{b.id, b.session, core::ToString(b.state), b.command, b.parent_checkpoint,
-                  Rfc3339(b.created_ms), std::nullopt};
-  if (b.result) s.result = Outcome(*b.result);
-  return s;
+void FillSummary(const core::BranchInfo& b, api::BranchSummary& s) {
+  s = api::BranchSummary{b.id, b.session, core::ToString(b.state), b.command, b.parent_checkpoint,
+                         Rfc3339(b.created_ms), std::nullopt};
+  if (b.result) s.result = BranchResultOf(*b.result);
 }
 
-CheckpointInfo Checkpoint(const store::CheckpointRecord& c) {
-  CheckpointInfo info{c.id, c.parent, c.session, c.command, Rfc3339(c.created_ms),
-                      static_cast<uint32_t>(c.layers.size()), c.has_process_image, c.image_bytes, ""};
+api::Checkpoint Checkpoint(const store::CheckpointRecord& c) {
+  api::Checkpoint info{c.id, c.parent, c.session, c.command, Rfc3339(c.created_ms),
+                       static_cast<uint32_t>(c.layers.size()), c.has_process_image, c.image_bytes, ""};
   if (auto shell = sandbox::ShellState::Parse(c.shell_state); shell.ok()) info.cwd = shell->cwd;
   return info;
 }
@@ -178,26 +171,26 @@ Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::
   return std::unique_ptr<CoreSessionService>(new CoreSessionService(std::move(manager)));
 }
 
-SessionInfo CoreSessionService::Convert(const core::SessionInfo& s) {
+api::Session CoreSessionService::Convert(const core::SessionInfo& s) {
   const auto& r = s.record;
-  SessionInfo info{r.id, r.name, r.base, r.target,
+  api::Session info{r.id, r.name, r.base, r.target,
                    r.policy_path.empty() ? (r.policy_text.empty() ? "default" : "(inline)") : r.policy_path,
                    r.head, Rfc3339(r.created_ms), 0, static_cast<uint32_t>(s.live_branches)};
   if (auto cps = manager_->ListCheckpoints(r.id); cps.ok()) info.checkpoints = static_cast<uint32_t>(cps->size());
   return info;
 }
 
-Result<CreateSessionResponse> CoreSessionService::CreateSession(const CreateSessionRequest& req) {
+Result<api::CreateSessionResponse> CoreSessionService::CreateSession(const api::CreateSessionRequest& req) {
   core::CreateSessionRequest c;
   c.name = req.name;
   c.base = req.base;
   c.target = req.target == "base" ? policy::PromoteTarget::kBase : policy::PromoteTarget::kLayer;
   c.policy = policy::DefaultPolicy();
-  if (!req.policy_file.empty()) {
+  if (!req.policy.empty()) {
     // An absolute path, or the name of a shipped policy ("sysadmin").
-    std::string path = req.policy_file.front() == '/' ? req.policy_file : policy::FindShippedPolicy(req.policy_file);
+    std::string path = req.policy.front() == '/' ? req.policy : policy::FindShippedPolicy(req.policy);
     if (path.empty()) {
-      return Error(Code::kNotFound, "no policy file or shipped policy \"" + req.policy_file + "\"")
+      return Error(Code::kNotFound, "no policy file or shipped policy \"" + req.policy + "\"")
           .WithHint("pass an absolute path, or one of default, sysadmin, kernel-tuning");
     }
     std::ifstream in(path);
@@ -211,36 +204,41 @@ Result<CreateSessionResponse> CoreSessionService::CreateSession(const CreateSess
     c.policy = std::move(*parsed);
   }
   SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->CreateSession(c));
-  return CreateSessionResponse{s.record.id, s.record.head};
+  return api::CreateSessionResponse{s.record.id, s.record.head};
 }
 
-Result<std::vector<SessionInfo>> CoreSessionService::ListSessions() {
+Result<std::vector<api::Session>> CoreSessionService::ListSessions(const api::ListSessionsRequest&) {
   SPECULA_ASSIGN_OR_RETURN(auto sessions, manager_->ListSessions());
-  std::vector<SessionInfo> out;
+  std::vector<api::Session> out;
   for (const auto& s : sessions) out.push_back(Convert(s));
   return out;
 }
 
-Result<SessionInfo> CoreSessionService::ShowSession(const std::string& session) {
-  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(session));
+Result<api::Session> CoreSessionService::ShowSession(const api::ShowSessionRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(req.session));
   return Convert(s);
 }
 
-Status CoreSessionService::DestroySession(const std::string& session) { return manager_->DestroySession(session); }
-
-Result<std::string> CoreSessionService::Rollback(const std::string& session, const std::string& checkpoint) {
-  SPECULA_TRY(manager_->Rollback(session, checkpoint));
-  return checkpoint;
+Result<api::DestroySessionResponse> CoreSessionService::DestroySession(const api::DestroySessionRequest& req) {
+  SPECULA_TRY(manager_->DestroySession(req.session));
+  return api::DestroySessionResponse{req.session, true};
 }
 
-Result<std::string> CoreSessionService::Speculate(const ActionRequest& req) {
-  return manager_->Speculate(req.session, req.command, std::chrono::milliseconds(req.timeout_ms));
+Result<api::RollbackResponse> CoreSessionService::Rollback(const api::RollbackRequest& req) {
+  SPECULA_TRY(manager_->Rollback(req.session, req.checkpoint));
+  return api::RollbackResponse{req.session, req.checkpoint};
 }
 
-Result<CommitResponse> CoreSessionService::Commit(const ActionRequest& req) {
+Result<api::SpeculateResponse> CoreSessionService::Speculate(const api::SpeculateRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(std::string branch,
+                           manager_->Speculate(req.session, req.command, std::chrono::milliseconds(req.timeout_ms)));
+  return api::SpeculateResponse{std::move(branch)};
+}
+
+Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest& req) {
   SPECULA_ASSIGN_OR_RETURN(core::CommitResult r,
                            manager_->Commit(req.session, req.command, std::chrono::milliseconds(req.timeout_ms)));
-  CommitResponse out;
+  api::CommitResponse out;
   out.hit = r.hit;
   out.branch = r.branch;
   out.exit_code = r.exit_code;
@@ -248,28 +246,17 @@ Result<CommitResponse> CoreSessionService::Commit(const ActionRequest& req) {
   out.stdout_text = std::move(r.stdout_data);
   out.stderr_text = std::move(r.stderr_data);
   out.truncated = r.truncated;
-  out.duration_ms = static_cast<uint64_t>(std::max<int64_t>(0, r.duration_ms));
-  out.saved_ms = static_cast<uint64_t>(std::max<int64_t>(0, r.saved_ms));
+  out.duration_ms = static_cast<double>(std::max<int64_t>(0, r.duration_ms));
+  out.saved_ms = static_cast<double>(std::max<int64_t>(0, r.saved_ms));
   out.head = r.head;
-  // The core reports lossy effects as text for now ("<tag>: <path>").
-  for (const auto& e : r.lossy_effects) {
-    LossyEffect le;
-    auto colon = e.find(": ");
-    if (colon != std::string::npos) {
-      le.tag = e.substr(0, colon);
-      le.path = e.substr(colon + 2);
-    } else {
-      le.path = e;
-    }
-    le.kind = "write";
-    out.lossy_effects.push_back(std::move(le));
-  }
+  for (const auto& e : r.lossy_effects) out.lossy_effects.push_back(Lossy(e));
   out.flags = r.flags;
   if (r.timed_out) out.flags.push_back("timed_out");
   return out;
 }
 
-Result<AbortResponse> CoreSessionService::Abort(const std::string& session) {
+Result<api::AbortResponse> CoreSessionService::Abort(const api::AbortRequest& req) {
+  const std::string& session = req.session;
   // The core does not count what it discards; count the live ones first.
   uint32_t live = 0;
   if (auto branches = manager_->ListBranches(session); branches.ok()) {
@@ -281,25 +268,25 @@ Result<AbortResponse> CoreSessionService::Abort(const std::string& session) {
     }
   }
   SPECULA_TRY(manager_->Abort(session));
-  return AbortResponse{live};
+  return api::AbortResponse{live};
 }
 
-Result<std::vector<BranchSummary>> CoreSessionService::ListBranches(const std::string& session) {
-  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(session));
-  std::vector<BranchSummary> out;
-  for (const auto& b : branches) out.push_back(Summary(b));
+Result<std::vector<api::BranchSummary>> CoreSessionService::ListBranches(const api::ListBranchesRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(req.session));
+  std::vector<api::BranchSummary> out(branches.size());
+  for (size_t i = 0; i < branches.size(); ++i) FillSummary(branches[i], out[i]);
   return out;
 }
 
-Result<BranchDetail> CoreSessionService::ShowBranch(const std::string& branch) {
-  SPECULA_ASSIGN_OR_RETURN(core::BranchInfo b, manager_->ShowBranch(branch));
-  BranchDetail d;
-  d.summary = Summary(b);
+Result<api::BranchDetail> CoreSessionService::ShowBranch(const api::ShowBranchRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(core::BranchInfo b, manager_->ShowBranch(req.branch));
+  api::BranchDetail d;
+  FillSummary(b, d);
   d.upper_bytes = b.upper_bytes;
   for (const auto& call : b.deferred) {
     std::string args;
     for (uint64_t a : call.args) args += (args.empty() ? "" : ", ") + Hex(a);
-    d.deferred.push_back(SyscallEvent{call.syscall, "pid " + std::to_string(call.pid) + ": " + args, "waiting"});
+    d.deferred.push_back(api::SyscallEvent{call.syscall, "pid " + std::to_string(call.pid) + ": " + args, "waiting"});
   }
   // The error stays even when a failed branch was later discarded.
   if (!b.error.empty()) d.flags.push_back("failed: " + b.error);
@@ -310,9 +297,10 @@ Result<BranchDetail> CoreSessionService::ShowBranch(const std::string& branch) {
   return d;
 }
 
-Result<BranchDiff> CoreSessionService::DiffBranch(const std::string& branch) {
+Result<api::BranchDiff> CoreSessionService::DiffBranch(const api::DiffBranchRequest& req) {
+  const std::string& branch = req.branch;
   SPECULA_ASSIGN_OR_RETURN(auto changes, manager_->DiffBranch(branch));
-  BranchDiff d{branch, {}};
+  api::BranchDiff d{branch, {}};
   // Text diffs need the branch's upper dir (gone once promoted or
   // discarded) and the view it was forked from: the checkpoint's layers
   // over the base. Without them the list of changes is still returned.
@@ -328,7 +316,7 @@ Result<BranchDiff> CoreSessionService::DiffBranch(const std::string& branch) {
     }
   }
   for (const auto& c : changes) {
-    FileChange f{c.path, core::ToString(c.kind), "", ""};
+    api::DiffFile f{c.path, core::ToString(c.kind), "", ""};
     std::string before = c.kind == core::ChangeKind::kAdded ? "" : LowerFile(lowers, c.path);
     std::string after = c.kind == core::ChangeKind::kDeleted || upper.empty() ? "" : upper + c.path;
     f.type = FileType(after.empty() ? before : after);
@@ -338,19 +326,21 @@ Result<BranchDiff> CoreSessionService::DiffBranch(const std::string& branch) {
   return d;
 }
 
-Result<std::vector<CheckpointInfo>> CoreSessionService::ListCheckpoints(const std::string& session) {
-  SPECULA_ASSIGN_OR_RETURN(auto cps, manager_->ListCheckpoints(session));
-  std::vector<CheckpointInfo> out;
+Result<std::vector<api::Checkpoint>> CoreSessionService::ListCheckpoints(const api::ListCheckpointsRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(auto cps, manager_->ListCheckpoints(req.session));
+  std::vector<api::Checkpoint> out;
   for (const auto& c : cps) out.push_back(Checkpoint(c));
   return out;
 }
 
-Result<CheckpointInfo> CoreSessionService::ShowCheckpoint(const std::string& checkpoint) {
-  SPECULA_ASSIGN_OR_RETURN(auto c, manager_->ShowCheckpoint(checkpoint));
+Result<api::Checkpoint> CoreSessionService::ShowCheckpoint(const api::ShowCheckpointRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(auto c, manager_->ShowCheckpoint(req.checkpoint));
   return Checkpoint(c);
 }
 
-Status CoreSessionService::MountCheckpoint(const std::string& checkpoint, const std::string& dir) {
+Result<api::MountCheckpointResponse> CoreSessionService::MountCheckpoint(const api::MountCheckpointRequest& req) {
+  const std::string& checkpoint = req.checkpoint;
+  const std::string& dir = req.dir;
   SPECULA_ASSIGN_OR_RETURN(auto ckpt, manager_->ShowCheckpoint(checkpoint));
   SPECULA_ASSIGN_OR_RETURN(auto session, manager_->ShowSession(ckpt.session));
   SPECULA_ASSIGN_OR_RETURN(std::vector<std::string> layers, manager_->CheckpointLayerDirs(checkpoint));
@@ -368,16 +358,17 @@ Status CoreSessionService::MountCheckpoint(const std::string& checkpoint, const 
   if (::mount(source.c_str(), dir.c_str(), "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
     return Error::FromErrno("mount overlay of " + checkpoint + " at " + dir);
   }
-  return Status::Ok();
+  return api::MountCheckpointResponse{checkpoint, dir};
 }
 
-Status CoreSessionService::UmountCheckpoint(const std::string& dir) {
+Result<api::UmountCheckpointResponse> CoreSessionService::UmountCheckpoint(const api::UmountCheckpointRequest& req) {
+  const std::string& dir = req.dir;
   std::string source = MountSourceAt(dir);
   if (source.rfind(kMountSourcePrefix, 0) != 0) {
     return Error(Code::kInvalidArgument, dir + " is not a checkpoint mounted by `specula mount`");
   }
   if (::umount2(dir.c_str(), UMOUNT_NOFOLLOW) != 0) return Error::FromErrno("umount " + dir);
-  return Status::Ok();
+  return api::UmountCheckpointResponse{dir};
 }
 
 }  // namespace specula::service

@@ -1,7 +1,8 @@
-// The SessionService of a full speculad: the JSON-RPC methods mapped onto
-// the speculation core (runtime/core/session_manager.h). Conversion only,
-// plus checkpoint.mount/umount, which the core leaves to the daemon: a
-// read-only overlay of the checkpoint's layers over the session's base.
+// The SessionService of speculad: the JSON-RPC methods mapped onto the
+// speculation core (runtime/core/session_manager.h). Conversion from the
+// core's records to the wire contract, plus checkpoint.mount/umount, which
+// the core leaves to the daemon: a read-only overlay of the checkpoint's
+// layers over the session's base.
 #pragma once
 
 #include <memory>
@@ -18,26 +19,25 @@ class CoreSessionService final : public SessionService {
   // must run before the socket accepts anyone.
   static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir);
 
-  Status Recover() override { return Status::Ok(); }  // done by Open
-  Result<CreateSessionResponse> CreateSession(const CreateSessionRequest& req) override;
-  Result<std::vector<SessionInfo>> ListSessions() override;
-  Result<SessionInfo> ShowSession(const std::string& session) override;
-  Status DestroySession(const std::string& session) override;
-  Result<std::string> Rollback(const std::string& session, const std::string& checkpoint) override;
-  Result<std::string> Speculate(const ActionRequest& req) override;
-  Result<CommitResponse> Commit(const ActionRequest& req) override;
-  Result<AbortResponse> Abort(const std::string& session) override;
-  Result<std::vector<BranchSummary>> ListBranches(const std::string& session) override;
-  Result<BranchDetail> ShowBranch(const std::string& branch) override;
-  Result<BranchDiff> DiffBranch(const std::string& branch) override;
-  Result<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& session) override;
-  Result<CheckpointInfo> ShowCheckpoint(const std::string& checkpoint) override;
-  Status MountCheckpoint(const std::string& checkpoint, const std::string& dir) override;
-  Status UmountCheckpoint(const std::string& dir) override;
+  Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
+  Result<std::vector<api::Session>> ListSessions(const api::ListSessionsRequest& req) override;
+  Result<api::Session> ShowSession(const api::ShowSessionRequest& req) override;
+  Result<api::DestroySessionResponse> DestroySession(const api::DestroySessionRequest& req) override;
+  Result<api::RollbackResponse> Rollback(const api::RollbackRequest& req) override;
+  Result<api::SpeculateResponse> Speculate(const api::SpeculateRequest& req) override;
+  Result<api::CommitResponse> Commit(const api::CommitRequest& req) override;
+  Result<api::AbortResponse> Abort(const api::AbortRequest& req) override;
+  Result<std::vector<api::BranchSummary>> ListBranches(const api::ListBranchesRequest& req) override;
+  Result<api::BranchDetail> ShowBranch(const api::ShowBranchRequest& req) override;
+  Result<api::BranchDiff> DiffBranch(const api::DiffBranchRequest& req) override;
+  Result<std::vector<api::Checkpoint>> ListCheckpoints(const api::ListCheckpointsRequest& req) override;
+  Result<api::Checkpoint> ShowCheckpoint(const api::ShowCheckpointRequest& req) override;
+  Result<api::MountCheckpointResponse> MountCheckpoint(const api::MountCheckpointRequest& req) override;
+  Result<api::UmountCheckpointResponse> UmountCheckpoint(const api::UmountCheckpointRequest& req) override;
 
  private:
   explicit CoreSessionService(std::unique_ptr<core::SessionManager> m) : manager_(std::move(m)) {}
-  SessionInfo Convert(const core::SessionInfo& s);
+  api::Session Convert(const core::SessionInfo& s);
   std::unique_ptr<core::SessionManager> manager_;
 };
 

@@ -18,14 +18,10 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/unique_fd.h"
+#include "common/version.h"
 #include "runtime/rpc/server.h"
 #include "runtime/service/core_session_service.h"
-#include "runtime/service/coreless_service.h"
 #include "runtime/service/handlers.h"
-
-namespace specula {
-const char* Version();  // runtime/version.cpp
-}
 
 namespace specula::service {
 namespace {
@@ -61,19 +57,6 @@ Result<UniqueFd> LockStateDir(const std::string& dir) {
     return Error::FromErrno("lock " + path);
   }
   return fd;
-}
-
-// SPECULAD_CORELESS=1 serves without the speculation core (no sandboxes,
-// no CRIU): for running the daemon where the kernel lacks what the core
-// needs, and for transport tests that must not depend on it.
-Result<std::unique_ptr<SessionService>> MakeService(const std::string& state_dir, bool& core) {
-  if (const char* env = std::getenv("SPECULAD_CORELESS"); env && std::string_view(env) == "1") {
-    core = false;
-    return std::unique_ptr<SessionService>(std::make_unique<CorelessSessionService>());
-  }
-  core = true;
-  SPECULA_ASSIGN_OR_RETURN(auto svc, CoreSessionService::Open(state_dir));
-  return std::unique_ptr<SessionService>(std::move(svc));
 }
 
 }  // namespace
@@ -122,18 +105,15 @@ int DaemonMain(int argc, char** argv) {
   auto lock = LockStateDir(state_dir);
   if (!lock.ok()) return fail(lock.error(), lock.error().code() == Code::kAlreadyExists ? kExitUnavailable : 1);
 
-  bool core = false;
-  auto made = MakeService(state_dir, core);
-  if (!made.ok()) return fail(Error(made.error()).Context("open state in " + state_dir), 1);
-  std::unique_ptr<SessionService> service = std::move(*made);
-  if (!core) spdlog::warn("built without the speculation core: session methods answer \"unavailable\"");
-  // Recovery runs before the socket exists, so no client ever sees
-  // half-reconciled state.
-  if (Status st = service->Recover(); !st.ok()) return fail(Error(st.error()).Context("recover state"), 1);
+  // Opening the state recovers it after a crash, before the socket exists,
+  // so no client ever sees half-reconciled state.
+  auto opened = CoreSessionService::Open(state_dir);
+  if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
+  std::unique_ptr<SessionService> service = std::move(*opened);
 
   rpc::Dispatcher dispatcher;
   RegisterSessionMethods(dispatcher, *service);
-  RegisterDaemonMethods(dispatcher, DaemonInfo{Version(), socket, state_dir, "", core});
+  RegisterDaemonMethods(dispatcher, DaemonInfo{Version(), socket, state_dir, ""});
 
   rpc::ServerOptions opts;
   opts.socket_path = socket;

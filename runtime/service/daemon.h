@@ -1,4 +1,4 @@
-// speculad's main, as a library function so runtime/bin/speculad_main.cpp
+// speculad's main, as a library function so bin/speculad_main.cpp
 // stays a one-liner: parse flags, lock the state dir, recover sessions
 // (before accepting anyone), serve until SIGTERM.
 #pragma once

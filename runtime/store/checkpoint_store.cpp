@@ -1,14 +1,16 @@
 #include "runtime/store/checkpoint_store.h"
 
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "common/files.h"
 #include "common/spawn.h"
-#include "runtime/store/fs_util.h"
+#include "common/time.h"
 
 namespace specula::store {
 namespace {
@@ -107,6 +109,25 @@ BranchRecord ReadBranch(const SqliteStmt& s) {
 }
 
 }  // namespace
+
+Result<std::string> NewId(char prefix) {
+  unsigned char raw[5];
+  size_t got = 0;
+  while (got < sizeof(raw)) {
+    ssize_t n = ::getrandom(raw + got, sizeof(raw) - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::FromErrno("getrandom");
+    }
+    got += static_cast<size_t>(n);
+  }
+  uint64_t bits = 0;
+  for (unsigned char b : raw) bits = (bits << 8) | b;
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  std::string id(1, prefix);
+  for (int shift = 35; shift >= 0; shift -= 5) id += kAlphabet[(bits >> shift) & 31];
+  return id;
+}
 
 Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string& state_dir,
                                                                const StoreOptions& opts) {

@@ -26,6 +26,11 @@
 
 namespace specula::store {
 
+// "<prefix>" + base32 (lowercase, RFC 4648 alphabet) of 40 random bits:
+// e.g. "c3kq7ma2z". Printable, short, and collision-free enough per store
+// (ids are also primary keys, so a collision fails loudly, never silently).
+Result<std::string> NewId(char prefix);
+
 struct SessionRecord {
   std::string id;
   std::string name;

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "runtime/store/checkpoint_store.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::store {
 namespace {

@@ -157,7 +157,8 @@ TEST(DaemonEnvironmentTest, SpeaksTheProtocol) {
     EXPECT_DOUBLE_EQ(c->saved_ms, 12.0);
     EXPECT_EQ((*env)->head(), "c1");
     ASSERT_EQ(c->lossy_effects.size(), 1u);
-    EXPECT_NE(c->lossy_effects[0].find("apt-cache"), std::string::npos);
+    EXPECT_EQ(c->lossy_effects[0].tag, "apt-cache");
+    EXPECT_EQ(c->lossy_effects[0].path, "/var/cache/apt");
     EXPECT_EQ(c->flags, std::vector<std::string>{"nondeterministic_input"});
     auto err = (*env)->Commit("boom", 5000ms);
     ASSERT_FALSE(err.ok());

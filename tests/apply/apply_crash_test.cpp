@@ -1,5 +1,5 @@
 // Crash injection at every step of apply and of revert: a child process
-// applies (or reverts) with SPECULA_APPLY_CRASH_AT semantics (_exit(99) right
+// applies (or reverts) with SPECULA_CRASH_AT=apply.step:N semantics (_exit(99) right
 // at step N), the parent runs Recover(), and the base must then equal exactly
 // the tree before the promote or the tree after it, for every N.
 #include <sys/wait.h>

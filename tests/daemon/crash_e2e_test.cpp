@@ -7,7 +7,7 @@
 // daemon SIGKILLs itself at the named point, which is what `kill -9` at that
 // instant does, without the race of aiming a kill from outside. A running
 // action is killed from outside (it lasts long enough to aim at), and the
-// promote to the base uses the apply journal's own SPECULA_APPLY_CRASH_AT.
+// promote to the base uses the apply journal's counted point apply.step:<N>.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,7 +248,7 @@ TEST_F(CrashE2E, Kill9DuringPromoteToBaseAtEveryStep) {
   int steps = 0;
   for (int step = 1; step <= 60 && !completed; ++step) {
     daemon_->Kill9();
-    Start({"SPECULA_APPLY_CRASH_AT=" + std::to_string(step)});
+    Start({"SPECULA_CRASH_AT=apply.step:" + std::to_string(step)});
     SpawnResult run = Cli({"run", s, "--", command});  // returns when the connection drops
     if (run.exit_code == 0) {  // no crash: the apply has fewer steps than this
       ASSERT_TRUE(daemon_->Alive());
@@ -297,7 +297,7 @@ TEST_F(CrashE2E, Kill9DuringRollbackOfTheBaseKeepsHeadAndHostTogether) {
   // SPECULA_CRASH_AT first (between revert and head), then every step of
   // the revert journal; each round starts from a fresh second commit.
   std::vector<std::vector<std::string>> crashes{{"SPECULA_CRASH_AT=rollback.after-revert"}};
-  for (int step = 1; step <= 40; ++step) crashes.push_back({"SPECULA_APPLY_CRASH_AT=" + std::to_string(step)});
+  for (int step = 1; step <= 40; ++step) crashes.push_back({"SPECULA_CRASH_AT=apply.step:" + std::to_string(step)});
   bool completed = false;
   for (const auto& env : crashes) {
     if (Head(s) != one) {

@@ -1,8 +1,8 @@
-#include "runtime/rpc/params.h"
+#include "runtime/api/params.h"
 
 #include <gtest/gtest.h>
 
-namespace specula::rpc {
+namespace specula::api {
 namespace {
 
 TEST(Params, TypedAccessAndDefaults) {
@@ -45,4 +45,4 @@ TEST(Params, RequiredMissingEmptyAndTooLarge) {
 }
 
 }  // namespace
-}  // namespace specula::rpc
+}  // namespace specula::api

@@ -16,13 +16,13 @@
 #include <string>
 #include <thread>
 
+#include "common/files.h"
 #include "common/paths.h"
 #include "common/spawn.h"
-#include "runtime/doctor/breakpoint_probe.h"
+#include "runtime/criu/breakpoint_probe.h"
 #include "runtime/doctor/doctor.h"
-#include "runtime/doctor/file_util.h"
 
-namespace specula::doctor {
+namespace specula::criu {
 namespace {
 
 using std::chrono::milliseconds;
@@ -163,4 +163,4 @@ TEST_F(BreakpointCacheTest, CriuNeedsNoBreakpointsProbesOnceThenReadsTheCache) {
 }
 
 }  // namespace
-}  // namespace specula::doctor
+}  // namespace specula::criu

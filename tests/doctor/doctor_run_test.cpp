@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/doctor/breakpoint_probe.h"
+#include "runtime/criu/breakpoint_probe.h"
 #include "runtime/doctor/doctor.h"
 
 namespace specula {
@@ -108,10 +108,10 @@ TEST_F(DoctorRunTest, BreakpointCheckMatchesTheCacheAndTheCriuDriverAnswer) {
   if (!fires) {
     EXPECT_NE(c->action.find("CRIU_FAULT=130"), std::string::npos) << c->action;
   }
-  auto cached = doctor::ReadBreakpointCache(*dir_ + "/hw-breakpoints");
+  auto cached = criu::ReadBreakpointCache(*dir_ + "/hw-breakpoints");
   ASSERT_TRUE(cached.ok()) << cached.error().ToString();
   EXPECT_EQ(*cached, fires);
-  EXPECT_EQ(CriuNeedsNoBreakpoints(*dir_ + "/hw-breakpoints"), !fires);
+  EXPECT_EQ(criu::CriuNeedsNoBreakpoints(*dir_ + "/hw-breakpoints"), !fires);
 }
 
 TEST_F(DoctorRunTest, RunIsNotATmpfsHere) {

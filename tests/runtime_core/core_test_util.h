@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
 #include "runtime/core/session_manager.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core::testing {
 
@@ -33,7 +33,7 @@ class CoreFixture : public ::testing::Test {
   }
   void TearDown() override {
     mgr_.reset();  // discards branches, unmounts CRIU's tmpfs
-    ASSERT_TRUE(store::RemoveTree(dir_).ok());
+    ASSERT_TRUE(RemoveTree(dir_).ok());
   }
   // A scratch path inside sandboxes (the base is the host's /), unique per test run.
   std::string Scratch() const { return "/var/tmp/specula-core-scratch-" + std::to_string(::getpid()); }

@@ -20,10 +20,10 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/session_manager.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::core::testing {
 namespace {
@@ -64,7 +64,7 @@ class CrashRecoveryTest : public ::testing::Test {
       if (!m.ok() || m->empty()) break;
       for (const auto& p : *m) ::umount2(p.c_str(), MNT_DETACH);
     }
-    EXPECT_TRUE(store::RemoveTree(dir_).ok());
+    EXPECT_TRUE(RemoveTree(dir_).ok());
   }
   Result<std::unique_ptr<SessionManager>> Open() {
     SessionManagerOptions o;
@@ -196,8 +196,8 @@ std::string ReadAll(const std::string& path) {
 // the base exactly as before that promote and drops the journal.
 TEST_F(CrashRecoveryTest, InterruptedPromoteToBaseIsUndoneAtEveryStep) {
   const std::string base = dir_ + "/base", upper = dir_ + "/upper";
-  ASSERT_TRUE(store::MakeDirs(base).ok());
-  ASSERT_TRUE(store::MakeDirs(upper).ok());
+  ASSERT_TRUE(MakeDirs(base).ok());
+  ASSERT_TRUE(MakeDirs(upper).ok());
   std::ofstream(base + "/a") << "old";
   std::ofstream(upper + "/a") << "new";
   std::ofstream(upper + "/b") << "added";
@@ -249,9 +249,9 @@ TEST_F(CrashRecoveryTest, JournalsOfADestroyedSessionAreRemoved) {
   }
   const std::string orphan = state_ + "/journal/sgone1234.cgone1234";
   const std::string unattributed = state_ + "/journal/cunknown12";
-  ASSERT_TRUE(store::MakeDirs(orphan + "/pre").ok());
+  ASSERT_TRUE(MakeDirs(orphan + "/pre").ok());
   std::ofstream(orphan + "/pre/x") << "pre-image";
-  ASSERT_TRUE(store::MakeDirs(unattributed).ok());
+  ASSERT_TRUE(MakeDirs(unattributed).ok());
   auto m = Open();
   ASSERT_TRUE(m.ok()) << m.error().ToString();
   EXPECT_EQ(::access(orphan.c_str(), F_OK), -1);

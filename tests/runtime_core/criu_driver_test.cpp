@@ -16,9 +16,9 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
 #include "common/spawn.h"
 #include "runtime/criu/criu_driver.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::criu {
 namespace {
@@ -40,7 +40,7 @@ class NamespacedTree {
   ~NamespacedTree() { Stop(); }
 
   pid_t Start() {
-    for (const char* d : {"/upper", "/work", "/merged"}) EXPECT_TRUE(store::MakeDirs(dir_ + d).ok());
+    for (const char* d : {"/upper", "/work", "/merged"}) EXPECT_TRUE(MakeDirs(dir_ + d).ok());
     std::string script =
         "set -e; mount --make-rprivate /; "
         "mount -t overlay overlay -o lowerdir=/,upperdir=" + dir_ + "/upper,workdir=" + dir_ + "/work " + dir_ +
@@ -98,7 +98,7 @@ class CriuDriverTest : public ::testing::Test {
   }
   void TearDown() override {
     for (const auto& m : mounts_) ::umount2(m.c_str(), MNT_DETACH);
-    ASSERT_TRUE(store::RemoveTree(dir_).ok());
+    ASSERT_TRUE(RemoveTree(dir_).ok());
   }
   std::string dir_;
   std::vector<std::string> mounts_;
@@ -151,8 +151,8 @@ TEST_F(CriuDriverTest, DumpsNamespacedTreeAndRestoresTwoIndependentCopies) {
   std::vector<pid_t> restored;
   for (int i = 0; i < 2; ++i) {
     std::string b = dir_ + "/r" + std::to_string(i);
-    ASSERT_TRUE(store::MakeDirs(b + "/work").ok());
-    ASSERT_TRUE(store::MakeDirs(b + "/merged").ok());
+    ASSERT_TRUE(MakeDirs(b + "/work").ok());
+    ASSERT_TRUE(MakeDirs(b + "/merged").ok());
     // The branch's upper starts as a copy of the dumped tree's upper.
     auto cp = Spawn(SpawnOptions{{"cp", "-a", tree.dir() + "/upper", b + "/upper"}});
     ASSERT_TRUE(cp.ok() && cp->success());

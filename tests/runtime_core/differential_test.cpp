@@ -107,7 +107,7 @@ class DifferentialTest : public CoreFixture {
     EXPECT_TRUE(dirs.ok());
     if (dirs->empty()) return NormaliseLinks(Snapshot(tree));
     std::string mnt = dir_ + "/view";
-    EXPECT_TRUE(store::MakeDirs(mnt).ok());
+    EXPECT_TRUE(MakeDirs(mnt).ok());
     std::string lower;
     for (auto it = dirs->rbegin(); it != dirs->rend(); ++it) lower += *it + ":";
     lower += "/";
@@ -137,7 +137,7 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
 
     // (a) the sequential reference: one sandbox, every action in turn.
     std::string seq_dir = dir_ + "/seq" + std::to_string(seed);
-    for (const char* sub : {"/upper", "/work", "/run"}) ASSERT_TRUE(store::MakeDirs(seq_dir + sub).ok());
+    for (const char* sub : {"/upper", "/work", "/run"}) ASSERT_TRUE(MakeDirs(seq_dir + sub).ok());
     sandbox::SandboxSpec spec;
     spec.base = "/";
     spec.upper_dir = seq_dir + "/upper";
@@ -199,7 +199,7 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
     ++sequences;
     ASSERT_TRUE((*seq)->Destroy().ok());
     seq->reset();
-    ASSERT_TRUE(store::RemoveTree(seq_dir).ok());
+    ASSERT_TRUE(RemoveTree(seq_dir).ok());
     ASSERT_TRUE(mgr_->DestroySession(s).ok());
   }
   std::printf("differential: %d sequences, %d commits compared (%d hits), %d differences\n", sequences,

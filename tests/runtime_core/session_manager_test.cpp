@@ -281,7 +281,7 @@ TEST_F(SessionManagerTest, BaseTargetAppliesAndRollsBack) {
   std::string dir = "/srv/specula-core-scratch-" + std::to_string(::getpid());
   struct Cleanup {
     std::string d;
-    ~Cleanup() { (void)store::RemoveTree(d); }
+    ~Cleanup() { (void)RemoveTree(d); }
   } cleanup{dir};
   std::string s = NewSession(policy::DefaultPolicy(), policy::PromoteTarget::kBase);
   auto root = mgr_->ShowSession(s)->record.head;

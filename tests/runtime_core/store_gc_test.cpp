@@ -7,8 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include "common/files.h"
+#include "common/time.h"
 #include "runtime/store/checkpoint_store.h"
-#include "runtime/store/fs_util.h"
 
 namespace specula::store {
 namespace {

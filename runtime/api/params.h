@@ -1,6 +1,7 @@
 // Typed access to a request's named params with errors a caller can act on
 // ("session.create: param \"name\" must be a string"). Unknown params are
 // rejected (Finish) so a misspelt optional param is not silently ignored.
+// DecodeParams (wire.h) reads every request with it.
 #pragma once
 
 #include <cstdint>
@@ -8,10 +9,13 @@
 #include <string>
 #include <string_view>
 
-#include "common/error.h"
-#include "runtime/rpc/protocol.h"
+#include <nlohmann/json.hpp>
 
-namespace specula::rpc {
+#include "common/error.h"
+
+namespace specula::api {
+
+using Json = nlohmann::json;
 
 class Params {
  public:
@@ -34,4 +38,4 @@ class Params {
   std::set<std::string, std::less<>> used_;
 };
 
-}  // namespace specula::rpc
+}  // namespace specula::api

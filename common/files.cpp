@@ -1,20 +1,20 @@
-#include "runtime/store/fs_util.h"
+#include "common/files.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <set>
-#include <vector>
 #include <utility>
+#include <vector>
 
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 
-namespace specula::store {
+namespace specula {
 namespace {
 
 // Removes every entry inside the directory open at `dirfd` (which it
@@ -117,29 +117,43 @@ Status MakeDirs(const std::string& path, uint32_t mode) {
   return Status::Ok();
 }
 
-Result<std::string> NewId(char prefix) {
-  unsigned char raw[5];
-  size_t got = 0;
-  while (got < sizeof(raw)) {
-    ssize_t n = ::getrandom(raw + got, sizeof(raw) - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::FromErrno("getrandom");
-    }
-    got += static_cast<size_t>(n);
+Result<std::string> ReadTextFile(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Error::FromErrno("open " + path);
+  std::string out;
+  char buf[4096];
+  while (out.size() < max_bytes) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("read " + path);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
   }
-  uint64_t bits = 0;
-  for (unsigned char b : raw) bits = (bits << 8) | b;
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::string id(1, prefix);
-  for (int shift = 35; shift >= 0; shift -= 5) id += kAlphabet[(bits >> shift) & 31];
-  return id;
+  if (out.size() > max_bytes) out.resize(max_bytes);
+  return out;
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+Status WriteFileAtomic(const std::string& path, std::string_view data) {
+  std::filesystem::path p(path);
+  std::error_code ec;
+  if (p.has_parent_path()) {
+    std::filesystem::create_directories(p.parent_path(), ec);
+    if (ec) return Error(Code::kInternal, "mkdir " + p.parent_path().string() + ": " + ec.message());
+  }
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return Error::FromErrno("open " + tmp);
+  if (Status st = WriteAll(fd.get(), data); !st.ok()) {
+    ::unlink(tmp.c_str());
+    return std::move(st).Context(tmp);
+  }
+  fd.Reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Error e = Error::FromErrno("rename " + tmp + " to " + path);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return Status::Ok();
 }
 
-}  // namespace specula::store
+}  // namespace specula

@@ -1,6 +1,6 @@
-#include "runtime/core/match.h"
+#include "runtime/api/match.h"
 
-namespace specula::core {
+namespace specula::api {
 namespace {
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -51,4 +51,4 @@ std::string NormaliseCommand(std::string_view command, const std::vector<std::st
   return s;
 }
 
-}  // namespace specula::core
+}  // namespace specula::api

@@ -1,4 +1,4 @@
-#include "runtime/doctor/breakpoint_probe.h"
+#include "runtime/criu/breakpoint_probe.h"
 
 #include <signal.h>
 #include <sys/ptrace.h>
@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <cstring>
 
-#include "runtime/doctor/file_util.h"
+#include <spdlog/spdlog.h>
 
-namespace specula::doctor {
+#include "common/files.h"
+
+namespace specula::criu {
 namespace {
 
 // The breakpoint's target. noinline plus an asm barrier so the call and the
@@ -155,4 +157,18 @@ Status WriteBreakpointCache(const std::string& path, bool fired) {
       .Context("write breakpoint cache");
 }
 
-}  // namespace specula::doctor
+bool CriuNeedsNoBreakpoints(const std::string& cache_path) {
+  auto cached = ReadBreakpointCache(cache_path);
+  if (cached.ok()) return !*cached;
+  if (cached.error().code() != Code::kNotFound) {
+    spdlog::warn("ignoring breakpoint cache: {}", cached.error().ToString());
+  }
+  BreakpointProbeResult r = ProbeHardwareBreakpoints(std::chrono::milliseconds(1000));
+  spdlog::debug("hardware breakpoint probe: {}", r.detail);
+  if (Status st = WriteBreakpointCache(cache_path, r.fired); !st.ok()) {
+    spdlog::warn("{}", st.ToString());
+  }
+  return !r.fired;
+}
+
+}  // namespace specula::criu

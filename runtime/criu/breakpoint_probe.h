@@ -3,6 +3,8 @@
 // VMs that do not virtualise DR0-DR7 the trap never comes and `criu dump`
 // hangs (ENVIRONMENT.md). CRIU_FAULT=130 makes CRIU use PTRACE_SYSCALL
 // instead, so the probe's answer decides whether the CRIU driver sets it.
+// `specula doctor` reports it (check criu.hw_breakpoints) and refreshes the
+// cache the driver reads.
 #pragma once
 
 #include <chrono>
@@ -10,7 +12,10 @@
 
 #include "common/error.h"
 
-namespace specula::doctor {
+namespace specula::criu {
+
+// Where the probe's answer is cached (see CriuNeedsNoBreakpoints).
+inline constexpr const char* kBreakpointCachePath = "/run/specula/hw-breakpoints";
 
 struct BreakpointProbeResult {
   bool fired = false;   // the traced child stopped with SIGTRAP at the breakpoint
@@ -33,11 +38,19 @@ BreakpointProbeResult ProbeHardwareBreakpoints(std::chrono::milliseconds timeout
 // every call. Content: "boot_id=<id>\nbreakpoints_fire=<0|1>\n"; an entry
 // for another boot (/proc/sys/kernel/random/boot_id) is stale, which also
 // covers a new kernel or a move to other hardware across a reboot. Default
-// path: kBreakpointCachePath (doctor.h).
+// path: kBreakpointCachePath.
 
 // The cached answer, or kNotFound if the file is missing or stale,
 // kDataLoss if it is unreadable garbage.
 Result<bool> ReadBreakpointCache(const std::string& path);
 Status WriteBreakpointCache(const std::string& path, bool fired);
 
-}  // namespace specula::doctor
+// Whether CRIU must run with CRIU_FAULT=130 (no hardware breakpoints) here.
+// Reads the cache written by the doctor or by an earlier call; on a miss (no
+// file, or written in another boot) runs the probe (at most ~1 s) and writes
+// the cache. If the cache cannot be written the answer is still right, only
+// not cached. Errs on the safe side: if the probe cannot tell, the answer is
+// true (CRIU_FAULT=130 always works, it is only slower).
+bool CriuNeedsNoBreakpoints(const std::string& cache_path = kBreakpointCachePath);
+
+}  // namespace specula::criu

@@ -1,7 +1,7 @@
 // GCC 12 reports a false -Wnull-dereference inside CLI11's inlined string
 // splitting; see runtime/cli/cli.cpp.
 #pragma GCC diagnostic ignored "-Wnull-dereference"
-#include "runtime/bin/bench_command.h"
+#include "bin/bench_command.h"
 
 #include <CLI/CLI.hpp>
 

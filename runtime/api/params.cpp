@@ -1,6 +1,6 @@
-#include "runtime/rpc/params.h"
+#include "runtime/api/params.h"
 
-namespace specula::rpc {
+namespace specula::api {
 
 Error Params::Bad(std::string_view key, std::string_view what) const {
   return Error(Code::kInvalidArgument,
@@ -52,4 +52,4 @@ Status Params::Finish() const {
   return Status::Ok();
 }
 
-}  // namespace specula::rpc
+}  // namespace specula::api

@@ -1,0 +1,36 @@
+// The runtime's own files and directory trees, by trusted path (its state
+// dir, image and layer dirs, /run/specula): mkdir -p, removing a tree
+// without crossing into mounts, disk usage, whole-file reads and atomic
+// replacement. Paths that a sandbox or a policy could have redirected go
+// through common/safe_fs.h instead.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace specula {
+
+// mkdir -p with the given mode for created directories.
+Status MakeDirs(const std::string& path, uint32_t mode = 0700);
+
+// Removes `path` and everything below it. Never descends into a different
+// filesystem (a stale mount under a branch's run dir must not be emptied
+// through it): such an entry fails the removal instead. Missing path: Ok.
+Status RemoveTree(const std::string& path);
+
+// Bytes allocated on disk below `path` (st_blocks * 512, hard links once).
+Result<uint64_t> DiskUsage(const std::string& path);
+
+// The whole file, up to max_bytes (proc files report size 0, so read to EOF).
+Result<std::string> ReadTextFile(const std::string& path, size_t max_bytes = 1 << 20);
+
+// Writes `data` to a temp file next to `path` and renames it over `path`, so
+// a concurrent reader sees the old or the new content, never half of it.
+// Creates the parent directory (mode 0755) if needed.
+Status WriteFileAtomic(const std::string& path, std::string_view data);
+
+}  // namespace specula

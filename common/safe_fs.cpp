@@ -1,0 +1,68 @@
+#include "common/safe_fs.h"
+
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace specula {
+
+Result<UniqueFd> OpenBeneath(int root, const std::string& rel, int flags, mode_t mode) {
+  if (!rel.empty() && rel.front() == '/') return Error(Code::kInvalidArgument, "absolute path " + rel);
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) != 0 ? mode : 0;  // openat2 refuses a mode without O_CREAT
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const char* path = rel.empty() ? "." : rel.c_str();
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, root, path, &how, sizeof(how));
+  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  if (fd < 0) return Error::FromErrno(std::string("openat2 ") + path);
+  return UniqueFd(static_cast<int>(fd));
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("write");
+    if (n == 0) return Error(Code::kInternal, "write: no progress");
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadAll(int fd, uint64_t cap, bool* over) {
+  std::string out;
+  char buf[16384];
+  *over = false;
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("read");
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > cap) {
+      *over = true;
+      out.clear();
+      break;
+    }
+  }
+  return out;
+}
+
+std::string JoinRel(const std::string& dir, const std::string& rel) {
+  if (rel.empty()) return dir;
+  if (dir.empty()) return rel;
+  return dir + "/" + rel;
+}
+
+std::pair<std::string, std::string> SplitParent(const std::string& rel) {
+  auto pos = rel.rfind('/');
+  if (pos == std::string::npos) return {"", rel};
+  return {rel.substr(0, pos), rel.substr(pos + 1)};
+}
+
+}  // namespace specula

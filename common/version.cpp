@@ -1,0 +1,7 @@
+#include "common/version.h"
+
+namespace specula {
+
+const char* Version() { return SPECULA_VERSION; }
+
+}  // namespace specula

