@@ -11,6 +11,7 @@
 #include "agents/daemon_environment.h"
 #include "agents/local_environment.h"
 #include "agents/replay_actor.h"
+#include "speculators/builtin.h"
 
 namespace specula::agents {
 namespace {
@@ -19,7 +20,7 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 struct Config {
-  enum class Kind { kOff, kBuiltin, kOracle } kind = Kind::kOff;
+  enum class Kind { kOff, kBuiltin, kOracle, kNgram } kind = Kind::kOff;
   int k = 0;
   double p = 0;
   bool launch_all = false;  // bypass the launch rule
@@ -28,6 +29,9 @@ struct Config {
     switch (kind) {
       case Kind::kOff: return "off";
       case Kind::kBuiltin:
+        std::snprintf(buf, sizeof buf, "builtin k=%d%s", k, launch_all ? " launch-all" : "");
+        return buf;
+      case Kind::kNgram:
         std::snprintf(buf, sizeof buf, "ngram k=%d%s", k, launch_all ? " launch-all" : "");
         return buf;
       case Kind::kOracle:
@@ -108,7 +112,7 @@ void CheckLossless(RunOutcome& on, const RunOutcome& off) {
 }
 
 RunOutcome RunOne(const Trajectory& t, const Config& c, const BenchOptions& o,
-                  NgramSpeculator& ngram) {
+                  NgramSpeculator& ngram, const std::shared_ptr<const speculators::Model>& model) {
   RunOutcome r;
   r.config = c;
   std::string workdir = o.work_root + "/" + t.name;
@@ -130,7 +134,12 @@ RunOutcome RunOne(const Trajectory& t, const Config& c, const BenchOptions& o,
   ReplayActor actor(t, timing);
   std::unique_ptr<OracleSpeculator> oracle;
   Speculator* spec = nullptr;
-  if (c.kind == Config::Kind::kBuiltin) spec = &ngram;
+  std::unique_ptr<speculators::BuiltinSpeculator> builtin;
+  if (c.kind == Config::Kind::kNgram) spec = &ngram;
+  if (c.kind == Config::Kind::kBuiltin) {
+    builtin = std::make_unique<speculators::BuiltinSpeculator>(model);
+    spec = builtin.get();
+  }
   if (c.kind == Config::Kind::kOracle) {
     OracleOptions oo;
     oo.accuracy = c.p;
@@ -141,12 +150,16 @@ RunOutcome RunOne(const Trajectory& t, const Config& c, const BenchOptions& o,
   }
   EngineOptions eo = o.engine;
   eo.max_branches = c.k;
+  eo.agent = o.agent;
+  eo.task_id = t.name;
   double think = 0;
   for (const auto& s : t.steps) think += s.think_ms;
   // D's prior: half a think time (a kept pre-launch starts the next call
   // about that much earlier); the engine replaces it with measurements.
   eo.priors.saving_ms = 0.5 * think / static_cast<double>(t.steps.size()) * o.time_scale;
-  eo.priors.branch_cost_ms = 0.1 * eo.priors.saving_ms;
+  // c's prior: a few milliseconds (what discarding a branch adds to a
+  // commit); the engine replaces it with the measured marginal cost.
+  eo.priors.branch_cost_ms = 5;
   // The all-miss oracle bounds the overhead: it launches all k branches at
   // every window instead of letting the launch rule hold back.
   if (c.kind == Config::Kind::kOracle && c.p == 0) eo.use_launch_rule = false;
@@ -260,6 +273,15 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
     progress << "bench: no trajectory selected\n";
     return 2;
   }
+  std::shared_ptr<const speculators::Model> model = options.builtin_model;
+  if (options.builtin && !model) {
+    auto shipped = speculators::Model::Shipped();
+    if (!shipped.ok()) {
+      progress << "bench: " << shipped.error().ToString() << "\n";
+      return 2;
+    }
+    model = *shipped;
+  }
   std::vector<Config> configs = {Config{}};
   if (options.builtin) {
     for (int k : options.ks) configs.push_back({Config::Kind::kBuiltin, k, 0});
@@ -267,6 +289,7 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
       configs.push_back({Config::Kind::kBuiltin, options.builtin_launch_all_k, 0, true});
     }
   }
+  for (int k : options.ngram_ks) configs.push_back({Config::Kind::kNgram, k, 0});
   for (double p : options.oracle_p) {
     for (int k : options.ks) configs.push_back({Config::Kind::kOracle, k, p});
   }
@@ -286,12 +309,13 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
   }
   for (size_t i = 0; i < selected.size(); ++i) {
     const Trajectory& t = *selected[i];
-    NgramSpeculator ngram = NgramSpeculator::Train(*corpus, t.name);  // leave-one-out
+    NgramSpeculator ngram;
+    if (!options.ngram_ks.empty()) ngram = NgramSpeculator::Train(*corpus, t.name);  // leave-one-out
     std::vector<RunOutcome> runs;
     for (const auto& c : configs) {
       progress << "[" << (i + 1) << "/" << selected.size() << "] " << t.name << ": "
                << c.Label() << " ..." << std::flush;
-      runs.push_back(RunOne(t, c, options, ngram));
+      runs.push_back(RunOne(t, c, options, ngram, model));
       RunOutcome& r = runs.back();
       if (c.kind != Config::Kind::kOff) CheckLossless(r, runs.front());
       if (!r.ok) status = 1;
@@ -344,8 +368,24 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
                 s.wasted_branch_ms / 1000,
                 off ? "-" : std::to_string(s.lossless) + "/" + std::to_string(s.runs));
   }
+  // How much of the synthetic oracle's (p = 0.5, same k) saving each real
+  // speculator reaches.
+  Json shares = Json::array();
+  for (const auto& c : configs) {
+    if (c.kind != Config::Kind::kBuiltin && c.kind != Config::Kind::kNgram) continue;
+    Config oracle{Config::Kind::kOracle, c.k, 0.5};
+    auto it = totals.find(oracle.Label());
+    if (it == totals.end() || it->second.SavingPct() <= 0) continue;
+    double share = totals[c.Label()].SavingPct() / it->second.SavingPct();
+    shares.push_back({{"config", c.Label()}, {"oracle", oracle.Label()}, {"share_of_oracle_saving", share}});
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s reaches %.0f%% of the saving of %s\n", c.Label().c_str(), 100 * share,
+                  oracle.Label().c_str());
+    text += buf;
+  }
   if (options.json) {
     Json j = {{"time_scale", options.time_scale},
+              {"share_of_oracle", shares},
               {"note", "oracle runs are synthetic (a speculator with a set accuracy); "
                        "wasted_branch_s is the wall time of discarded branches"},
               {"trajectories", jtraj},

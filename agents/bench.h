@@ -1,7 +1,8 @@
 // `specula bench`: every corpus trajectory run with speculation off and on
-// (k = 1..3; built-in n-gram and synthetic oracle speculators, including the
-// all-miss oracle p = 0 that bounds the overhead), on the same machine in the
-// same run, against an Environment factory (the daemon for real figures).
+// (k = 1..3; the built-in speculator (speculators/builtin.h) and synthetic
+// oracle speculators, including the all-miss oracle p = 0 that bounds the
+// overhead), on the same machine in the same run, against an Environment
+// factory (the daemon for real figures).
 // Reports per trajectory and overall: end-to-end time, saving %, hit rate,
 // branches, wasted branch-seconds, and a losslessness check (every step's
 // output and the final work-dir state equal to the speculation-off run).
@@ -16,6 +17,7 @@
 #include "agents/engine.h"
 #include "agents/environment.h"
 #include "agents/trajectory.h"
+#include "speculators/model.h"
 
 namespace specula::agents {
 
@@ -39,10 +41,20 @@ struct BenchOptions {
   bool include_steps = false;          // JSON: every run's per-step engine record
   double time_scale = 0.05;            // multiplies recorded think times
   std::vector<int> ks = {1, 2, 3};
-  bool builtin = true;                 // n-gram speculator runs
-  // Also run the n-gram speculator launching all k candidates, bypassing the
-  // launch rule (shows its hit rate even when the rule declines); 0: skip.
+  bool builtin = true;                 // built-in speculator runs
+  // Its model; null: the shipped one (trained on real agents' trajectories,
+  // never on this corpus).
+  std::shared_ptr<const speculators::Model> builtin_model;
+  // The agent id the built-in speculator is told (the shipped model has no
+  // section for the corpus's author: it speculates as for an unknown agent
+  // and learns the session online).
+  std::string agent = "specula-corpus";
+  // Also run the built-in speculator launching all k candidates, bypassing
+  // the launch rule (shows its hit rate even when the rule declines); 0: skip.
   int builtin_launch_all_k = 3;
+  // Also run the original n-gram speculator (leave-one-out on the corpus) at
+  // these k, for comparison; empty: skip.
+  std::vector<int> ngram_ks;
   std::vector<double> oracle_p = {0.5, 0.0};  // synthetic oracle runs (0 = all-miss)
   // Confidence the all-miss oracle claims, so branches are really launched
   // and the overhead bound is measured.

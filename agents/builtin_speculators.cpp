@@ -12,10 +12,10 @@ constexpr int kPerSource = 3;
 // (source, rank) never seen during calibration.
 constexpr double kAlpha = 0.5, kBeta = 1.5, kUnmeasured = 0.02;
 
-std::vector<std::string> Commands(const History& h) {
+std::vector<std::string> Commands(const speculators::History& h) {
   std::vector<std::string> out;
-  out.reserve(h.turns.size());
-  for (const auto& t : h.turns) out.push_back(TrimCommand(t.command));
+  out.reserve(h.steps.size());
+  for (const auto& s : h.steps) out.push_back(TrimCommand(s.command));
   return out;
 }
 
@@ -36,32 +36,58 @@ void AddTop(const std::map<std::string, int>& counts, int n, const char* source,
   }
 }
 
-History PrefixOf(const Trajectory& t, size_t n) {
-  History h;
+speculators::History PrefixOf(const Trajectory& t, size_t n) {
+  speculators::History h;
   h.task = t.task;
   for (size_t i = 0; i < n; ++i) {
-    h.turns.push_back({t.steps[i].command, t.steps[i].recorded.value_or(ActionOutcome{})});
+    h.steps.push_back(ToSpeculatorStep({t.steps[i].command, t.steps[i].recorded.value_or(ActionOutcome{})}));
   }
   return h;
 }
 
 }  // namespace
 
-std::vector<Candidate> NormalizeCandidates(std::vector<Candidate> candidates, int k) {
-  for (auto& c : candidates) {
-    c.command = TrimCommand(c.command);
-    c.confidence = std::clamp(c.confidence, 0.0, 1.0);
+speculators::Step ToSpeculatorStep(const Turn& turn) {
+  speculators::Step s;
+  s.command = turn.command;
+  s.exit_code = turn.outcome.exit_code;
+  s.signal = turn.outcome.signal;
+  s.stdout_text = turn.outcome.stdout_text;
+  s.stderr_text = turn.outcome.stderr_text;
+  return s;
+}
+
+speculators::History ToSpeculatorHistory(const History& history, const std::string& agent,
+                                         const std::string& task_id) {
+  speculators::History h;
+  h.agent = agent;
+  h.task = history.task;
+  h.task_id = task_id;
+  h.steps.reserve(history.turns.size());
+  for (const auto& t : history.turns) h.steps.push_back(ToSpeculatorStep(t));
+  return h;
+}
+
+speculators::History ToSpeculatorHistory(const Trajectory& t, const std::string& agent,
+                                         const std::string& task_id) {
+  speculators::History h;
+  h.agent = agent;
+  h.task = t.task;
+  h.task_id = task_id;
+  h.steps.reserve(t.steps.size());
+  for (const auto& s : t.steps) {
+    h.steps.emplace_back();
+    speculators::Step& st = h.steps.back();
+    st.command = s.command;
+    st.has_outcome = s.recorded.has_value();
+    if (const ActionOutcome* r = s.recorded ? &*s.recorded : nullptr) {
+      st.exit_code = r->exit_code;
+      st.signal = r->signal;
+      st.stdout_text = r->stdout_text;
+      st.stderr_text = r->stderr_text;
+    }
   }
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.confidence > b.confidence; });
-  std::vector<Candidate> out;
-  std::set<std::string> seen;
-  for (auto& c : candidates) {
-    if (static_cast<int>(out.size()) >= k) break;
-    if (c.command.empty() || !seen.insert(c.command).second) continue;
-    out.push_back(std::move(c));
-  }
-  return out;
+  return h;
 }
 
 void NgramCounts::Add(const Trajectory& t) {
@@ -76,7 +102,7 @@ void NgramCounts::Add(const Trajectory& t) {
 }
 
 std::vector<NgramSpeculator::Raw> NgramSpeculator::RawCandidates(const NgramCounts& counts,
-                                                                 const History& history,
+                                                                 const speculators::History& history,
                                                                  int per_source) {
   std::vector<Raw> out;
   auto cmds = Commands(history);
@@ -126,7 +152,7 @@ NgramSpeculator NgramSpeculator::Train(const std::vector<Trajectory>& corpus,
       if (t != u) without_u.Add(*t);
     }
     for (size_t i = 0; i < u->steps.size(); ++i) {
-      History h = PrefixOf(*u, i);
+      speculators::History h = PrefixOf(*u, i);
       std::string truth = TrimCommand(u->steps[i].command);
       for (const auto& raw : RawCandidates(without_u, h, kPerSource)) {
         auto& [hits, tries] = s.calibration_[{raw.source, raw.rank, raw.bucket}];
@@ -144,7 +170,7 @@ double NgramSpeculator::Confidence(const Raw& raw) const {
   return (it->second.first + kAlpha) / (it->second.second + kAlpha + kBeta);
 }
 
-Result<std::vector<Candidate>> NgramSpeculator::Propose(const History& history, int k) {
+Result<std::vector<Candidate>> NgramSpeculator::Propose(const speculators::History& history, int k) {
   std::vector<Candidate> merged;
   for (auto& raw : RawCandidates(counts_, history, kPerSource)) {
     double conf = Confidence(raw);
@@ -169,11 +195,11 @@ std::string OracleSpeculator::Name() const {
   return buf;
 }
 
-Result<std::vector<Candidate>> OracleSpeculator::Propose(const History& history, int k) {
+Result<std::vector<Candidate>> OracleSpeculator::Propose(const speculators::History& history, int k) {
   if (options_.accuracy < 0 || options_.accuracy > 1) {
     return Error(Code::kInvalidArgument, "oracle accuracy must be in [0,1]");
   }
-  size_t i = history.turns.size();
+  size_t i = history.steps.size();
   if (i >= trajectory_.steps.size() || k <= 0) return std::vector<Candidate>{};
   std::string truth = TrimCommand(trajectory_.steps[i].command);
   std::vector<std::string> wrong;

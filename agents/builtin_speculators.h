@@ -1,6 +1,6 @@
-// Speculators that need no model: the n-gram speculator (learned from the
-// trajectory corpus and the session's own history, calibrated on held-out
-// trajectories) and the synthetic oracle for controlled experiments.
+// Agent-side speculators that need no model: the original n-gram speculator
+// (kept as "ngram" for comparison with the built-in v2 of speculators/,
+// speculators/builtin.h) and the synthetic oracle for controlled experiments.
 #pragma once
 
 #include <map>
@@ -13,6 +13,11 @@
 #include "agents/trajectory.h"
 
 namespace specula::agents {
+
+// A recorded trajectory as the speculators see it (outcome-less steps have
+// has_outcome false).
+speculators::History ToSpeculatorHistory(const Trajectory& trajectory, const std::string& agent,
+                                         const std::string& task_id);
 
 // Command-sequence counts over a set of trajectories.
 struct NgramCounts {
@@ -38,7 +43,10 @@ class NgramSpeculator : public Speculator {
   // and calibrates with nested leave-one-out over the remaining ones.
   static NgramSpeculator Train(const std::vector<Trajectory>& corpus, const std::string& exclude);
 
-  Result<std::vector<Candidate>> Propose(const History& history, int k) override;
+  Result<std::vector<Candidate>> Propose(const speculators::History& history, int k) override;
+  Result<std::vector<Candidate>> Propose(const History& history, int k) {
+    return Propose(ToSpeculatorHistory(history), k);
+  }
   std::string Name() const override { return "ngram"; }
 
   // Uncalibrated proposals: command, source, rank within the source, and the
@@ -51,7 +59,7 @@ class NgramSpeculator : public Speculator {
     int rank;
     int bucket;
   };
-  static std::vector<Raw> RawCandidates(const NgramCounts& counts, const History& history,
+  static std::vector<Raw> RawCandidates(const NgramCounts& counts, const speculators::History& history,
                                         int per_source);
   // Calibrated confidence of (source, rank, bucket); a small prior when never measured.
   double Confidence(const Raw& raw) const;
@@ -74,7 +82,10 @@ struct OracleOptions {
 class OracleSpeculator : public Speculator {
  public:
   OracleSpeculator(Trajectory trajectory, OracleOptions options);
-  Result<std::vector<Candidate>> Propose(const History& history, int k) override;
+  Result<std::vector<Candidate>> Propose(const speculators::History& history, int k) override;
+  Result<std::vector<Candidate>> Propose(const History& history, int k) {
+    return Propose(ToSpeculatorHistory(history), k);
+  }
   std::string Name() const override;
   bool Synthetic() const override { return true; }
 

@@ -5,9 +5,6 @@
 #include <algorithm>
 
 namespace specula::agents {
-namespace {
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 // One launched branch while its step is open.
 struct LiveBranch {
@@ -17,6 +14,10 @@ struct LiveBranch {
   bool failed = false;
   std::unique_ptr<ActorCall> pre;  // the pre-launched call for the next step
 };
+
+namespace {
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 template <typename F>
 double Sum(const std::vector<StepRecord>& steps, F f) {
@@ -80,7 +81,10 @@ nlohmann::json RunReport::ToJson() const {
                    {"hit", s.hit}, {"window_skipped", s.window_skipped},
                    {"candidates", s.candidates}, {"launch_count", s.launch_count}, {"q", s.q},
                    {"D_ms", s.model_saving_ms}, {"c_ms", s.model_branch_cost_ms},
-                   {"branches", b}, {"refused", s.refused}, {"prelaunch_kept", s.prelaunch_kept},
+                   {"branches", b}, {"refused", s.refused}, {"refreshed", s.refreshed},
+                   {"launch_ms", s.launch_ms}, {"commit_overhead_ms", s.commit_overhead_ms},
+                   {"marginal_cost_ms", s.marginal_cost_ms}, {"discard_ms", s.discard_ms},
+                   {"prelaunch_kept", s.prelaunch_kept},
                    {"prelaunched_calls", s.prelaunched_calls},
                    {"cancelled_calls", s.cancelled_calls}, {"actor_wait_ms", s.actor_wait_ms},
                    {"commit_ms", s.commit_ms}, {"hidden_action_ms", s.hidden_action_ms},
@@ -91,6 +95,39 @@ nlohmann::json RunReport::ToJson() const {
   }
   j["steps"] = std::move(arr);
   return j;
+}
+
+void Engine::LaunchCandidates(std::vector<Candidate> proposed, StepRecord& rec,
+                              std::vector<LiveBranch>& live, size_t step) {
+  auto cands = NormalizeCandidates(std::move(proposed), options_.max_branches);
+  std::vector<double> p;
+  for (const auto& c : cands) p.push_back(c.confidence);
+  rec.candidates = std::max(rec.candidates, cands.size());
+  rec.model_saving_ms = cost_.saving_ms();
+  rec.model_branch_cost_ms = cost_.branch_cost_ms();
+  size_t m = options_.use_launch_rule
+                 ? ChooseLaunchCount(p, options_.max_branches, rec.model_saving_ms, rec.model_branch_cost_ms)
+                 : cands.size();
+  rec.launch_count = std::max(rec.launch_count, m);
+  rec.q = std::max(rec.q, HitProbability(p, m));
+  for (size_t j = 0; j < m && live.size() < static_cast<size_t>(options_.max_branches); ++j) {
+    bool running = std::any_of(live.begin(), live.end(),
+                               [&](const LiveBranch& lb) { return lb.rec.command == cands[j].command; });
+    if (running) continue;
+    auto id = env_.Speculate(cands[j].command, options_.action_timeout);
+    if (!id.ok()) {
+      ++rec.refused;
+      spdlog::debug("step {}: speculate `{}` refused: {}", step, cands[j].command, id.error().ToString());
+      continue;
+    }
+    LiveBranch lb;
+    lb.rec.id = *id;
+    lb.rec.command = cands[j].command;
+    lb.rec.confidence = cands[j].confidence;
+    lb.rec.source = cands[j].source;
+    lb.launched = Clock::now();
+    live.push_back(std::move(lb));
+  }
 }
 
 Engine::Engine(Environment& env, Actor& actor, Speculator* speculator, EngineOptions options)
@@ -106,6 +143,11 @@ Result<RunReport> Engine::Run(const std::string& task) {
 
   History history;
   history.task = task;
+  // The speculator's view of the same history, grown with every commit.
+  speculators::History spec_history;
+  spec_history.agent = options_.agent;
+  spec_history.task = task;
+  spec_history.task_id = options_.task_id;
   auto run_start = Clock::now();
   SPECULA_ASSIGN_OR_RETURN(std::unique_ptr<ActorCall> call, actor_.Launch(history));
   bool window_used = false;
@@ -125,38 +167,14 @@ Result<RunReport> Engine::Run(const std::string& task) {
     if (speculate && window_used && !options_.speculate_after_hit) {
       rec.window_skipped = true;
     } else if (speculate) {
-      auto proposed = speculator_->Propose(history, options_.max_branches);
+      auto proposed = speculator_->Propose(spec_history, options_.max_branches);
       if (!proposed.ok()) {
         spdlog::warn("step {}: speculator {}: {}", step, speculator_->Name(),
                      proposed.error().ToString());
       } else {
-        auto cands = NormalizeCandidates(std::move(*proposed), options_.max_branches);
-        std::vector<double> p;
-        for (const auto& c : cands) p.push_back(c.confidence);
-        rec.candidates = cands.size();
-        rec.model_saving_ms = cost_.saving_ms();
-        rec.model_branch_cost_ms = cost_.branch_cost_ms();
-        rec.launch_count = options_.use_launch_rule
-                               ? ChooseLaunchCount(p, options_.max_branches, rec.model_saving_ms,
-                                                   rec.model_branch_cost_ms)
-                               : cands.size();
-        rec.q = HitProbability(p, rec.launch_count);
-        for (size_t j = 0; j < rec.launch_count; ++j) {
-          auto id = env_.Speculate(cands[j].command, options_.action_timeout);
-          if (!id.ok()) {
-            ++rec.refused;
-            spdlog::debug("step {}: speculate `{}` refused: {}", step, cands[j].command,
-                          id.error().ToString());
-            continue;
-          }
-          LiveBranch lb;
-          lb.rec.id = *id;
-          lb.rec.command = cands[j].command;
-          lb.rec.confidence = cands[j].confidence;
-          lb.rec.source = cands[j].source;
-          lb.launched = Clock::now();
-          live.push_back(std::move(lb));
-        }
+        auto launch_start = Clock::now();
+        LaunchCandidates(std::move(*proposed), rec, live, step);
+        rec.launch_ms = Ms(Clock::now() - launch_start);
       }
     }
     window_used = false;
@@ -164,7 +182,17 @@ Result<RunReport> Engine::Run(const std::string& task) {
     // Wait for the actor; meanwhile (b) pre-launch its next call from every
     // branch that finishes.
     std::optional<Result<ActorDecision>> decided;
+    bool decided_at_once = true;  // the actor had decided before the launches were done
     while (!(decided = call->WaitUntil(Clock::now() + options_.poll_interval))) {
+      decided_at_once = false;
+      // Candidates that arrived later (a model speculator's streamed reply).
+      if (speculate && !rec.window_skipped) {
+        if (auto more = speculator_->Refresh()) {
+          size_t before = live.size();
+          LaunchCandidates(std::move(*more), rec, live, step);
+          rec.refreshed += live.size() - before;
+        }
+      }
       for (auto& lb : live) {
         if (lb.outcome || lb.failed) continue;
         auto peek = env_.PeekBranch(lb.rec.id);
@@ -199,6 +227,7 @@ Result<RunReport> Engine::Run(const std::string& task) {
     }
     ActorDecision decision = std::move(*decided).value();
     rec.actor_wait_ms = Ms(Clock::now() - step_start);
+    if (speculate) speculator_->Cancel();
 
     if (decision.done) {
       auto end = Clock::now();
@@ -221,6 +250,20 @@ Result<RunReport> Engine::Run(const std::string& task) {
       return report;
     }
 
+    // A miss (no live branch has the command): discard the branches first,
+    // timed, so their cost on the committed path is measured on its own.
+    // (The commit would discard them anyway; the daemon's match rule is
+    // equality after trimming, DESIGN.md "The contract" 2.)
+    if (!live.empty() && options_.measure_discard) {
+      std::string want = TrimCommand(decision.command);
+      bool match = std::any_of(live.begin(), live.end(), [&](const LiveBranch& lb) { return lb.rec.command == want; });
+      if (!match) {
+        auto abort_start = Clock::now();
+        auto st = env_.Abort();
+        if (st.ok()) rec.discard_ms = Ms(Clock::now() - abort_start);
+        else spdlog::debug("step {}: abort before a miss: {}", step, st.ToString());
+      }
+    }
     auto commit_start = Clock::now();
     auto committed = env_.Commit(decision.command, options_.action_timeout);
     auto commit_end = Clock::now();
@@ -237,6 +280,8 @@ Result<RunReport> Engine::Run(const std::string& task) {
     rec.flags = cr.flags;
 
     std::unique_ptr<ActorCall> next_call;
+    size_t discarded = 0;
+    std::vector<double> extra_cost;  // per branch, beyond the marginal cost
     for (auto& lb : live) {
       lb.rec.promoted = cr.hit && cr.branch == lb.rec.id;
       if (lb.outcome) {
@@ -248,7 +293,10 @@ Result<RunReport> Engine::Run(const std::string& task) {
       }
       double cost = lb.rec.cost_ms * options_.branch_cost_weight;
       rec.branch_cost_ms += lb.rec.cost_ms;
-      if (!lb.rec.promoted) rec.wasted_branch_ms += lb.rec.cost_ms;
+      if (!lb.rec.promoted) {
+        rec.wasted_branch_ms += lb.rec.cost_ms;
+        ++discarded;
+      }
       if (lb.pre) {
         // Losslessness says the promoted result equals the peeked one; if it
         // does not, the pre-launched call saw a history that never happened.
@@ -268,10 +316,26 @@ Result<RunReport> Engine::Run(const std::string& task) {
           if (!lb.rec.promoted) cost += options_.prelaunch_cost_ms;
         }
       }
-      cost_.ObserveBranch(cost);
+      extra_cost.push_back(cost);
       rec.branches.push_back(lb.rec);
     }
+    // The marginal cost of a branch on the committed path, measured on
+    // misses: the time the discard took, per discarded branch, plus the
+    // launch time when the actor had already decided (it waited for the
+    // launches). Hits pay no discard of their own branch and are not
+    // measured (their other branches cost what misses show).
+    if (!cr.hit) rec.commit_overhead_ms = std::max(0.0, rec.commit_ms - cr.outcome.duration_ms);
+    if (!live.empty() && !cr.hit && discarded > 0 && rec.discard_ms >= 0) {
+      double waited_for_launch = decided_at_once ? rec.launch_ms : 0;
+      rec.marginal_cost_ms = (rec.discard_ms + waited_for_launch) / static_cast<double>(discarded);
+      for (double extra : extra_cost) cost_.ObserveBranch(rec.marginal_cost_ms + extra);
+    } else {
+      for (double extra : extra_cost) {
+        if (extra > 0) cost_.ObserveBranch(extra + cost_.branch_cost_ms());
+      }
+    }
     history.turns.push_back({decision.command, cr.outcome});
+    spec_history.steps.push_back(ToSpeculatorStep(history.turns.back()));
 
     if (cr.hit) rec.hidden_action_ms = std::max(0.0, cr.saved_ms);
     if (next_call) {

@@ -38,14 +38,26 @@ struct EngineOptions {
   bool prelaunch = true;           // part (b): pre-launch the actor's next call
   bool speculate_after_hit = false;  // true: ignore the paper's window rule
   CostModel::Priors priors;
-  // Latency-equivalent cost of one millisecond of branch run time (branches
-  // use spare cores at lower priority, so less than 1).
-  double branch_cost_weight = 0.25;
+  // c, the cost of a branch, is its measured marginal cost on the committed
+  // path: on a miss the branches are discarded (Environment::Abort, timed)
+  // before the commit, and that time per branch, plus any launch time the
+  // actor had to wait for, is the sample. On top of that, each millisecond
+  // of branch run time costs `branch_cost_weight` ms: 0 when branches use
+  // idle cores at lower priority (the default), more on a machine whose
+  // cores are all busy.
+  double branch_cost_weight = 0;
+  // Time the discard of a miss's branches separately (see above); off, the
+  // commit discards them and c stays at its prior plus the weighted costs.
+  bool measure_discard = true;
   // Extra cost charged per branch whose pre-launched actor call is wasted.
   double prelaunch_cost_ms = 0;
   std::chrono::milliseconds action_timeout{120000};
   std::chrono::milliseconds poll_interval{2};
   size_t max_steps = 200;
+  // Who the agent is and which task it runs, for the speculator (the
+  // built-in one learns per agent and replays earlier runs of a task).
+  std::string agent;
+  std::string task_id;
 };
 
 struct BranchRecord {
@@ -70,6 +82,11 @@ struct StepRecord {
   double model_saving_ms = 0, model_branch_cost_ms = 0;  // D and c used
   std::vector<BranchRecord> branches;
   size_t refused = 0;             // Speculate calls the environment refused
+  size_t refreshed = 0;           // branches launched from candidates that arrived later (Refresh)
+  double launch_ms = 0;           // wall time of the Speculate calls
+  double commit_overhead_ms = 0;  // commit time minus the action's own run time (misses)
+  double marginal_cost_ms = -1;   // measured cost per discarded branch on the committed path (-1: none)
+  double discard_ms = -1;         // wall time of discarding a miss's branches (-1: not done)
   bool hit = false;
   bool prelaunch_kept = false;
   size_t prelaunched_calls = 0, cancelled_calls = 0;
@@ -103,6 +120,8 @@ struct RunReport {
   nlohmann::json ToJson() const;
 };
 
+struct LiveBranch;
+
 class Engine {
  public:
   // `speculator` may be null (speculation off). All references must outlive Run.
@@ -110,6 +129,11 @@ class Engine {
   Result<RunReport> Run(const std::string& task);
 
  private:
+  // Launches the first candidates the launch rule picks (not already
+  // running, at most max_branches live in all).
+  void LaunchCandidates(std::vector<Candidate> proposed, StepRecord& rec, std::vector<LiveBranch>& live,
+                        size_t step);
+
   Environment& env_;
   Actor& actor_;
   Speculator* speculator_;

@@ -2,7 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,6 +21,30 @@
 
 namespace specula {
 namespace {
+
+Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where);
+
+// Deletes the subvolume `name` under `parent_fd` (BTRFS_IOC_SNAP_DESTROY).
+// One holding a subvolume of its own cannot be deleted whole (ENOTEMPTY):
+// it is emptied, which deletes that one, and then removed like a directory.
+Status RemoveSubvolume(int parent_fd, const char* name, const std::string& where) {
+  btrfs_ioctl_vol_args a{};
+  if (std::strlen(name) >= sizeof(a.name)) return Error(Code::kInvalidArgument, "subvolume name too long: " + where);
+  std::strcpy(a.name, name);
+  if (::ioctl(parent_fd, BTRFS_IOC_SNAP_DESTROY, &a) == 0) return Status::Ok();
+  if (errno != ENOTEMPTY) return Error::FromErrno("delete subvolume " + where);
+  int sub = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sub < 0) return Error::FromErrno("open " + where);
+  struct stat sb;
+  if (::fstat(sub, &sb) != 0) {
+    Error e = Error::FromErrno("stat " + where);
+    ::close(sub);
+    return e;
+  }
+  SPECULA_TRY(EmptyDirAt(UniqueFd(sub), sb.st_dev, where));
+  if (::unlinkat(parent_fd, name, AT_REMOVEDIR) != 0) return Error::FromErrno("rmdir " + where);
+  return Status::Ok();
+}
 
 // Removes every entry inside the directory open at `dirfd` (which it
 // consumes), staying on device `dev`.
@@ -33,6 +62,13 @@ Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where) {
     }
     if (S_ISDIR(sb.st_mode)) {
       if (sb.st_dev != dev) {
+        // A btrfs subvolume (a branch volume, a sealed layer) has a device
+        // of its own but is no mount point: deleted whole, not walked.
+        if (IsBtrfsSubvolumeRoot(fd, e->d_name)) {
+          st = RemoveSubvolume(fd, e->d_name, where + "/" + e->d_name);
+          if (!st.ok()) break;
+          continue;
+        }
         st = Error(Code::kFailedPrecondition, "remove " + where + "/" + e->d_name +
                                                   ": is a mount point, not removing through it");
         break;
@@ -59,6 +95,20 @@ Status EmptyDirAt(UniqueFd dirfd, dev_t dev, const std::string& where) {
 
 }  // namespace
 
+bool IsBtrfsSubvolumeRoot(int dirfd, const char* name) {
+  struct statx sx {};
+  if (::statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO, &sx) != 0) return false;
+  if (!S_ISDIR(sx.stx_mode) || sx.stx_ino != BTRFS_FIRST_FREE_OBJECTID) return false;
+  // The top of a mount (the store's own, a bind of a subvolume) has inode
+  // 256 as well, but it is a mount point: never removed through.
+  if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0) {
+    return false;
+  }
+  UniqueFd fd(::openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct statfs fs {};
+  return fd && ::fstatfs(fd.get(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == BTRFS_SUPER_MAGIC;
+}
+
 Status RemoveTree(const std::string& path) {
   struct stat sb;
   if (::lstat(path.c_str(), &sb) != 0) {
@@ -72,6 +122,17 @@ Status RemoveTree(const std::string& path) {
   // Sealed layers are made read-only; give the owner write access back so
   // that removal works the same for any caller.
   ::chmod(path.c_str(), 0700);
+  {
+    auto slash = path.find_last_of('/');
+    std::string parent = slash == 0 ? "/" : path.substr(0, slash);
+    UniqueFd pfd(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::string name = path.substr(slash + 1);
+    if (pfd && slash != std::string::npos && IsBtrfsSubvolumeRoot(pfd.get(), name.c_str())) {
+      UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir) return Error::FromErrno("open " + parent);
+      return RemoveSubvolume(dir.get(), name.c_str(), path);
+    }
+  }
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno("open " + path);
   SPECULA_TRY(EmptyDirAt(UniqueFd(fd), sb.st_dev, path));

@@ -19,8 +19,15 @@ Status MakeDirs(const std::string& path, uint32_t mode = 0700);
 
 // Removes `path` and everything below it. Never descends into a different
 // filesystem (a stale mount under a branch's run dir must not be emptied
-// through it): such an entry fails the removal instead. Missing path: Ok.
+// through it): such an entry fails the removal instead. A btrfs subvolume
+// (branch volumes and sealed layers on a btrfs store; `path` itself may be
+// one) is deleted whole with BTRFS_IOC_SNAP_DESTROY. Missing path: Ok.
 Status RemoveTree(const std::string& path);
+
+// Whether `name` in the directory open at `dirfd` is the root of a btrfs
+// subvolume on that same mount (inode 256, not a mount point of its own):
+// a device of its own, but no mount, so RemoveTree deletes it whole.
+bool IsBtrfsSubvolumeRoot(int dirfd, const char* name);
 
 // Bytes allocated on disk below `path` (st_blocks * 512, hard links once).
 Result<uint64_t> DiskUsage(const std::string& path);

@@ -2,7 +2,7 @@
 # The main job: the speculative demo. Builds specula (setup first when
 # needed), starts a private speculad (host / as the base, target layer: the
 # host is never written), and runs `specula bench` on a few of the shipped
-# trajectories: each is played with speculation off and on (built-in n-gram
+# trajectories: each is played with speculation off and on (built-in
 # speculator, and the synthetic oracle), and the summary table is printed,
 # including the losslessness check against the speculation-off run.
 #   SPECULA_DEMO_TRAJECTORIES  space-separated names (default: three short ones)

@@ -2,7 +2,9 @@
 # specula setup: installs everything the build, the tests and the runtime need
 # on a fresh Debian 12 machine. Idempotent; run as root.
 #
-#  1. Debian 12 packages (compilers, libraries, test and bench tools).
+#  1. Debian 12 packages (compilers, libraries, test and bench tools;
+#     btrfs-progs: the store's filesystem is btrfs, whose quotas enforce the
+#     policy's per-branch disk limit, docs/checkpoints.md "Disk limits").
 #  2. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
 #     change); 4.1 cannot dump a process holding an inet socket on kernels
 #     >= 6.16 (getsockopt SO_PASSCRED is refused there: criu issue #2718,
@@ -35,6 +37,7 @@ PACKAGES=(
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev sqlite3
   bubblewrap slirp4netns iproute2 util-linux procps psmisc file xz-utils
+  btrfs-progs e2fsprogs
   python3 libcurl4-openssl-dev
   rsync
 )

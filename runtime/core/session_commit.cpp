@@ -187,6 +187,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   auto r = run->sandbox->Run(command, timeout);
   if (!r.ok()) return fail(std::move(r).error());
   run->result = std::move(*r);
+  NoteDiskLimit(*s, *run);
   FinishProbe(*run);
   (void)RecordBranch(*run, BranchState::kDone, "");
   auto promoted = PromoteLocked(*s, *run);
@@ -275,7 +276,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
   if (!info.deferred.empty() && info.state == BranchState::kRunning) info.state = BranchState::kBlocked;
   // Failed is final even while the branch waits in memory for its discard.
   if (info.state == BranchState::kFailed) info.reason = "failed: " + info.error;
-  auto bytes = DiskUsage(store_->BranchDir(info.id) + "/upper");
+  auto bytes = DiskUsage(store_->BranchUpperDir(info.id));
   if (bytes.ok()) info.upper_bytes = *bytes;
   return info;
 }
@@ -315,7 +316,7 @@ Result<std::vector<FileChange>> SessionManager::DiffBranch(const std::string& br
   lowers.push_back(s->rec.base);
   apply::DiffOptions o;
   o.unified = false;
-  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchDir(branch) + "/upper", lowers, o));
+  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchUpperDir(branch), lowers, o));
   std::vector<FileChange> out;
   for (const auto& e : diff.entries) {
     ChangeKind k = e.kind == apply::DiffKind::kAdded     ? ChangeKind::kAdded
@@ -359,7 +360,7 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
   }
   if (!upper_bytes) {
     // Gone (promoted into a layer, removed by a discard): the last figure stays.
-    std::string upper = store_->BranchDir(b.id) + "/upper";
+    std::string upper = store_->BranchUpperDir(b.id);
     if (::access(upper.c_str(), F_OK) == 0) {
       if (auto bytes = DiskUsage(upper); bytes.ok()) upper_bytes = *bytes;
     }

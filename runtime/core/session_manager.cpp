@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -230,12 +231,20 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
                                                                      Branch& b, bool speculative) {
   const std::string& branch_id = b.id;
   std::string dir = store_->BranchDir(branch_id);
-  for (const char* sub : {"/upper", "/work", "/run"}) SPECULA_TRY(MakeDirs(dir + sub, 0700));
   sandbox::SandboxSpec spec;
   spec.base = s.rec.base;
   SPECULA_ASSIGN_OR_RETURN(spec.layers, CheckpointLayerDirs(ckpt.id));
-  spec.upper_dir = dir + "/upper";
-  spec.work_dir = dir + "/work";
+  // The branch's writes go into a volume with the policy's disk limit; its
+  // upper's root takes the attributes the overlay's `/` must show.
+  store::VolumeRequest vr;
+  vr.stack = ckpt.layers;
+  vr.disk_limit = s.policy.resources.upper_disk_bytes;
+  vr.root_like = spec.layers.empty() ? s.rec.base : spec.layers.back();
+  SPECULA_ASSIGN_OR_RETURN(auto vol, store_->CreateBranchVolume(branch_id, vr));
+  CrashPoint("volume.after-create");
+  SPECULA_TRY(MakeDirs(dir + "/run", 0700));
+  spec.upper_dir = vol.upper;
+  spec.work_dir = vol.work;
   spec.run_dir = dir + "/run";
   spec.name = branch_id;
   spec.cgroup_parent = opts_.cgroup_parent;
@@ -398,6 +407,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
     if (r.ok()) b->result = std::move(*r);
   }
   if (!r.ok()) return finish(BranchState::kFailed, r.error().ToString());
+  NoteDiskLimit(*s, *b);
   FinishProbe(*b);
   // Done: frozen so whatever it left running does not run ahead of the
   // sequential timeline while waiting for the commit.
@@ -442,7 +452,7 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
     upper = b->recorded_upper;
   }
   if (!upper) {
-    if (auto bytes = DiskUsage(store_->BranchDir(b->id) + "/upper"); bytes.ok()) upper = *bytes;
+    if (auto bytes = DiskUsage(store_->BranchUpperDir(b->id)); bytes.ok()) upper = *bytes;
   }
   if (Status st = RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
@@ -535,9 +545,13 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     CrashPoint("checkpoint.after-dump");
   }
   c.shell_state = box->shell_state().Serialize();
+  // Nothing runs in the sandbox any more (dumped, or nothing was alive): the
+  // limit goes before its destroy links up hard-link aliases and the seal
+  // renames, which a full volume would refuse with EDQUOT.
+  SPECULA_TRY_CTX(store_->LiftDiskLimit(b.id), "promote " + b.id);
   SPECULA_TRY_CTX(box->Destroy(), "promote " + b.id);
   b.sandbox.reset();
-  std::string upper = store_->BranchDir(b.id) + "/upper";
+  std::string upper = store_->BranchUpperDir(b.id);
   c.layers = parent.layers;
   if (s.rec.target == "layer") {
     SPECULA_ASSIGN_OR_RETURN(auto layer, store_->SealLayer(s.rec.id, upper));
@@ -577,6 +591,19 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   return c.id;
 }
 
+void SessionManager::NoteDiskLimit(const Session& s, const Branch& b) {
+  auto u = store_->BranchDiskUsage(b.id);
+  if (!u || u->limit == 0) return;
+  // The kernel refuses a write that would go over the limit, so a volume
+  // that hit it stops short by up to one write: "hit" is within a margin.
+  uint64_t margin = std::max<uint64_t>(1ULL << 20, u->limit / 64);
+  if (u->used + margin < u->limit) return;
+  auto mib = [](uint64_t v) { return static_cast<double>(v) / (1 << 20); };
+  spdlog::warn("branch {} of session {} hit its disk limit: its upper holds {:.1f} MiB of the {:.1f} MiB policy '{}' "
+               "allows (resources.disk); writes beyond it failed with EDQUOT. Command: {}",
+               b.id, s.rec.id, mib(u->used), mib(u->limit), s.policy.name, b.command);
+}
+
 Result<std::vector<std::string>> SessionManager::MaybeSquash(Session& s, std::vector<std::string> layers) {
   if (layers.size() <= opts_.squash_threshold) return layers;
   // Merge the oldest half into one layer; the newest stay as they are so a
@@ -586,15 +613,22 @@ Result<std::vector<std::string>> SessionManager::MaybeSquash(Session& s, std::ve
   std::vector<std::string> dirs;
   for (const auto& l : oldest) dirs.push_back(store_->LayerPath(l));
   SPECULA_ASSIGN_OR_RETURN(std::string tmp_id, store::NewId('q'));
-  std::string tmp = store_->BranchDir(tmp_id);
-  if (Status st = SquashLayers(dirs, tmp); !st.ok()) {
-    (void)RemoveTree(tmp);
+  // A volume like a branch's (no limit), forked from the whole stack so its
+  // inode numbers stay above every layer's (store/branch_volume.cpp).
+  store::VolumeRequest vr;
+  vr.stack = layers;
+  vr.make_upper = false;  // SquashLayers makes it, with the merged root's attributes
+  SPECULA_ASSIGN_OR_RETURN(auto vol, store_->CreateBranchVolume(tmp_id, vr));
+  if (Status st = SquashLayers(dirs, vol.upper); !st.ok()) {
+    (void)RemoveTree(vol.dir);
     return std::move(st).error().Context("squash " + std::to_string(n) + " layers");
   }
-  SPECULA_ASSIGN_OR_RETURN(auto merged, store_->SealLayer(s.rec.id, tmp, oldest));
-  std::vector<std::string> out{merged.id};
+  auto merged = store_->SealLayer(s.rec.id, vol.upper, oldest);
+  (void)RemoveTree(vol.dir);  // what is left of the scratch (the volume itself became the layer)
+  if (!merged.ok()) return std::move(merged).error().Context("squash " + std::to_string(n) + " layers");
+  std::vector<std::string> out{merged->id};
   out.insert(out.end(), layers.begin() + static_cast<std::ptrdiff_t>(n), layers.end());
-  spdlog::info("session {}: squashed {} layers into {}", s.rec.id, n, merged.id);
+  spdlog::info("session {}: squashed {} layers into {}", s.rec.id, n, merged->id);
   return out;
 }
 

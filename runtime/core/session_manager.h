@@ -203,6 +203,9 @@ class SessionManager {
   Status RecordBranch(Branch& b, BranchState st, const std::string& reason,
                       std::optional<uint64_t> upper_bytes = std::nullopt);
   Result<std::vector<std::string>> MaybeSquash(Session& s, std::vector<std::string> layers);
+  // After the branch's action: logs if its writes reached the policy's disk
+  // limit (the action saw EDQUOT; its result is the action's own).
+  void NoteDiskLimit(const Session& s, const Branch& b);
   // Open: kills and unmounts what a crashed daemon left, removes branch
   // dirs, finishes or undoes interrupted promotes to the base.
   Status RecoverAfterCrash();

@@ -3,6 +3,7 @@
 // before any session is served.
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <set>
 
@@ -71,7 +72,10 @@ Status SessionManager::RecoverAfterCrash() {
     // What the branch wrote before the crash, for branch.show afterwards
     // (its report and result were recorded when its action finished).
     if (unfinished.count(d) != 0) {
-      if (auto bytes = DiskUsage(dir + "/upper"); bytes.ok()) {
+      // vol/upper; "upper" in branch dirs of older builds.
+      std::string upper = store_->BranchUpperDir(d);
+      if (::access(upper.c_str(), F_OK) != 0) upper = dir + "/upper";
+      if (auto bytes = DiskUsage(upper); bytes.ok()) {
         store::BranchUpdate u;
         u.upper_bytes = *bytes;
         if (Status rec = store_->UpdateBranch(d, u); !rec.ok()) {

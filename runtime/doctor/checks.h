@@ -19,6 +19,10 @@ std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& options);
 std::vector<DoctorCheck> EbpfChecks();
 std::vector<DoctorCheck> CriuChecks(const DoctorOptions& options);
 
+// The store's filesystem (options.state_dir) and whether disk limits are
+// enforced there; where none is mounted, a real btrfs quota probe.
+std::vector<DoctorCheck> StoreChecks(const DoctorOptions& options);
+
 // Builders, so that every check states required-ness and action the same way.
 DoctorCheck Ok(std::string name, std::string reason, bool required = true);
 DoctorCheck Degraded(std::string name, std::string reason, std::string action,

@@ -59,6 +59,7 @@ DoctorReport RunDoctor(const DoctorOptions& options) {
   append(doctor::SandboxChecks(options));
   append(doctor::EbpfChecks());
   append(doctor::CriuChecks(options));
+  append(doctor::StoreChecks(options));
   report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - start);
   for (const auto& c : report.checks) {

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/paths.h"
 #include "runtime/criu/breakpoint_probe.h"
 
 namespace specula {
@@ -52,6 +53,7 @@ struct DoctorOptions {
   std::chrono::milliseconds criu_timeout{10000};       // per CRIU invocation
   std::string criu_path;                               // empty: CriuPath()
   std::string scratch_dir = "/tmp";                    // parent of the probes' temp dirs
+  std::string state_dir = kDefaultStateDir;            // whose store `store.fs` reports
   // The doctor always re-probes breakpoints and refreshes this cache (empty:
   // don't write one). See criu::CriuNeedsNoBreakpoints.
   std::string breakpoint_cache = criu::kBreakpointCachePath;

@@ -307,7 +307,7 @@ Result<api::BranchDiff> CoreSessionService::DiffBranch(const api::DiffBranchRequ
   std::string upper;
   std::vector<std::string> lowers;  // topmost first, the base last
   if (auto b = manager_->ShowBranch(branch); b.ok()) {
-    upper = manager_->store().BranchDir(branch) + "/upper";
+    upper = manager_->store().BranchUpperDir(branch);
     auto layers = manager_->CheckpointLayerDirs(b->parent_checkpoint);
     auto session = manager_->ShowSession(b->session);
     if (layers.ok() && session.ok()) {

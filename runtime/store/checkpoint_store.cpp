@@ -7,9 +7,9 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/files.h"
-#include "common/spawn.h"
 #include "common/time.h"
 
 namespace specula::store {
@@ -54,6 +54,9 @@ ALTER TABLE branches ADD COLUMN error TEXT NOT NULL DEFAULT '';
 ALTER TABLE branches ADD COLUMN upper_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE branches ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 )sql",
+    // 2 -> 3: no schema change; layer roots of older builds are repaired
+    // first (FixLegacyLayerRootsLocked).
+    "SELECT 1;",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == CheckpointStore::kSchemaVersion);
 
@@ -147,37 +150,6 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
   return store;
 }
 
-Status CheckpointStore::MountLayerFs(const StoreOptions& opts) {
-  std::string img = dir_ + "/layers.img";
-  std::string mnt = dir_ + "/fs";
-  SPECULA_TRY(MakeDirs(mnt, 0700));
-  struct stat top, m;
-  if (::stat(dir_.c_str(), &top) != 0 || ::stat(mnt.c_str(), &m) != 0) return Error::FromErrno("stat " + mnt);
-  fs_dir_ = mnt;
-  if (top.st_dev != m.st_dev) {
-    // Left mounted by a daemon that crashed: adopt it, so it is unmounted
-    // when this store closes instead of outliving every daemon.
-    mounted_fs_ = true;
-    return Status::Ok();
-  }
-  if (::access(img.c_str(), F_OK) != 0) {
-    // Sparse file; mkfs without lazy init work so it takes milliseconds.
-    SPECULA_TRY(Spawn(SpawnOptions{{"truncate", "-s", std::to_string(opts.fs_bytes), img}}).status());
-    auto mk = Spawn(SpawnOptions{{"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", img}});
-    if (!mk.ok()) return std::move(mk).error().Context("mkfs layer fs");
-    if (!mk->success()) {
-      ::unlink(img.c_str());
-      return Error(Code::kUnavailable, "mkfs.ext4 " + img + ": " + ErrorLines(mk->err))
-          .WithHint("install e2fsprogs");
-    }
-  }
-  auto mt = Spawn(SpawnOptions{{"mount", "-o", "loop,noatime", img, mnt}});
-  if (!mt.ok()) return std::move(mt).error().Context("mount layer fs");
-  if (!mt->success()) return Error(Code::kUnavailable, "mount -o loop " + img + ": " + ErrorLines(mt->err));
-  mounted_fs_ = true;
-  return Status::Ok();
-}
-
 CheckpointStore::~CheckpointStore() {
   if (mounted_fs_ && ::umount2(fs_dir_.c_str(), MNT_DETACH) != 0) {
     // Still in use (a live sandbox elsewhere): the next Open reuses it.
@@ -196,11 +168,40 @@ Status CheckpointStore::Migrate() {
         .WithHint("run a newer speculad, or use another --state-dir");
   }
   for (int v = version; v < kSchemaVersion; ++v) {
+    // Before the version moves: a crash in between redoes it (idempotent).
+    if (v == 2) SPECULA_TRY_CTX(FixLegacyLayerRootsLocked(), "migrate to 3");
     SPECULA_ASSIGN_OR_RETURN(auto txn, SqliteTxn::Begin(db_));
     SPECULA_TRY_CTX(db_.Exec(kMigrations[v]), "migrate to " + std::to_string(v + 1));
     SPECULA_TRY(db_.Exec("PRAGMA user_version=" + std::to_string(v + 1)));
     SPECULA_TRY(txn.Commit());
   }
+  return Status::Ok();
+}
+
+Status CheckpointStore::FixLegacyLayerRootsLocked() {
+  // Builds before schema 3 made every upper dir 0700 root:root, and a
+  // layer's root is its former upper's: through an overlay `/` was 0700 and
+  // no other user could run anything (issue 16). Such roots take their
+  // session base's root attributes, as a new build's uppers do. Another
+  // mode was set by an action (`chmod 755 /`) and stays.
+  SPECULA_ASSIGN_OR_RETURN(
+      auto q, db_.Prepare("SELECT layers.path, sessions.base FROM layers JOIN sessions ON layers.session = sessions.id"));
+  size_t fixed = 0;
+  for (;;) {
+    SPECULA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    std::string path = q.Text(0), base = q.Text(1);
+    struct stat st {}, b {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 || st.st_uid != 0 ||
+        st.st_gid != 0 || ::stat(base.c_str(), &b) != 0) {
+      continue;
+    }
+    if (::chown(path.c_str(), b.st_uid, b.st_gid) != 0 || ::chmod(path.c_str(), b.st_mode & 07777) != 0) {
+      return Error::FromErrno("repair the root of layer " + path);
+    }
+    ++fixed;
+  }
+  if (fixed > 0) spdlog::info("store {}: {} layer root(s) of an older build now carry their base's mode", dir_, fixed);
   return Status::Ok();
 }
 
@@ -296,6 +297,12 @@ Status CheckpointStore::DeleteSession(const std::string& id) {
     if (db_.Changes() != 1) return Error(Code::kNotFound, "no session " + id);
   }
   for (const auto& d : dirs) SPECULA_TRY_CTX(RemoveTree(d), "delete session " + id);
+  // Deleted subvolumes are freed by the kernel's cleaner, and their blocks
+  // discarded from the image after that: start it now, not at the next
+  // periodic commit (up to 30 s away).
+  if (btrfs_) {
+    if (Status st = btrfs_->Sync(); !st.ok()) spdlog::warn("delete session {}: {}", id, st.ToString());
+  }
   return Status::Ok();
 }
 
@@ -353,30 +360,13 @@ Result<std::vector<CheckpointRecord>> CheckpointStore::ListCheckpoints(const std
   return out;
 }
 
-Result<LayerRecord> CheckpointStore::SealLayer(const std::string& session, const std::string& upper_dir,
-                                               std::vector<std::string> squashed_from) {
-  SPECULA_ASSIGN_OR_RETURN(std::string id, NewId('l'));
-  std::string container = fs_dir_ + "/layers/" + id;
-  std::string path = container + "/fs";
-  if (::mkdir(container.c_str(), 0700) != 0) return Error::FromErrno("seal layer: mkdir " + container);
-  if (std::rename(upper_dir.c_str(), path.c_str()) != 0) {
-    Error e = Error::FromErrno("seal layer: rename " + upper_dir + " to " + path);
-    ::rmdir(container.c_str());
-    if (e.sys_errno() == EXDEV) e.WithHint("branch dirs and layers must be on one filesystem (the state dir)");
-    return e;
-  }
-  // Read-only marker on the container; the files themselves are never
-  // written again because a sealed layer is only ever an overlay lowerdir.
-  // (A per-file chmod would be O(size) and change what the layer shows.)
-  ::chmod(container.c_str(), 0500);
-  SPECULA_ASSIGN_OR_RETURN(uint64_t bytes, DiskUsage(path));
-  LayerRecord l{id, session, path, bytes, NowMs(), std::move(squashed_from)};
+Result<LayerRecord> CheckpointStore::RecordLayer(LayerRecord l) {
   std::lock_guard lock(mu_);
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare("INSERT INTO layers(id,session,path,bytes,created,squashed_from)"
                                                " VALUES(?,?,?,?,?,?)"));
   q.Bind(1, l.id).Bind(2, l.session).Bind(3, l.path).Bind(4, static_cast<int64_t>(l.bytes));
   q.Bind(5, l.created_ms).Bind(6, ToJsonList(l.squashed_from));
-  SPECULA_TRY_CTX(q.Run(), "seal layer " + id);
+  SPECULA_TRY_CTX(q.Run(), "seal layer " + l.id);
   return l;
 }
 

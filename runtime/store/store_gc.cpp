@@ -84,9 +84,18 @@ Result<CheckpointStore::OrphanReport> CheckpointStore::RemoveOrphans() {
     SPECULA_TRY_CTX(RemoveTree(container), "remove orphan layer");
     ++rep.layer_dirs;
   }
-  if (rep.image_dirs + rep.layer_rows + rep.layer_dirs > 0) {
-    spdlog::warn("crash recovery: removed {} unrecorded image dir(s), {} unlisted layer(s), {} layer dir(s)",
-                 rep.image_dirs, rep.layer_rows, rep.layer_dirs);
+  // Quota groups of subvolumes that are gone (a crash between deleting a
+  // branch volume and the kernel dropping its qgroup, or kernels that never
+  // drop them): they would pile up over the store's life.
+  if (btrfs_) {
+    auto stale = btrfs_->RemoveStaleQgroups();
+    if (stale.ok()) rep.qgroups = *stale;
+    else spdlog::warn("crash recovery: stale qgroups: {}", stale.error().ToString());
+  }
+  if (rep.image_dirs + rep.layer_rows + rep.layer_dirs + rep.qgroups > 0) {
+    spdlog::warn("crash recovery: removed {} unrecorded image dir(s), {} unlisted layer(s), {} layer dir(s), "
+                 "{} stale qgroup(s)",
+                 rep.image_dirs, rep.layer_rows, rep.layer_dirs, rep.qgroups);
   }
   return rep;
 }

@@ -31,7 +31,7 @@ TEST(BenchTest, RunsOffAndOnAndChecksLosslessness) {
   auto j = nlohmann::json::parse(out.str(), nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << out.str();
   ASSERT_EQ(j["trajectories"].size(), 2u);
-  // off + ngram k=1,2 + ngram k=3 launch-all + oracle p=1 k=1,2 + oracle p=0 k=1,2
+  // off + builtin k=1,2 + builtin k=3 launch-all + oracle p=1 k=1,2 + oracle p=0 k=1,2
   ASSERT_EQ(j["overall"].size(), 8u);
   for (const auto& t : j["trajectories"]) {
     for (const auto& r : t["runs"]) {

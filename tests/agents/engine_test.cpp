@@ -256,5 +256,83 @@ TEST(EngineTest, LaunchRuleLimitsBranchesWhenTheyCostMoreThanTheyGain) {
   for (const auto& s : r->steps) EXPECT_EQ(s.launch_count, 0u);
 }
 
+// Proposes nothing at first; its candidate (the truth) arrives later through
+// Refresh, as a model speculator's streamed reply would.
+class LateSpeculator : public Speculator {
+ public:
+  explicit LateSpeculator(Trajectory t) : t_(std::move(t)) {}
+  Result<std::vector<Candidate>> Propose(const speculators::History& h, int) override {
+    at_ = h.steps.size();
+    since_ = Clock::now();
+    sent_ = false;
+    return std::vector<Candidate>{};
+  }
+  std::optional<std::vector<Candidate>> Refresh() override {
+    if (sent_ || at_ >= t_.steps.size() || Clock::now() - since_ < 10ms) return std::nullopt;
+    sent_ = true;
+    return std::vector<Candidate>{{t_.steps[at_].command, 0.9, "late"}};
+  }
+  void Cancel() override { ++cancels; }
+  std::string Name() const override { return "late"; }
+  int cancels = 0;
+
+ private:
+  Trajectory t_;
+  size_t at_ = 0;
+  Clock::time_point since_;
+  bool sent_ = false;
+};
+
+TEST(EngineTest, CandidatesArrivingLaterAreLaunchedToo) {
+  Trajectory t = Steps(4, 80);
+  LateSpeculator late(t);
+  FakeEnvironment env(5);
+  ReplayActor actor(t, ReplayTiming{});
+  EngineOptions o;
+  o.max_branches = 2;
+  o.prelaunch = false;
+  o.priors.saving_ms = 100;
+  o.priors.branch_cost_ms = 1;
+  Engine e(env, actor, &late, o);
+  auto r = e.Run(t.task);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->Hits(), 4u);
+  size_t refreshed = 0;
+  for (const auto& s : r->steps) refreshed += s.refreshed;
+  EXPECT_EQ(refreshed, 4u);
+  EXPECT_GE(late.cancels, 4);  // told when the actor decided
+}
+
+TEST(EngineTest, BranchCostIsTheMeasuredDiscardTimeOfMisses) {
+  // c starts far above what a discard costs; every step misses, the engine
+  // times the discard of its branches and c follows the measurement.
+  Trajectory t = Steps(6, 30);
+  OracleSpeculator oracle(t, {0.0, 0.5, 3});
+  FakeEnvironment env(2);
+  ReplayActor actor(t, ReplayTiming{});
+  EngineOptions o;
+  o.max_branches = 2;
+  o.use_launch_rule = false;
+  o.priors.saving_ms = 100;
+  o.priors.branch_cost_ms = 1000;
+  o.priors.prior_weight = 1;
+  Engine e(env, actor, &oracle, o);
+  auto r = e.Run(t.task);
+  ASSERT_TRUE(r.ok());
+  size_t measured = 0;
+  for (const auto& s : r->steps) {
+    if (s.done_step) continue;
+    if (s.discard_ms >= 0) {
+      ++measured;
+      EXPECT_GE(s.marginal_cost_ms, 0);
+      EXPECT_LT(s.marginal_cost_ms, 50);
+    }
+  }
+  EXPECT_GE(measured, 5u);
+  // The last steps use the measured c, not the 1000 ms prior.
+  EXPECT_LT(r->steps[r->steps.size() - 2].model_branch_cost_ms, 200);
+  EXPECT_EQ(r->Hits(), 0u);
+}
+
 }  // namespace
 }  // namespace specula::agents

@@ -242,7 +242,7 @@ TEST(OpenAIClientTest, SpeculatorParsesCandidates) {
     return std::pair<int, std::string>{200, r.dump()};
   });
   OpenAISpeculator spec(Config(server));
-  auto c = spec.Propose(TwoTurns(), 3);
+  auto c = spec.Propose(ToSpeculatorHistory(TwoTurns()), 3);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   ASSERT_EQ(c->size(), 2u);
   EXPECT_EQ((*c)[0].command, "pwd");

@@ -136,6 +136,37 @@ class CrashE2E : public ::testing::Test {
     }
     // A linear history without squash: one layer per commit, all in use.
     EXPECT_EQ(static_cast<int64_t>(Entries(state + "/fs/layers").size()), head_layers);
+    ExpectOnlyLayerSubvolumes(state, head_layers);
+  }
+
+  // On a btrfs store: the subvolumes left are the layers', and once the
+  // kernel has freed the deleted ones, so are the quota groups (none of a
+  // crashed branch piles up).
+  void ExpectOnlyLayerSubvolumes(const std::string& state, int64_t layers) {
+    std::string mnt = state + "/fs";
+    auto listed = Spawn({.argv = {"btrfs", "subvolume", "list", "-o", mnt}});
+    if (!listed.ok() || !listed->success()) return;  // an ext4 store (SPECULA_STORE_FS=ext4): nothing to check
+    const SpawnResult& list = *listed;
+    int64_t subvolumes = 0;
+    std::istringstream lines(list.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty()) continue;
+      ++subvolumes;
+      EXPECT_NE(line.find(" path layers/"), std::string::npos) << "a subvolume outside layers/: " << line;
+    }
+    EXPECT_EQ(subvolumes, layers);
+    int64_t qgroups = -1;
+    for (int i = 0; i < 300 && qgroups != layers; ++i) {
+      (void)Spawn({.argv = {"btrfs", "filesystem", "sync", mnt}});
+      auto q = Spawn({.argv = {"btrfs", "qgroup", "show", mnt}});
+      qgroups = 0;
+      std::istringstream ql(q.ok() ? q->out : "");
+      for (std::string line; std::getline(ql, line);) {
+        if (line.rfind("0/", 0) == 0 && line.rfind("0/5 ", 0) != 0) ++qgroups;
+      }
+      if (qgroups != layers) std::this_thread::sleep_for(milliseconds(100));
+    }
+    EXPECT_EQ(qgroups, layers) << "qgroups of deleted subvolumes left";
   }
 
   TempDir dir_;
@@ -224,7 +255,11 @@ INSTANTIATE_TEST_SUITE_P(
                       CheckpointCrash{"checkpoint.after-dump", kLive, false},
                       CheckpointCrash{"checkpoint.before-head", kFilesOnly, false},
                       CheckpointCrash{"checkpoint.after-head", kFilesOnly, true},
-                      CheckpointCrash{"checkpoint.after-head", kLive, true}),
+                      CheckpointCrash{"checkpoint.after-head", kLive, true},
+                      // The branch volume (a btrfs subvolume) and its seal.
+                      CheckpointCrash{"volume.after-create", kFilesOnly, false},
+                      CheckpointCrash{"seal.between-renames", kFilesOnly, false},
+                      CheckpointCrash{"seal.after-rename", kFilesOnly, false}),
     [](const ::testing::TestParamInfo<CheckpointCrash>& i) {
       std::string n = i.param.point;
       for (char& ch : n) {

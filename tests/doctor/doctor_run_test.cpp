@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/spawn.h"
 #include "runtime/criu/breakpoint_probe.h"
 #include "runtime/doctor/doctor.h"
 
@@ -128,7 +129,42 @@ TEST_F(DoctorRunTest, EveryCheckHasAUniqueNameAReasonAndAnActionUnlessOk) {
       EXPECT_FALSE(c.action.empty()) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), 25u);
+  EXPECT_EQ(names.size(), 26u);
+}
+
+// Kernel 6.18 with btrfs built in (ENVIRONMENT.md) and btrfs-progs from
+// scripts/setup.sh: a new store enforces disk limits with simple quotas.
+TEST_F(DoctorRunTest, DiskLimitsAreEnforcedHere) {
+  const DoctorCheck* c = report_->Find("store.fs");
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->required);
+  EXPECT_EQ(c->status, CheckStatus::kOk) << c->reason << " -> " << c->action;
+  EXPECT_NE(c->reason.find("simple quotas"), std::string::npos) << c->reason;
+  EXPECT_NE(c->reason.find("EDQUOT"), std::string::npos) << c->reason;
+}
+
+// A store made by an older build is ext4: it keeps working, without limits,
+// and the doctor says what to do about it.
+TEST(DoctorStoreTest, AnExt4StoreFromAnOlderBuildIsDegraded) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  std::string tmpl = "/tmp/specula-doctor-store-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  std::string img = tmpl + "/layers.img";
+  ASSERT_TRUE(Spawn({.argv = {"truncate", "-s", "64M", img}})->success());
+  ASSERT_TRUE(Spawn({.argv = {"mkfs.ext4", "-q", "-F", img}})->success());
+  DoctorOptions o;
+  o.breakpoint_cache = "";
+  o.scratch_dir = tmpl;
+  o.state_dir = tmpl;
+  DoctorReport r = RunDoctor(o);
+  const DoctorCheck* c = r.Find("store.fs");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->status, CheckStatus::kDegraded) << c->reason;
+  EXPECT_NE(c->reason.find("ext4"), std::string::npos) << c->reason;
+  EXPECT_NE(c->reason.find("not enforced"), std::string::npos) << c->reason;
+  EXPECT_NE(c->action.find("converted to btrfs"), std::string::npos) << c->action;
+  std::error_code ec;
+  fs::remove_all(tmpl, ec);
 }
 
 TEST_F(DoctorRunTest, TableListsEveryCheck) {
@@ -146,7 +182,7 @@ TEST(DoctorCommandTest, JsonParsesWithOneObjectPerCheck) {
   ASSERT_FALSE(j.is_discarded()) << out.str();
   EXPECT_EQ(j["ok"], true);
   ASSERT_TRUE(j["checks"].is_array());
-  EXPECT_EQ(j["checks"].size(), 25u);
+  EXPECT_EQ(j["checks"].size(), 26u);
   const std::set<std::string> statuses = {"ok", "degraded", "missing"};
   for (const auto& c : j["checks"]) {
     ASSERT_TRUE(c.is_object());

@@ -36,7 +36,12 @@ std::string ActionGenerator::Next() {
     case 16: return "fn" + std::to_string(Int(0, 2)) + "() { echo \"fn " + Word() + " $1\"; }";
     case 17: return "echo \"$V0|$V1|$V2\"; pwd; type fn0 fn1 2>&1 | head -3";
     case 18: return "cat " + File() + "; echo rc=$?";
-    case 19: return "ls -la --time-style=+ " + Dir() + " | awk '{print $1, $3, $4, $5, $7, $8, $9}'";
+    // A directory's size is the filesystem's (4096 on ext4; on btrfs the
+    // length of the names in the topmost layer's copy, which depends on
+    // how the history is layered), like its link count: printed for files.
+    case 19:
+      return "ls -la --time-style=+ " + Dir() +
+             " | awk '{s = substr($1, 1, 1) == \"d\" ? \"-\" : $5; print $1, $3, $4, s, $7, $8, $9}'";
     case 20: return Pick({"false", "exit 7", "ls " + tree_ + "/nonexistent", "unset V0; (exit 3)"});
     case 21:
       ++bg_started_;

@@ -157,13 +157,21 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
     ActionGenerator wrong_gen(static_cast<uint32_t>(seed) * 7919u, tree);
     std::mt19937 rng(static_cast<uint32_t>(seed) * 31u);
 
-    // (a) the sequential reference: one sandbox, every action in turn.
-    std::string seq_dir = dir_ + "/seq" + std::to_string(seed);
-    for (const char* sub : {"/upper", "/work", "/run"}) ASSERT_TRUE(MakeDirs(seq_dir + sub).ok());
+    // (a) the sequential reference: one sandbox, every action in turn. Its
+    // upper is a volume of the same store, as a commit without speculation
+    // gets: what the filesystem itself shows (a directory's st_size is 4096
+    // on ext4, the length of its names on btrfs; the root's mode) must not
+    // count as a difference.
+    store::VolumeRequest vr;
+    vr.root_like = "/";
+    auto vol = mgr_->store().CreateBranchVolume("seq" + std::to_string(seed), vr);
+    ASSERT_TRUE(vol.ok()) << vol.error().ToString();
+    std::string seq_dir = vol->dir;
+    ASSERT_TRUE(MakeDirs(seq_dir + "/run").ok());
     sandbox::SandboxSpec spec;
     spec.base = "/";
-    spec.upper_dir = seq_dir + "/upper";
-    spec.work_dir = seq_dir + "/work";
+    spec.upper_dir = vol->upper;
+    spec.work_dir = vol->work;
     spec.run_dir = seq_dir + "/run";
     spec.name = "diffseq-" + std::to_string(::getpid()) + "-" + std::to_string(seed);
     spec.policy = policy::DefaultPolicy();

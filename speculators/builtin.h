@@ -1,0 +1,102 @@
+// The built-in speculator v2: no model server, no network, microseconds per
+// proposal. Per session it keeps a SessionState (slots and context keys,
+// session_state.h) and a session count table learned online from the
+// session's own committed steps. A proposal instantiates the templates that
+// the model (corpus, per agent and pooled), the session itself and earlier
+// runs of the same task (runbooks) rank highest in the current context,
+// merges duplicates, and scores each distinct command with the model's
+// calibrated scorer; an online calibrator then corrects the confidences by
+// the session's own hit rate.
+//
+// Threading: a BuiltinSpeculator serves one session from one thread at a
+// time. The Model is immutable and shared; a RunbookStore is locked.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "speculators/calibration.h"
+#include "speculators/count_table.h"
+#include "speculators/model.h"
+#include "speculators/session_state.h"
+#include "speculators/speculator.h"
+
+namespace specula::speculators {
+
+// Earlier runs of tasks, by TaskKey (history.h): the commands each run made.
+// Filled from training data (eval) or, online, from finished sessions.
+class RunbookStore {
+ public:
+  void Add(const std::string& task_key, std::vector<std::string> commands);
+  // Every run of the task (copies; empty when none).
+  std::vector<std::vector<std::string>> Get(const std::string& task_key) const;
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::vector<std::vector<std::string>>> runs_;
+};
+
+struct BuiltinOptions {
+  bool learn_session = true;       // the session's own count table
+  bool online_calibration = true;  // scale confidences by the session's hit rate
+  bool use_runbooks = true;
+  size_t max_candidates = 32;      // distinct commands scored per proposal
+};
+
+// One candidate with everything the scorer saw (for training and reports).
+struct ScoredCandidate {
+  std::string command;
+  std::array<double, kFeatures> x{};
+  double raw = 0;  // logistic output
+  double p = 0;    // calibrated (before online calibration)
+  std::string source;
+};
+
+class BuiltinSpeculator : public Speculator {
+ public:
+  explicit BuiltinSpeculator(std::shared_ptr<const Model> model, BuiltinOptions options = {},
+                             std::shared_ptr<const RunbookStore> runbooks = nullptr);
+  // With the shipped model.
+  static Result<std::unique_ptr<BuiltinSpeculator>> WithShippedModel(BuiltinOptions options = {});
+
+  // Speculator: keeps the session state of the last history it saw and only
+  // feeds it the new steps when `history` extends it (otherwise restarts).
+  Result<std::vector<Candidate>> Propose(const History& history, int k) override;
+  std::string Name() const override { return "builtin"; }
+
+  // Incremental use (one object per session, e.g. in the daemon):
+  void Begin(const std::string& agent, const std::string& task, const std::string& task_id = "");
+  void Observe(const Step& step);
+  std::vector<Candidate> Next(int k);
+
+  // Every scored candidate for the next command, best first (before the
+  // online calibration); `apply_scorer` false leaves raw/p at 0 (training).
+  std::vector<ScoredCandidate> Score(bool apply_scorer = true) const;
+
+  const SessionState& state() const { return state_; }
+  const OnlineCalibrator& online() const { return online_; }
+  // Overrides the runbooks for this session (training, tests).
+  void SetRunbooks(std::vector<std::vector<std::string>> runs);
+
+ private:
+  std::shared_ptr<const Model> model_;
+  BuiltinOptions options_;
+  std::shared_ptr<const RunbookStore> store_;
+  const CountTable* agent_table_ = nullptr;
+  std::string agent_, task_, task_id_, task_key_;
+  SessionState state_;
+  CountTable session_;
+  std::vector<std::vector<std::string>> runbooks_;
+  std::vector<std::string> commands_;  // trimmed commands seen in this session
+  OnlineCalibrator online_;
+  std::vector<Candidate> pending_;     // last proposal, scored when the next step arrives
+  size_t pending_at_ = static_cast<size_t>(-1);
+  bool begun_ = false;
+};
+
+}  // namespace specula::speculators
