@@ -151,6 +151,21 @@ class ClientE2E(DaemonTestCase):
         with self.assertRaises(specula.NotFound):  # the context manager destroyed it
             self.client.show_session(sid)
 
+    def test_checkpoint_diff_of_a_base_target_session_says_why_not(self):
+        host = self.target + "-base"  # a base-target session over / writes the host: a scratch path
+        try:
+            with self.client.session(base="/", target="base") as s:
+                r = s.run(f"mkdir -p {host} && echo x > {host}/written")
+                with open(os.path.join(host, "written")) as f:
+                    self.assertEqual(f.read(), "x\n")
+                with self.assertRaises(specula.FailedPrecondition) as cm:
+                    s.diff(checkpoint=r.head)
+                self.assertIn("branch.diff", cm.exception.hint)
+                root = s.diff(checkpoint=s.log()[0].checkpoint)  # the root changed nothing
+                self.assertEqual((root.parent, root.files), (None, []))
+        finally:
+            shutil.rmtree(host, ignore_errors=True)
+
     def test_mount_a_checkpoint(self):
         with self.client.session() as s:
             r = s.run(f"mkdir -p {self.target} && echo seen > {self.target}/m")
