@@ -3,6 +3,7 @@
 // CLI, both installed by scripts/setup.sh into SPECULA_MCP_NODE_DIR
 // (default /opt/specula/mcp-node). Also raw stdio checks the SDK cannot
 // make: malformed lines, and the session's fate on EOF.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <random>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "runtime/api/wire.h"
@@ -207,6 +209,40 @@ TEST_F(McpE2E, RawStdioErrorsAndSessionLifetime) {
   ASSERT_TRUE(r.ok());
   EXPECT_NE(r->exit_code, 0);
   EXPECT_NE(r->err.find("s-missing"), std::string::npos) << r->err;
+}
+
+// SIGTERM while the client keeps stdin open (what a client does when the
+// server does not exit on EOF): the server destroys its session and exits 0.
+TEST_F(McpE2E, SigtermDestroysTheCreatedSession) {
+  int in[2], out[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  std::string socket = daemon_->socket();  // no allocation after fork
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::execl(SPECULA_CLI_PATH, SPECULA_CLI_PATH, "--socket", socket.c_str(), "mcp", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  Json init{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", {{"protocolVersion", "2025-06-18"}}}};
+  std::string line = init.dump() + "\n";
+  ASSERT_EQ(::write(in[1], line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  std::string reply;
+  char c;
+  while (reply.find('\n') == std::string::npos && ::read(out[0], &c, 1) == 1) reply += c;
+  EXPECT_NE(reply.find("protocolVersion"), std::string::npos) << reply;
+  EXPECT_EQ(Sessions().size(), 1u);  // created at start
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(Sessions().empty());
+  ::close(in[1]);
+  ::close(out[0]);
 }
 
 // With no daemon at all the server still starts, answers, and reports the
