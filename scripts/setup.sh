@@ -5,7 +5,8 @@
 #  1. Debian 12 packages (compilers, libraries, test and bench tools;
 #     btrfs-progs: the store's filesystem is btrfs, whose quotas enforce the
 #     policy's per-branch disk limit, docs/checkpoints.md "Disk limits").
-#  2. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
+#  2. The MCP clients the tests drive `specula mcp` with (npm, pinned).
+#  3. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
 #     change); 4.1 cannot dump a process holding an inet socket on kernels
 #     >= 6.16 (getsockopt SO_PASSCRED is refused there: criu issue #2718,
 #     fixed in 4.2). If the system has no working CRIU >= 4.2, Debian's newest
@@ -53,6 +54,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   log "Debian packages: all present"
+fi
+
+# --- MCP clients for the tests -------------------------------------------
+# The official MCP TypeScript SDK and the MCP Inspector (tests/mcp drives
+# `specula mcp` with them), at the versions pinned by
+# tests/mcp/node/package-lock.json, in a private prefix outside the work
+# tree. Node >= 18 (Debian 12's nodejs, unless a newer node is installed).
+MCP_NODE_DIR=${SPECULA_MCP_NODE_DIR:-/opt/specula/mcp-node}
+MCP_PINS="$(dirname "$0")/../tests/mcp/node"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if cmp -s "$MCP_PINS/package-lock.json" "$MCP_NODE_DIR/package-lock.json" &&
+   [ -f "$MCP_NODE_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ]; then
+  log "MCP clients: present in $MCP_NODE_DIR"
+else
+  log "MCP clients: npm ci into $MCP_NODE_DIR"
+  mkdir -p "$MCP_NODE_DIR"
+  cp "$MCP_PINS/package.json" "$MCP_PINS/package-lock.json" "$MCP_NODE_DIR/"
+  (cd "$MCP_NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 # --- CRIU ---------------------------------------------------------------

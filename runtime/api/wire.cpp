@@ -188,6 +188,14 @@ auto FieldsOf(const ListCheckpointsRequest*) {
 auto FieldsOf(const ShowCheckpointRequest*) {
   return std::tuple{F("checkpoint", &ShowCheckpointRequest::checkpoint, kId)};
 }
+auto FieldsOf(const CheckpointDiff*) {
+  using T = CheckpointDiff;
+  return std::tuple{F("checkpoint", &T::checkpoint, kId), F("parent", &T::parent, kId | kNullIfEmpty),
+                    F("files", &T::files)};
+}
+auto FieldsOf(const DiffCheckpointRequest*) {
+  return std::tuple{F("checkpoint", &DiffCheckpointRequest::checkpoint, kId)};
+}
 auto FieldsOf(const MountCheckpointResponse*) {
   return std::tuple{F("checkpoint", &MountCheckpointResponse::checkpoint, kId), F("dir", &MountCheckpointResponse::dir)};
 }
@@ -313,6 +321,9 @@ Status DecodeParams(const Json& params, ListCheckpointsRequest& out) {
 }
 Status DecodeParams(const Json& params, ShowCheckpointRequest& out) {
   return DecodeOneId(params, ShowCheckpointRequest::kMethod, "checkpoint", out.checkpoint);
+}
+Status DecodeParams(const Json& params, DiffCheckpointRequest& out) {
+  return DecodeOneId(params, DiffCheckpointRequest::kMethod, "checkpoint", out.checkpoint);
 }
 Status DecodeParams(const Json& params, MountCheckpointRequest& out) {
   Params p(MountCheckpointRequest::kMethod, params);

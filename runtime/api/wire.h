@@ -278,6 +278,19 @@ struct ShowCheckpointRequest {
   std::string checkpoint;
 };
 
+// What a checkpoint changed in the files relative to its parent: the layer
+// its commit sealed, over the parent's view.
+struct CheckpointDiff {
+  std::string checkpoint;
+  std::string parent;  // "" (null on the wire) for a session's root, which changed nothing
+  std::vector<DiffFile> files;
+};
+struct DiffCheckpointRequest {
+  static constexpr const char* kMethod = "checkpoint.diff";
+  using Response = CheckpointDiff;
+  std::string checkpoint;
+};
+
 struct MountCheckpointResponse {
   std::string checkpoint;
   std::string dir;
@@ -309,7 +322,8 @@ struct UmountCheckpointRequest {
   X(LossyEffect) X(CommitResponse) X(CommitRequest) X(AbortResponse) X(AbortRequest)         \
   X(BranchResult) X(BranchSummary) X(ListBranchesRequest) X(JournalEntry) X(SyscallEvent)    \
   X(BranchDetail) X(ShowBranchRequest) X(DiffFile) X(BranchDiff) X(DiffBranchRequest)        \
-  X(Checkpoint) X(ListCheckpointsRequest) X(ShowCheckpointRequest)                          \
+  X(Checkpoint) X(ListCheckpointsRequest) X(ShowCheckpointRequest) X(CheckpointDiff)        \
+  X(DiffCheckpointRequest)                                                                   \
   X(MountCheckpointResponse) X(MountCheckpointRequest) X(UmountCheckpointResponse)           \
   X(UmountCheckpointRequest)
 
@@ -367,6 +381,7 @@ Status DecodeParams(const Json& params, ShowBranchRequest& out);
 Status DecodeParams(const Json& params, DiffBranchRequest& out);
 Status DecodeParams(const Json& params, ListCheckpointsRequest& out);
 Status DecodeParams(const Json& params, ShowCheckpointRequest& out);
+Status DecodeParams(const Json& params, DiffCheckpointRequest& out);
 Status DecodeParams(const Json& params, MountCheckpointRequest& out);
 Status DecodeParams(const Json& params, UmountCheckpointRequest& out);
 

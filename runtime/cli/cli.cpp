@@ -17,6 +17,7 @@
 #include "common/version.h"
 #include "policies/policy_cli.h"
 #include "runtime/api/wire.h"
+#include "runtime/cli/mcp_command.h"
 #include "runtime/cli/output.h"
 #include "runtime/cli/render.h"
 #include "runtime/doctor/doctor.h"
@@ -283,6 +284,7 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
     };
   });
 
+  AddMcpCommand(app, g, action);
   for (const auto& extend : extensions) extend(app, g, action);
 
   try {

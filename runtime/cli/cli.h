@@ -1,5 +1,6 @@
 // The `specula` command line (docs/cli.md): one command per daemon method,
-// plus `doctor` and `policy check|explain`, which run locally. The binary's
+// plus `doctor` and `policy check|explain`, which run locally, and `mcp`,
+// the MCP server (runtime/cli/mcp_command.cpp, docs/mcp.md). The binary's
 // main (bin/specula_main.cpp) only calls CliMain.
 #pragma once
 

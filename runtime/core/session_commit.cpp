@@ -327,6 +327,40 @@ Result<std::vector<FileChange>> SessionManager::DiffBranch(const std::string& br
   return out;
 }
 
+Result<CheckpointChanges> SessionManager::DiffCheckpoint(const std::string& checkpoint) {
+  SPECULA_ASSIGN_OR_RETURN(auto c, store_->GetCheckpoint(checkpoint));
+  CheckpointChanges out;
+  if (c.parent.empty()) return out;  // the root: the base as it was
+  out.parent = c.parent;
+  SPECULA_ASSIGN_OR_RETURN(auto p, store_->GetCheckpoint(c.parent));
+  SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(c.session));
+  const std::string hint = "diff a branch before it is committed (branch.diff), or mount the checkpoint and its "
+                           "parent (checkpoint.mount) and compare them";
+  if (s->rec.target != "layer") {
+    return Error(Code::kFailedPrecondition, "checkpoint " + checkpoint + " was promoted into the session's base, " +
+                                                "so no layer holds its changes").WithHint(hint);
+  }
+  bool on_top = c.layers.size() == p.layers.size() + 1 && std::equal(p.layers.begin(), p.layers.end(), c.layers.begin());
+  if (!on_top) {
+    return Error(Code::kFailedPrecondition, "checkpoint " + checkpoint + ": its commit squashed the session's " +
+                                                "layers, so its own changes are no longer a layer of their own")
+        .WithHint(hint);
+  }
+  out.upper = store_->LayerPath(c.layers.back());
+  for (auto it = p.layers.rbegin(); it != p.layers.rend(); ++it) out.lowers.push_back(store_->LayerPath(*it));
+  out.lowers.push_back(s->rec.base);
+  apply::DiffOptions o;
+  o.unified = false;
+  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(out.upper, out.lowers, o));
+  for (const auto& e : diff.entries) {
+    ChangeKind k = e.kind == apply::DiffKind::kAdded     ? ChangeKind::kAdded
+                   : e.kind == apply::DiffKind::kDeleted ? ChangeKind::kDeleted
+                                                         : ChangeKind::kChanged;
+    out.changes.push_back(FileChange{"/" + e.path, k});
+  }
+  return out;
+}
+
 Result<std::vector<store::CheckpointRecord>> SessionManager::ListCheckpoints(const std::string& session) {
   SPECULA_TRY(FindSession(session).status());
   return store_->ListCheckpoints(session);

@@ -128,6 +128,16 @@ struct FileChange {
   ChangeKind kind = ChangeKind::kAdded;
 };
 
+// What a checkpoint changed relative to its parent: the layer its commit
+// sealed (`upper`) over the parent's view (`lowers`, topmost first, the base
+// last).
+struct CheckpointChanges {
+  std::string parent;  // "" for a session's root (no changes)
+  std::string upper;
+  std::vector<std::string> lowers;
+  std::vector<FileChange> changes;
+};
+
 class SessionManager {
  public:
   static Result<std::unique_ptr<SessionManager>> Open(SessionManagerOptions opts);
@@ -169,6 +179,10 @@ class SessionManager {
   // Checkpoints.
   Result<std::vector<store::CheckpointRecord>> ListCheckpoints(const std::string& session);
   Result<store::CheckpointRecord> ShowCheckpoint(const std::string& checkpoint);
+  // What `checkpoint` changed relative to its parent. failed_precondition
+  // when its layers cannot tell: a base-target session (the commit went into
+  // the base) or a layer stack squashed by that commit.
+  Result<CheckpointChanges> DiffCheckpoint(const std::string& checkpoint);
   // The layer directories (lowest first) a sandbox of `checkpoint` stacks over the base.
   Result<std::vector<std::string>> CheckpointLayerDirs(const std::string& checkpoint);
 

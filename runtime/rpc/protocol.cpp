@@ -5,12 +5,17 @@
 namespace specula::rpc {
 namespace {
 
-// Deeper nesting than this is rejected before parsing: no method takes more
-// than a few levels, and it keeps the parser's and the destructor's work
-// bounded on hostile input like 4 MiB of '['.
-constexpr int kMaxDepth = 64;
+bool ValidId(const Json& id) { return id.is_string() || id.is_number() || id.is_null(); }
 
-bool NestingWithinLimit(std::string_view text) {
+ProtocolError Invalid(std::string message, Json id = nullptr) {
+  return ProtocolError{kInvalidRequest, std::move(message), std::move(id)};
+}
+
+}  // namespace
+
+// Deeper nesting than the limit is rejected before parsing: no method takes
+// more than a few levels.
+bool NestingWithinLimit(std::string_view text, int max_depth) {
   int depth = 0;
   bool in_string = false, escaped = false;
   for (char c : text) {
@@ -22,21 +27,13 @@ bool NestingWithinLimit(std::string_view text) {
     }
     if (c == '"') in_string = true;
     else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth) return false;
+      if (++depth > max_depth) return false;
     } else if (c == ']' || c == '}') {
       --depth;
     }
   }
   return true;
 }
-
-bool ValidId(const Json& id) { return id.is_string() || id.is_number() || id.is_null(); }
-
-ProtocolError Invalid(std::string message, Json id = nullptr) {
-  return ProtocolError{kInvalidRequest, std::move(message), std::move(id)};
-}
-
-}  // namespace
 
 int JsonRpcCodeFor(Code code) { return -32000 - static_cast<int>(code); }
 

@@ -52,6 +52,12 @@ struct Decoded {
   std::optional<ProtocolError> error;
 };
 
+// False when `text` nests arrays/objects deeper than max_depth (strings
+// are skipped): checked before parsing, so hostile input like 4 MiB of '['
+// costs neither the parser nor the destructor deep recursion. The MCP
+// server's message parser (runtime/mcp) uses it too.
+bool NestingWithinLimit(std::string_view text, int max_depth = 64);
+
 // Decodes one line (without its '\n'). Never throws; any input, including
 // invalid UTF-8, deep nesting and huge numbers, yields a request or an error.
 // Rejected: non-objects (batches too), a missing or wrong "jsonrpc", a

@@ -162,6 +162,22 @@ std::string TextDiff(const std::string& path, const std::string& before, const s
   return r->out;
 }
 
+// The files of a change list: type, and a unified diff of text files when
+// both sides are known (`lowers` topmost first, the base last; "" for "/").
+std::vector<api::DiffFile> DiffFiles(const std::vector<core::FileChange>& changes, const std::string& upper,
+                                     const std::vector<std::string>& lowers) {
+  std::vector<api::DiffFile> files;
+  for (const auto& c : changes) {
+    api::DiffFile f{c.path, core::ToString(c.kind), "", ""};
+    std::string before = c.kind == core::ChangeKind::kAdded ? "" : LowerFile(lowers, c.path);
+    std::string after = c.kind == core::ChangeKind::kDeleted || upper.empty() ? "" : upper + c.path;
+    f.type = FileType(after.empty() ? before : after);
+    if (f.type == "file" && !lowers.empty() && !upper.empty()) f.diff = TextDiff(c.path, before, after);
+    files.push_back(std::move(f));
+  }
+  return files;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir) {
@@ -315,15 +331,15 @@ Result<api::BranchDiff> CoreSessionService::DiffBranch(const api::DiffBranchRequ
       lowers.push_back(session->record.base == "/" ? "" : session->record.base);
     }
   }
-  for (const auto& c : changes) {
-    api::DiffFile f{c.path, core::ToString(c.kind), "", ""};
-    std::string before = c.kind == core::ChangeKind::kAdded ? "" : LowerFile(lowers, c.path);
-    std::string after = c.kind == core::ChangeKind::kDeleted || upper.empty() ? "" : upper + c.path;
-    f.type = FileType(after.empty() ? before : after);
-    if (f.type == "file" && !lowers.empty() && !upper.empty()) f.diff = TextDiff(c.path, before, after);
-    d.files.push_back(std::move(f));
-  }
+  d.files = DiffFiles(changes, upper, lowers);
   return d;
+}
+
+Result<api::CheckpointDiff> CoreSessionService::DiffCheckpoint(const api::DiffCheckpointRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(core::CheckpointChanges c, manager_->DiffCheckpoint(req.checkpoint));
+  std::vector<std::string> lowers = c.lowers;
+  if (!lowers.empty() && lowers.back() == "/") lowers.back() = "";  // paths are joined to "" + "/etc/..."
+  return api::CheckpointDiff{req.checkpoint, c.parent, DiffFiles(c.changes, c.upper, lowers)};
 }
 
 Result<std::vector<api::Checkpoint>> CoreSessionService::ListCheckpoints(const api::ListCheckpointsRequest& req) {

@@ -32,6 +32,7 @@ class CoreSessionService final : public SessionService {
   Result<api::BranchDiff> DiffBranch(const api::DiffBranchRequest& req) override;
   Result<std::vector<api::Checkpoint>> ListCheckpoints(const api::ListCheckpointsRequest& req) override;
   Result<api::Checkpoint> ShowCheckpoint(const api::ShowCheckpointRequest& req) override;
+  Result<api::CheckpointDiff> DiffCheckpoint(const api::DiffCheckpointRequest& req) override;
   Result<api::MountCheckpointResponse> MountCheckpoint(const api::MountCheckpointRequest& req) override;
   Result<api::UmountCheckpointResponse> UmountCheckpoint(const api::UmountCheckpointRequest& req) override;
 

@@ -41,6 +41,7 @@ void RegisterSessionMethods(rpc::Dispatcher& d, SessionService& svc) {
 
   On<api::ListCheckpointsRequest>(d, kQuick, [&svc](const auto& r) { return svc.ListCheckpoints(r); });
   On<api::ShowCheckpointRequest>(d, kQuick, [&svc](const auto& r) { return svc.ShowCheckpoint(r); });
+  On<api::DiffCheckpointRequest>(d, kBlocking, [&svc](const auto& r) { return svc.DiffCheckpoint(r); });
   On<api::MountCheckpointRequest>(d, kBlocking, [&svc](const auto& r) { return svc.MountCheckpoint(r); });
   On<api::UmountCheckpointRequest>(d, kBlocking, [&svc](const auto& r) { return svc.UmountCheckpoint(r); });
 }

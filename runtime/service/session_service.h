@@ -37,6 +37,8 @@ class SessionService {
 
   virtual Result<std::vector<api::Checkpoint>> ListCheckpoints(const api::ListCheckpointsRequest& req) = 0;
   virtual Result<api::Checkpoint> ShowCheckpoint(const api::ShowCheckpointRequest& req) = 0;
+  // What a checkpoint changed relative to its parent.
+  virtual Result<api::CheckpointDiff> DiffCheckpoint(const api::DiffCheckpointRequest& req) = 0;
   // A read-only merged view of the checkpoint's filesystem at req.dir (an
   // existing empty directory).
   virtual Result<api::MountCheckpointResponse> MountCheckpoint(const api::MountCheckpointRequest& req) = 0;

@@ -1,0 +1,291 @@
+"""A client of speculad's JSON-RPC 2.0 API over its Unix socket (docs/api.md).
+
+One JSON object per line; calls are sent one at a time per Client (a Client
+is not shared between threads: make one per thread). Replies are matched by
+id, notifications skipped. Errors raise the SpeculaError subclass of the
+daemon's kind (specula.errors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket as _socket
+from typing import Any, Optional
+
+from . import errors
+from .wire import (BranchDetail, BranchDiff, BranchSummary, Checkpoint, CheckpointDiff, CommitResult,
+                    SessionInfo, Version, decode, decode_list)
+
+DEFAULT_SOCKET = "/run/specula/speculad.sock"
+MAX_MESSAGE_BYTES = 4 << 20
+
+
+def default_socket() -> str:
+    """$SPECULA_SOCKET when set, else /run/specula/speculad.sock."""
+    return os.environ.get("SPECULA_SOCKET") or DEFAULT_SOCKET
+
+
+def _start_hint(path: str) -> str:
+    if path == DEFAULT_SOCKET:
+        return "start it with `systemctl start speculad` (or run `speculad` as root)"
+    return f"start it with `speculad --socket {path}`, or point SPECULA_SOCKET at a running one"
+
+
+class Client:
+    """A connection to speculad. ``timeout`` (seconds) bounds each call; None waits forever
+    (a commit blocks as long as its command runs)."""
+
+    def __init__(self, socket: Optional[str] = None, timeout: Optional[float] = None) -> None:
+        self.socket_path = socket or default_socket()
+        self.timeout = timeout
+        self._sock: Optional[_socket.socket] = None
+        self._buf = b""
+        self._next_id = 1
+
+    # ------------------------------------------------------------ transport
+
+    def connect(self) -> "Client":
+        if self._sock is not None:
+            return self
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            s.connect(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:
+            s.close()
+            raise errors.Unavailable(f"speculad is not running (nothing listens on {self.socket_path})",
+                                     errno=e.errno or 0, hint=_start_hint(self.socket_path)) from None
+        except PermissionError as e:
+            s.close()
+            raise errors.PermissionDenied(f"no permission to connect to {self.socket_path}", errno=e.errno or 0,
+                                          hint='run as root or as a member of the "specula" group') from None
+        self._sock = s
+        self._buf = b""
+        return self
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "Client":
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _gone(self, method: str, why: str) -> errors.Unavailable:
+        self.close()
+        return errors.Unavailable(f"{method}: speculad closed the connection ({why})",
+                                  hint=_start_hint(self.socket_path), method=method)
+
+    def call(self, method: str, params: Optional[dict[str, Any]] = None) -> Any:
+        """One raw call: the reply's ``result``, or the daemon's error raised."""
+        self.connect()
+        assert self._sock is not None
+        request_id = self._next_id
+        self._next_id += 1
+        line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}},
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass") + b"\n"
+        self._sock.settimeout(self.timeout)
+        try:
+            self._sock.sendall(line)
+        except OSError as e:
+            raise self._gone(method, f"send: {e}") from None
+        while True:
+            nl = self._buf.find(b"\n")
+            while nl < 0:
+                if len(self._buf) > MAX_MESSAGE_BYTES:
+                    self.close()
+                    raise errors.Internal(f"{method}: reply exceeds {MAX_MESSAGE_BYTES} bytes", method=method)
+                try:
+                    chunk = self._sock.recv(65536)
+                except _socket.timeout:
+                    # A late reply would be read as the next call's: the connection is done.
+                    self.close()
+                    raise errors.DeadlineExceeded(f"{method}: no reply from speculad within {self.timeout} s",
+                                                  method=method) from None
+                except OSError as e:
+                    raise self._gone(method, f"recv: {e}") from None
+                if not chunk:
+                    raise self._gone(method, "did it stop or crash? see its log")
+                self._buf += chunk
+                nl = self._buf.find(b"\n")
+            raw, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            if not raw.strip():
+                continue
+            try:
+                reply = json.loads(raw.decode("utf-8", "replace"))
+            except ValueError:
+                raise errors.Internal(f"{method}: the daemon sent a line that is not JSON", method=method) from None
+            if not isinstance(reply, dict):
+                raise errors.Internal(f"{method}: the daemon sent a reply that is not an object", method=method)
+            if "method" in reply and "id" not in reply:
+                continue  # a notification: no reply to anyone
+            rid = reply.get("id")
+            if rid == request_id or rid == str(request_id):
+                if "error" in reply:
+                    raise errors.from_reply(reply["error"], method)
+                return reply.get("result")
+            if rid is None and "error" in reply:  # a refusal the daemon could not attribute
+                raise errors.from_reply(reply["error"], method)
+
+    # ------------------------------------------------------------ daemon.*
+
+    def ping(self) -> bool:
+        return bool(self.call("daemon.ping").get("pong"))
+
+    def version(self) -> Version:
+        return decode(Version, self.call("daemon.version"))
+
+    def methods(self) -> list[str]:
+        return list(self.call("daemon.methods"))
+
+    # ------------------------------------------------------------ session.*
+
+    def create_session(self, base: str = "/", target: str = "layer", policy: Optional[str] = None,
+                       name: Optional[str] = None) -> str:
+        """Creates a session; returns its id. ``policy``: a policy file (made absolute) or a shipped name."""
+        params: dict[str, Any] = {"base": os.path.abspath(base), "target": target}
+        if policy:
+            params["policy"] = os.path.abspath(policy) if os.path.exists(policy) else policy
+        if name:
+            params["name"] = name
+        return str(self.call("session.create", params)["session"])
+
+    def sessions(self) -> list[SessionInfo]:
+        return decode_list(SessionInfo, self.call("session.list"))
+
+    def show_session(self, session: str) -> SessionInfo:
+        return decode(SessionInfo, self.call("session.show", {"session": session}))
+
+    def destroy_session(self, session: str) -> None:
+        self.call("session.destroy", {"session": session})
+
+    def rollback(self, session: str, checkpoint: str) -> str:
+        """Moves the session's head back to ``checkpoint``; returns the new head."""
+        return str(self.call("session.rollback", {"session": session, "checkpoint": checkpoint})["head"])
+
+    # ------------------------------------------------------------ action.*
+
+    @staticmethod
+    def _action(session: str, command: str, timeout_ms: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"session": session, "command": command}
+        if timeout_ms:
+            params["timeout_ms"] = int(timeout_ms)
+        return params
+
+    def speculate(self, session: str, command: str, timeout_ms: int = 0) -> str:
+        """Starts a branch running ``command`` from the head; returns its id at once."""
+        return str(self.call("action.speculate", self._action(session, command, timeout_ms))["branch"])
+
+    def commit(self, session: str, command: str, timeout_ms: int = 0) -> CommitResult:
+        """The authoritative action: a matching branch is promoted (hit), else the command runs."""
+        return decode(CommitResult, self.call("action.commit", self._action(session, command, timeout_ms)))
+
+    run = commit
+
+    def abort(self, session: str) -> int:
+        """Discards every live branch of the session; returns how many."""
+        return int(self.call("action.abort", {"session": session})["discarded"])
+
+    # ------------------------------------------------------------ branch.* / checkpoint.*
+
+    def branches(self, session: str) -> list[BranchSummary]:
+        return decode_list(BranchSummary, self.call("branch.list", {"session": session}))
+
+    def show_branch(self, branch: str) -> BranchDetail:
+        return decode(BranchDetail, self.call("branch.show", {"branch": branch}))
+
+    def diff(self, branch: Optional[str] = None, checkpoint: Optional[str] = None) -> BranchDiff | CheckpointDiff:
+        """What a live branch changed (branch.diff), or a checkpoint relative to its parent (checkpoint.diff)."""
+        if (branch is None) == (checkpoint is None):
+            raise errors.InvalidArgument("diff: give exactly one of branch and checkpoint")
+        if branch is not None:
+            return decode(BranchDiff, self.call("branch.diff", {"branch": branch}))
+        return decode(CheckpointDiff, self.call("checkpoint.diff", {"checkpoint": checkpoint}))
+
+    def checkpoints(self, session: str) -> list[Checkpoint]:
+        return decode_list(Checkpoint, self.call("checkpoint.list", {"session": session}))
+
+    def show_checkpoint(self, checkpoint: str) -> Checkpoint:
+        return decode(Checkpoint, self.call("checkpoint.show", {"checkpoint": checkpoint}))
+
+    def mount(self, checkpoint: str, directory: str) -> None:
+        """Mounts a read-only view of the checkpoint's files at ``directory`` (existing, empty)."""
+        self.call("checkpoint.mount", {"checkpoint": checkpoint, "dir": os.path.abspath(directory)})
+
+    def umount(self, directory: str) -> None:
+        self.call("checkpoint.umount", {"dir": os.path.abspath(directory)})
+
+    # ------------------------------------------------------------ sessions as objects
+
+    def session(self, base: str = "/", target: str = "layer", policy: Optional[str] = None,
+                name: Optional[str] = None) -> "Session":
+        """A new session as an object; ``with client.session() as s:`` destroys it at the end."""
+        return Session(self, self.create_session(base, target, policy, name), owned=True)
+
+    def attach(self, session: str) -> "Session":
+        """An existing session as an object (never destroyed by the context manager)."""
+        self.show_session(session)
+        return Session(self, session, owned=False)
+
+
+class Session:
+    """One session: the calls of Client bound to its id."""
+
+    def __init__(self, client: Client, session_id: str, owned: bool = False) -> None:
+        self.client = client
+        self.id = session_id
+        self.owned = owned
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned:
+            self.destroy()
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r})"
+
+    def info(self) -> SessionInfo:
+        return self.client.show_session(self.id)
+
+    def run(self, command: str, timeout_ms: int = 0) -> CommitResult:
+        return self.client.commit(self.id, command, timeout_ms)
+
+    commit = run
+
+    def spec(self, command: str, timeout_ms: int = 0) -> str:
+        return self.client.speculate(self.id, command, timeout_ms)
+
+    speculate = spec
+
+    def abort(self) -> int:
+        return self.client.abort(self.id)
+
+    def branches(self) -> list[BranchSummary]:
+        return self.client.branches(self.id)
+
+    def log(self) -> list[Checkpoint]:
+        return self.client.checkpoints(self.id)
+
+    checkpoints = log
+
+    def head(self) -> str:
+        return self.info().head
+
+    def diff(self, branch: Optional[str] = None, checkpoint: Optional[str] = None) -> BranchDiff | CheckpointDiff:
+        return self.client.diff(branch=branch, checkpoint=checkpoint)
+
+    def rollback(self, checkpoint: str) -> str:
+        return self.client.rollback(self.id, checkpoint)
+
+    def mount(self, checkpoint: str, directory: str) -> None:
+        self.client.mount(checkpoint, directory)
+
+    def destroy(self) -> None:
+        if self.owned:
+            self.client.destroy_session(self.id)
+            self.owned = False

@@ -1,0 +1,162 @@
+"""The Python client's transport and decoding against a fake daemon (no root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import specula  # noqa: E402
+from specula import wire  # noqa: E402
+
+
+class FakeDaemon:
+    """Answers each request line with what `answer(request)` returns (a list of raw lines)."""
+
+    def __init__(self, answer):
+        self.dir = tempfile.mkdtemp(prefix="specula-py-")
+        self.path = os.path.join(self.dir, "sock")
+        self.answer = answer
+        self.requests = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(4)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        req = json.loads(line)
+                        self.requests.append(req)
+                        for out in self.answer(req):
+                            conn.sendall(out.encode() + b"\n")
+
+    def close(self):
+        self.server.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+def result(req, value):
+    return json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": value})
+
+
+class ClientUnitTest(unittest.TestCase):
+    def test_no_daemon_is_unavailable_with_the_hint(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "none.sock")
+            with self.assertRaises(specula.Unavailable) as cm:
+                specula.Client(path).ping()
+            self.assertEqual(cm.exception.kind, "unavailable")
+            self.assertIn(f"speculad --socket {path}", cm.exception.hint)
+
+    def test_replies_notifications_and_out_of_band_lines(self):
+        commit = {"hit": True, "branch": 12, "exit_code": 0, "signal": 0, "stdout": "ok\n", "stderr": "",
+                  "truncated": False, "duration_ms": 30, "saved_ms": 25.5, "head": "c3",
+                  "lossy_effects": [{"tag": "t", "kind": "write", "path": "/p", "rule": "/p", "compensated": True,
+                                     "detail": "1 -> 2"}],
+                  "flags": ["nondeterministic"], "a_future_field": 1}
+
+        def answer(req):
+            if req["method"] == "action.commit":
+                return ["", json.dumps({"jsonrpc": "2.0", "method": "action.output", "params": {}}),
+                        json.dumps({"jsonrpc": "2.0", "id": 999, "result": {}}), result(req, commit)]
+            return [result(req, {"pong": True})]
+
+        fake = FakeDaemon(answer)
+        try:
+            with specula.Client(fake.path) as c:
+                self.assertTrue(c.ping())
+                r = c.commit("s1", "make", timeout_ms=500)
+            self.assertIsInstance(r, specula.CommitResult)
+            self.assertTrue(r.hit)
+            self.assertEqual(r.branch, "12")  # ids sent as numbers read as text
+            self.assertEqual(r.stdout, "ok\n")
+            self.assertEqual(r.saved_ms, 25.5)
+            self.assertEqual(r.lossy_effects[0].detail, "1 -> 2")
+            self.assertTrue(r.lossy_effects[0].compensated)
+            self.assertEqual(r.flags, ["nondeterministic"])
+            self.assertTrue(r.ok)
+            sent = fake.requests[-1]
+            self.assertEqual(sent["jsonrpc"], "2.0")
+            self.assertEqual(sent["params"], {"session": "s1", "command": "make", "timeout_ms": 500})
+        finally:
+            fake.close()
+
+    def test_errors_carry_kind_errno_and_hint(self):
+        def answer(req):
+            if req["method"] == "session.show":
+                return [json.dumps({"jsonrpc": "2.0", "id": req["id"], "error": {
+                    "code": -32002, "message": 'no session "s9"',
+                    "data": {"kind": "not_found", "errno": 2, "hint": "specula session ls"}}})]
+            if req["method"] == "daemon.methods":
+                return [json.dumps({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32007, "message": "full"}})]
+            return [json.dumps({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32601, "message": "nope"}})]
+
+        fake = FakeDaemon(answer)
+        try:
+            c = specula.Client(fake.path)
+            with self.assertRaises(specula.NotFound) as cm:
+                c.show_session("s9")
+            e = cm.exception
+            self.assertEqual((e.kind, e.code, e.errno, e.hint), ("not_found", -32002, 2, "specula session ls"))
+            self.assertIn("hint: specula session ls", str(e))
+            self.assertIsInstance(e, specula.SpeculaError)
+            with self.assertRaises(specula.ResourceExhausted):  # from the code alone
+                c.methods()
+            with self.assertRaises(specula.ProtocolError):
+                c.call("bogus.method")
+            with self.assertRaises(specula.InvalidArgument):
+                c.diff()
+            c.close()
+        finally:
+            fake.close()
+
+    def test_a_daemon_that_never_answers_times_out(self):
+        fake = FakeDaemon(lambda req: [])
+        try:
+            c = specula.Client(fake.path, timeout=0.3)
+            with self.assertRaises(specula.DeadlineExceeded):
+                c.ping()
+            self.assertIsNone(c._sock)  # a late reply must not be read as the next call's
+        finally:
+            fake.close()
+
+    def test_decoding_is_tolerant_of_absent_fields_and_strict_of_shapes(self):
+        b = wire.decode(specula.BranchSummary, {"branch": "b1", "state": "done", "result": None})
+        self.assertIsNone(b.result)
+        d = wire.decode(specula.BranchDetail, {"branch": "b1", "result": {"exit_code": 2, "stdout": "x"},
+                                               "journal": [{"kind": "open", "path": "/etc"}], "reason": "r"})
+        self.assertEqual(d.result.exit_code, 2)
+        self.assertEqual(d.result.stdout, "x")
+        self.assertIsNone(d.result.stderr)
+        self.assertEqual(d.journal[0].path, "/etc")
+        cp = wire.decode_list(specula.Checkpoint, [{"checkpoint": "c1", "parent": None}, {"checkpoint": "c2",
+                                                                                         "parent": "c1"}])
+        self.assertIsNone(cp[0].parent)
+        self.assertEqual(cp[1].parent, "c1")
+        with self.assertRaises(TypeError):
+            wire.decode(specula.CommitResult, [1, 2])
+
+
+if __name__ == "__main__":
+    unittest.main()
