@@ -211,6 +211,12 @@ std::vector<std::string> PolicyNotes(const Policy& p) {
                     "is not reachable, and name lookups work only if the branch's resolv.conf names a resolver " +
                     (p.network.mode == NetworkMode::kAllowlist ? "the allowlist permits" : "it can reach"));
   }
+  if (!p.sandbox.user_namespace) {
+    notes.push_back(
+        "[sandbox] user_namespace = false: root inside a branch is the host's root (capabilities, seccomp "
+        "and mounts still confine it, but a kernel bug or a missed path reaches the host as root); keep it "
+        "only where host root inside is needed, such as lossy writes under /proc/sys");
+  }
   return notes;
 }
 

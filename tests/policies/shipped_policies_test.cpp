@@ -105,6 +105,19 @@ TEST(ShippedPolicies, FindShippedRejectsPathsAndUnknownNames) {
   EXPECT_EQ(FindShippedPolicy("no-such-policy"), "");
 }
 
+// A policy that gives up the user namespace gets told what that means;
+// the default (a user namespace) gets no such note.
+TEST(PolicyCli, CheckNotesAPolicyWithoutUserNamespace) {
+  std::ostringstream out, err;
+  EXPECT_EQ(PolicyCheckCommand(FindShippedPolicy("kernel-tuning"), false, out, err), 0);
+  EXPECT_NE(out.str().find("note: [sandbox] user_namespace = false: root inside a branch is the host's root"),
+            std::string::npos)
+      << out.str();
+  std::ostringstream out2, err2;
+  EXPECT_EQ(PolicyCheckCommand(FindShippedPolicy("default"), false, out2, err2), 0);
+  EXPECT_EQ(out2.str().find("user_namespace"), std::string::npos) << out2.str();
+}
+
 TEST(PolicyCli, CheckOkAndHumanErrors) {
   std::ostringstream out, err;
   EXPECT_EQ(PolicyCheckCommand(FindShippedPolicy("sysadmin"), false, out, err), 0);
