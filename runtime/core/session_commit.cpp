@@ -1,5 +1,6 @@
 // Commit (the match rule, promote or run non-speculatively), rollback, and
 // the read-only queries over branches and checkpoints.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -316,8 +317,16 @@ Result<std::vector<FileChange>> SessionManager::DiffBranch(const std::string& br
   lowers.push_back(s->rec.base);
   apply::DiffOptions o;
   o.unified = false;
-  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(store_->BranchUpperDir(branch), lowers, o));
+  const std::string upper = store_->BranchUpperDir(branch);
   std::vector<FileChange> out;
+  {
+    // A branch still starting may not have its volume yet: it has changed
+    // nothing so far, which is an empty diff, not a missing branch.
+    std::lock_guard lock(b->mu);
+    struct stat st {};
+    if (b->state == BranchState::kStarting && ::stat(upper.c_str(), &st) != 0 && errno == ENOENT) return out;
+  }
+  SPECULA_ASSIGN_OR_RETURN(auto diff, apply::DiffUpper(upper, lowers, o));
   for (const auto& e : diff.entries) {
     ChangeKind k = e.kind == apply::DiffKind::kAdded     ? ChangeKind::kAdded
                    : e.kind == apply::DiffKind::kDeleted ? ChangeKind::kDeleted
