@@ -301,6 +301,12 @@ Status LinuxSandbox::StartInit() {
     n = ::read(ready.first.get(), &r, 1);
   } while (n < 0 && errno == EINTR);
   if (n != 1 || r != 'R') return fail(Error(Code::kInternal, "sandbox init exited before it was ready"));
+  // Then EOF: init has closed its end too, so from here on it holds no fd
+  // of ours (init writes, then closes; only the close ends the read).
+  do {
+    n = ::read(ready.first.get(), &r, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 0) return fail(Error(Code::kInternal, "sandbox init wrote more than its ready byte"));
   return Adopt();
 }
 
