@@ -535,7 +535,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     dr.pid = box->init_pid();
     dr.image_dir = store_->ImageDir(c.id);
     dr.external_mounts = box->ExternalMounts();
-    dr.image_owner = box->mapped_root();
+    dr.in_user_namespace = box->mapped_root().has_value();
     dr.leave_running = false;  // the sandbox is destroyed right after: see docs/checkpoints.md
     auto dump = criu_->Dump(dr);
     if (!dump.ok()) return std::move(dump).error().Context("promote " + b.id + ": checkpoint processes");

@@ -217,7 +217,7 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   so.child_setup_arg = &setup;
   SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
   if (!r.success()) return CriuFailed("dump of pid " + std::to_string(req.pid), r, req.image_dir + "/dump.log");
-  if (req.image_owner) {
+  if (req.in_user_namespace) {
     SPECULA_TRY_CTX(OpenImagesToRestoredTasks(req.image_dir),
                     "criu dump of pid " + std::to_string(req.pid));
   }

@@ -11,7 +11,6 @@
 
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,11 +41,10 @@ struct DumpRequest {
   // Keep the tree running after the dump (default: CRIU kills it, because
   // the runtime destroys the sandbox right after checkpointing it).
   bool leave_running = false;
-  // When the tree lives in a user namespace: the host uid/gid its root maps
-  // to. The restored tasks open some images after they have entered the
-  // namespace, so the image dir becomes readable to them (criu_driver.cpp:
-  // OpenImagesToRestoredTasks says why that widens nothing).
-  std::optional<std::pair<uid_t, gid_t>> image_owner;
+  // The tree lives in a user namespace: its restored tasks open some images
+  // after entering it, so the image dir becomes readable to them
+  // (criu_driver.cpp: OpenImagesToRestoredTasks says why that widens nothing).
+  bool in_user_namespace = false;
 };
 
 struct DumpResult {
