@@ -11,8 +11,9 @@ from .client import DEFAULT_SOCKET, Client, Session, default_socket
 from .errors import (Aborted, AlreadyExists, DataLoss, DeadlineExceeded, FailedPrecondition, Internal,
                      InvalidArgument, NotFound, PermissionDenied, ProtocolError, ResourceExhausted, SpeculaError,
                      Unavailable)
-from .wire import (BranchDetail, BranchDiff, BranchResult, BranchSummary, Checkpoint, CheckpointDiff, CommitResult,
-                    DiffFile, JournalEntry, LossyEffect, SessionInfo, SyscallEvent, Version)
+from .wire import (BranchDetail, BranchDiff, BranchOrigin, BranchResult, BranchSummary, Checkpoint, CheckpointDiff,
+                    CommitResult, DiffFile, JournalEntry, LossyEffect, SessionInfo, SpeculationConfig,
+                    SpeculationStatus, SyscallEvent, Version)
 
 __all__ = [
     "Client", "Session", "DEFAULT_SOCKET", "default_socket",
@@ -20,5 +21,6 @@ __all__ = [
     "Unavailable", "ResourceExhausted", "DeadlineExceeded", "Aborted", "DataLoss", "Internal", "ProtocolError",
     "Version", "SessionInfo", "LossyEffect", "CommitResult", "BranchResult", "BranchSummary", "JournalEntry",
     "SyscallEvent", "BranchDetail", "DiffFile", "BranchDiff", "CheckpointDiff", "Checkpoint",
+    "SpeculationConfig", "SpeculationStatus", "BranchOrigin",
 ]
 __version__ = "0.1.0"

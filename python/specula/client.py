@@ -8,14 +8,15 @@ daemon's kind (specula.errors).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket as _socket
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from . import errors
 from .wire import (BranchDetail, BranchDiff, BranchSummary, Checkpoint, CheckpointDiff, CommitResult,
-                    SessionInfo, Version, decode, decode_list)
+                    SessionInfo, SpeculationConfig, Version, decode, decode_list)
 
 DEFAULT_SOCKET = "/run/specula/speculad.sock"
 MAX_MESSAGE_BYTES = 4 << 20
@@ -144,9 +145,22 @@ class Client:
     # ------------------------------------------------------------ session.*
 
     def create_session(self, base: str = "/", target: str = "layer", policy: Optional[str] = None,
-                       name: Optional[str] = None) -> str:
-        """Creates a session; returns its id. ``policy``: a policy file (made absolute) or a shipped name."""
+                       name: Optional[str] = None,
+                       speculation: Union[None, str, dict[str, Any], SpeculationConfig] = None) -> str:
+        """Creates a session; returns its id. ``policy``: a policy file (made absolute) or a shipped name.
+
+        ``speculation`` turns on transparent speculation: a speculator name
+        ("builtin"), a dict of session.create's speculation fields
+        ({"speculator": "builtin", "k": 3}) or a SpeculationConfig; the
+        daemon then launches the likely next commands itself, and later
+        ``commit``s of them are hits."""
         params: dict[str, Any] = {"base": os.path.abspath(base), "target": target}
+        if isinstance(speculation, str):
+            params["speculation"] = {"speculator": speculation}
+        elif isinstance(speculation, SpeculationConfig):
+            params["speculation"] = {k: v for k, v in dataclasses.asdict(speculation).items() if v != ""}
+        elif speculation is not None:
+            params["speculation"] = dict(speculation)
         if policy:
             params["policy"] = os.path.abspath(policy) if os.path.exists(policy) else policy
         if name:
@@ -221,9 +235,10 @@ class Client:
     # ------------------------------------------------------------ sessions as objects
 
     def session(self, base: str = "/", target: str = "layer", policy: Optional[str] = None,
-                name: Optional[str] = None) -> "Session":
+                name: Optional[str] = None,
+                speculation: Union[None, str, dict[str, Any], SpeculationConfig] = None) -> "Session":
         """A new session as an object; ``with client.session() as s:`` destroys it at the end."""
-        return Session(self, self.create_session(base, target, policy, name), owned=True)
+        return Session(self, self.create_session(base, target, policy, name, speculation), owned=True)
 
     def attach(self, session: str) -> "Session":
         """An existing session as an object (never destroyed by the context manager)."""

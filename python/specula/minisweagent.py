@@ -37,6 +37,9 @@ class SpeculaEnvironmentConfig:
     timeout: int = 0                 # seconds per command (0: the policy's limit)
     env: dict[str, str] = field(default_factory=dict)  # exported once, at the start of the session
     keep_session: bool = False       # keep a created session after close()
+    # Transparent speculation in a created session: "builtin" or a dict of
+    # session.create's speculation fields; None: off.
+    speculation: Any = None
 
 
 class SpeculaEnvironment:
@@ -47,7 +50,7 @@ class SpeculaEnvironment:
             self.session = self.client.attach(self.config.session)
         else:
             self.session = self.client.session(self.config.base, self.config.target, self.config.policy,
-                                               self.config.name)
+                                               self.config.name, self.config.speculation)
         if self.config.env:
             exports = "; ".join(f"export {k}={shlex.quote(v)}" for k, v in self.config.env.items())
             self.session.run(exports)

@@ -59,6 +59,28 @@ class Version:
 
 
 @dataclass
+class SpeculationConfig:
+    """session.create's ``speculation`` (docs/api.md "Transparent speculation")."""
+    speculator: str = "builtin"  # builtin|openai|none
+    k: int = 3
+    min_p: float = 0.0
+    launch: str = "rule"  # rule|all
+    model: str = ""
+    endpoint: str = ""
+
+
+@dataclass
+class SpeculationStatus:
+    config: SpeculationConfig = field(default_factory=SpeculationConfig)
+    proposals: int = 0
+    launched: int = 0
+    hits: int = 0
+    cost_ms: float = 0.0
+    saving_ms: float = 0.0
+    last_error: str = ""
+
+
+@dataclass
 class SessionInfo:
     """session.show / session.list."""
     session: str = ""
@@ -70,6 +92,7 @@ class SessionInfo:
     created: str = ""
     checkpoints: int = 0
     live_branches: int = 0
+    speculation: Optional[SpeculationStatus] = None  # None: transparent speculation off
 
 
 @dataclass
@@ -121,6 +144,14 @@ class BranchResult:
 
 
 @dataclass
+class BranchOrigin:
+    """Why the daemon launched a branch (transparent speculation)."""
+    source: str = ""  # "speculator:builtin", ...
+    confidence: float = 0.0
+    rule: str = ""
+
+
+@dataclass
 class BranchSummary:
     branch: str = ""
     session: str = ""
@@ -129,6 +160,7 @@ class BranchSummary:
     parent_checkpoint: str = ""
     created: str = ""
     result: Optional[BranchResult] = None
+    origin: Optional[BranchOrigin] = None  # None: launched by a client
 
 
 @dataclass

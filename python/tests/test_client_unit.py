@@ -102,6 +102,41 @@ class ClientUnitTest(unittest.TestCase):
         finally:
             fake.close()
 
+    def test_create_session_sends_speculation_and_decodes_origins(self):
+        def answer(req):
+            if req["method"] == "session.create":
+                return [result(req, {"session": "s1", "head": "c0"})]
+            if req["method"] == "session.show":
+                return [result(req, {"session": "s1", "speculation": {
+                    "config": {"speculator": "builtin", "k": 2, "min_p": 0, "launch": "rule"},
+                    "proposals": 3, "launched": 2, "hits": 1, "cost_ms": 2, "saving_ms": 40.5, "last_error": ""}})]
+            return [result(req, [{"branch": "b1", "state": "running", "command": "bash run.sh",
+                                  "origin": {"source": "speculator:builtin", "confidence": 0.4, "rule": "run"}},
+                                 {"branch": "b2", "state": "done", "command": "ls"}])]
+
+        fake = FakeDaemon(answer)
+        try:
+            with specula.Client(fake.path) as c:
+                c.create_session("/", speculation="builtin")
+                self.assertEqual(fake.requests[-1]["params"]["speculation"], {"speculator": "builtin"})
+                c.create_session("/", speculation={"speculator": "builtin", "k": 2})
+                self.assertEqual(fake.requests[-1]["params"]["speculation"], {"speculator": "builtin", "k": 2})
+                c.create_session("/", speculation=specula.SpeculationConfig(k=5))
+                self.assertEqual(fake.requests[-1]["params"]["speculation"],
+                                 {"speculator": "builtin", "k": 5, "min_p": 0.0, "launch": "rule"})
+                c.create_session("/")
+                self.assertNotIn("speculation", fake.requests[-1]["params"])
+                info = c.show_session("s1")
+                self.assertEqual(info.speculation.config.k, 2)
+                self.assertEqual(info.speculation.hits, 1)
+                self.assertEqual(info.speculation.saving_ms, 40.5)
+                branches = c.branches("s1")
+                self.assertEqual(branches[0].origin.source, "speculator:builtin")
+                self.assertEqual(branches[0].origin.confidence, 0.4)
+                self.assertIsNone(branches[1].origin)
+        finally:
+            fake.close()
+
     def test_errors_carry_kind_errno_and_hint(self):
         def answer(req):
             if req["method"] == "session.show":

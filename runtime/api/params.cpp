@@ -41,6 +41,22 @@ Result<uint64_t> Params::OptUint(std::string_view key, uint64_t fallback, uint64
   return n;
 }
 
+Result<double> Params::OptProbability(std::string_view key, double fallback) {
+  const Json* v = Get(key);
+  if (v == nullptr) return fallback;
+  if (!v->is_number()) return Bad(key, "must be a number");
+  double d = v->get<double>();
+  if (!(d >= 0 && d <= 1)) return Bad(key, "must be between 0 and 1");
+  return d;
+}
+
+Result<const Json*> Params::OptObject(std::string_view key) {
+  const Json* v = Get(key);
+  if (v == nullptr) return v;
+  if (!v->is_object()) return Bad(key, "must be an object");
+  return v;
+}
+
 Status Params::Finish() const {
   for (const auto& [key, value] : params_.items()) {
     if (!used_.contains(key)) {

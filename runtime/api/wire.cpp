@@ -87,17 +87,29 @@ auto FieldsOf(const MethodsRequest*) { return std::tuple{}; }
 auto FieldsOf(const CreateSessionResponse*) {
   return std::tuple{F("session", &CreateSessionResponse::session, kId), F("head", &CreateSessionResponse::head, kId)};
 }
+auto FieldsOf(const SpeculationConfig*) {
+  using T = SpeculationConfig;
+  return std::tuple{F("speculator", &T::speculator), F("k", &T::k), F("min_p", &T::min_p),
+                    F("launch", &T::launch), F("model", &T::model, kOmitIfEmpty),
+                    F("endpoint", &T::endpoint, kOmitIfEmpty)};
+}
 auto FieldsOf(const CreateSessionRequest*) {
   using T = CreateSessionRequest;
   return std::tuple{F("base", &T::base), F("target", &T::target), F("policy", &T::policy, kOmitIfEmpty),
-                    F("name", &T::name, kOmitIfEmpty)};
+                    F("name", &T::name, kOmitIfEmpty), F("speculation", &T::speculation)};
+}
+auto FieldsOf(const SpeculationStatus*) {
+  using T = SpeculationStatus;
+  return std::tuple{F("config", &T::config), F("proposals", &T::proposals), F("launched", &T::launched),
+                    F("hits", &T::hits), F("cost_ms", &T::cost_ms), F("saving_ms", &T::saving_ms),
+                    F("last_error", &T::last_error)};
 }
 auto FieldsOf(const Session*) {
   using T = Session;
   return std::tuple{F("session", &T::session, kId), F("name", &T::name), F("base", &T::base),
                     F("target", &T::target), F("policy", &T::policy), F("head", &T::head, kId),
                     F("created", &T::created), F("checkpoints", &T::checkpoints),
-                    F("live_branches", &T::live_branches)};
+                    F("live_branches", &T::live_branches), F("speculation", &T::speculation)};
 }
 auto FieldsOf(const ListSessionsRequest*) { return std::tuple{}; }
 auto FieldsOf(const ShowSessionRequest*) { return std::tuple{F("session", &ShowSessionRequest::session, kId)}; }
@@ -143,11 +155,16 @@ auto FieldsOf(const BranchResult*) {
                     F("stdout_bytes", &T::stdout_bytes), F("stderr_bytes", &T::stderr_bytes),
                     F("truncated", &T::truncated), F("stdout", &T::stdout_text), F("stderr", &T::stderr_text)};
 }
+auto FieldsOf(const BranchOrigin*) {
+  using T = BranchOrigin;
+  return std::tuple{F("source", &T::source), F("confidence", &T::confidence), F("rule", &T::rule)};
+}
 auto FieldsOf(const BranchSummary*) {
   using T = BranchSummary;
   return std::tuple{F("branch", &T::branch, kId), F("session", &T::session, kId), F("state", &T::state),
                     F("command", &T::command), F("parent_checkpoint", &T::parent_checkpoint, kId),
-                    F("created", &T::created), F("result", &T::result, kNullIfEmpty)};
+                    F("created", &T::created), F("result", &T::result, kNullIfEmpty),
+                    F("origin", &T::origin)};
 }
 auto FieldsOf(const ListBranchesRequest*) { return std::tuple{F("session", &ListBranchesRequest::session, kId)}; }
 auto FieldsOf(const JournalEntry*) {
@@ -243,6 +260,37 @@ Status DecodeOneId(const Json& params, const char* method, const char* key, std:
 
 Status DecodeNoParams(const Json& params, const char* method) { return Params(method, params).Finish(); }
 
+// session.create's speculation object, as strictly as the params around it.
+Status DecodeSpeculation(const Json& j, SpeculationConfig& out) {
+  Params p("session.create speculation", j);
+  SPECULA_ASSIGN_OR_RETURN(out.speculator, p.OptString("speculator", "builtin"));
+  SPECULA_ASSIGN_OR_RETURN(uint64_t k, p.OptUint("k", 3, 16));
+  out.k = static_cast<uint32_t>(k);
+  SPECULA_ASSIGN_OR_RETURN(out.min_p, p.OptProbability("min_p", 0));
+  SPECULA_ASSIGN_OR_RETURN(out.launch, p.OptString("launch", "rule"));
+  SPECULA_ASSIGN_OR_RETURN(out.model, p.OptString("model", ""));
+  SPECULA_ASSIGN_OR_RETURN(out.endpoint, p.OptString("endpoint", ""));
+  SPECULA_TRY(p.Finish());
+  auto bad = [](const std::string& what) {
+    return Error(Code::kInvalidArgument, "session.create: speculation " + what)
+        .WithHint("see docs/api.md \"Transparent speculation\"");
+  };
+  if (out.speculator != "builtin" && out.speculator != "openai" && out.speculator != "none") {
+    return bad("speculator must be \"builtin\", \"openai\" or \"none\", got \"" + out.speculator + "\"");
+  }
+  if (out.k == 0) return bad("k must be at least 1");
+  if (out.launch != "rule" && out.launch != "all") {
+    return bad("launch must be \"rule\" or \"all\", got \"" + out.launch + "\"");
+  }
+  if (out.speculator == "openai" && (out.model.empty() || out.endpoint.empty())) {
+    return bad("speculator \"openai\" needs model and endpoint");
+  }
+  if (out.speculator != "openai" && (!out.model.empty() || !out.endpoint.empty())) {
+    return bad("model and endpoint are only for speculator \"openai\"");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 #define SPECULA_API_DEFINE_JSON(T)                              \
@@ -263,7 +311,9 @@ Status DecodeParams(const Json& params, CreateSessionRequest& out) {
   SPECULA_ASSIGN_OR_RETURN(out.target, p.OptString("target", "layer"));
   SPECULA_ASSIGN_OR_RETURN(out.policy, p.OptString("policy", ""));
   SPECULA_ASSIGN_OR_RETURN(out.name, p.OptString("name", ""));
+  SPECULA_ASSIGN_OR_RETURN(const Json* spec, p.OptObject("speculation"));
   SPECULA_TRY(p.Finish());
+  if (spec != nullptr) SPECULA_TRY(DecodeSpeculation(*spec, out.speculation.emplace()));
   SPECULA_TRY(ValidateAbsolutePath("base", out.base));
   if (out.target != "layer" && out.target != "base") {
     return Error(Code::kInvalidArgument, "target must be \"layer\" or \"base\", got \"" + out.target + "\"");

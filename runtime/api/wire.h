@@ -69,6 +69,19 @@ struct CreateSessionResponse {
   std::string session;
   std::string head;  // the root checkpoint
 };
+// Transparent speculation (docs/api.md "Transparent speculation"): after
+// every commit, session create and rollback the daemon itself proposes the
+// next commands from the session's history and launches up to k of them as
+// branches at the lowest CPU weight; a later action.commit matches them.
+struct SpeculationConfig {
+  std::string speculator = "none";  // "builtin" | "openai" | "none"
+  uint32_t k = 3;                   // branches after each commit, at most (1..16)
+  double min_p = 0;                 // candidates under this confidence are never launched
+  std::string launch = "rule";      // "rule": the launch rule with measured costs; "all": every candidate >= min_p
+  std::string model = {};           // openai: the model name
+  std::string endpoint = {};        // openai: base URL (e.g. http://127.0.0.1:8000/v1)
+};
+
 struct CreateSessionRequest {
   static constexpr const char* kMethod = "session.create";
   using Response = CreateSessionResponse;
@@ -76,6 +89,18 @@ struct CreateSessionRequest {
   std::string target = "layer";  // "layer" (promote seals a layer) or "base" (promote writes the base)
   std::string policy;            // absolute path of a policy TOML or a shipped policy's name; "": the default
   std::string name;              // optional label; unique among live sessions when set
+  std::optional<SpeculationConfig> speculation = {};  // absent: no transparent speculation
+};
+
+// session.show's account of its transparent speculation.
+struct SpeculationStatus {
+  SpeculationConfig config = {};
+  uint64_t proposals = 0;  // proposal rounds run
+  uint64_t launched = 0;   // branches launched
+  uint64_t hits = 0;       // commits that promoted one of them
+  double cost_ms = 0;      // the launch rule's branch cost c at the last round
+  double saving_ms = 0;    // and its expected saving of a hit D
+  std::string last_error;  // the last speculation failure (e.g. model endpoint down), "" if none
 };
 
 // session.list's elements and session.show's reply.
@@ -89,6 +114,7 @@ struct Session {
   std::string created;
   uint32_t checkpoints = 0;
   uint32_t live_branches = 0;  // starting/running/blocked/done
+  std::optional<SpeculationStatus> speculation = {};  // absent: off
 };
 struct ListSessionsRequest {
   static constexpr const char* kMethod = "session.list";
@@ -195,6 +221,14 @@ struct BranchResult {
   std::optional<std::string> stderr_text;  // "stderr"
 };
 
+// Why the daemon launched a branch (transparent speculation); a branch a
+// client launched with action.speculate has none.
+struct BranchOrigin {
+  std::string source = {};  // "speculator:builtin", "speculator:openai:<model>"
+  double confidence = 0;    // the speculator's estimate that it is the next command
+  std::string rule = {};    // the speculator's rule or model that proposed it
+};
+
 struct BranchSummary {
   std::string branch;
   std::string session;
@@ -203,6 +237,7 @@ struct BranchSummary {
   std::string parent_checkpoint;
   std::string created;
   std::optional<BranchResult> result;  // null until done
+  std::optional<BranchOrigin> origin = {};  // absent: launched by a client (or a commit's own run)
 };
 struct ListBranchesRequest {
   static constexpr const char* kMethod = "branch.list";
@@ -316,11 +351,11 @@ struct UmountCheckpointRequest {
 // Every message of the contract, for code that must name them all.
 #define SPECULA_API_MESSAGES(X)                                                              \
   X(PingResponse) X(PingRequest) X(VersionResponse) X(VersionRequest) X(MethodsRequest)      \
-  X(CreateSessionResponse) X(CreateSessionRequest) X(Session) X(ListSessionsRequest)         \
+  X(CreateSessionResponse) X(SpeculationConfig) X(CreateSessionRequest) X(SpeculationStatus) X(Session) X(ListSessionsRequest)         \
   X(ShowSessionRequest) X(DestroySessionResponse) X(DestroySessionRequest)                   \
   X(RollbackResponse) X(RollbackRequest) X(SpeculateResponse) X(SpeculateRequest)            \
   X(LossyEffect) X(CommitResponse) X(CommitRequest) X(AbortResponse) X(AbortRequest)         \
-  X(BranchResult) X(BranchSummary) X(ListBranchesRequest) X(JournalEntry) X(SyscallEvent)    \
+  X(BranchResult) X(BranchOrigin) X(BranchSummary) X(ListBranchesRequest) X(JournalEntry) X(SyscallEvent)    \
   X(BranchDetail) X(ShowBranchRequest) X(DiffFile) X(BranchDiff) X(DiffBranchRequest)        \
   X(Checkpoint) X(ListCheckpointsRequest) X(ShowCheckpointRequest) X(CheckpointDiff)        \
   X(DiffCheckpointRequest)                                                                   \

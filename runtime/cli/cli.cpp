@@ -112,9 +112,22 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
       ->capture_default_str()->check(CLI::IsMember({"layer", "base"}));
   create->add_option("--policy", policy_file, "policy file (default: the built-in strict policy)");
   create->add_option("--name", name, "a label for the session");
+  std::string speculator;
+  uint32_t spec_k = 3;
+  double spec_min_p = 0;
+  create->add_option("--speculation", speculator,
+                     "transparent speculation: the daemon launches the next commands itself (builtin or none)")
+      ->check(CLI::IsMember({"builtin", "none"}));
+  create->add_option("--k", spec_k, "with --speculation: branches launched after each commit, at most")
+      ->capture_default_str()->check(CLI::Range(1, 16));
+  create->add_option("--min-p", spec_min_p, "with --speculation: never launch a candidate under this confidence")
+      ->check(CLI::Range(0.0, 1.0));
   create->callback([&] {
     action = [&] {
       api::CreateSessionRequest req{.base = Absolute(base), .target = target, .name = name};
+      if (!speculator.empty()) {
+        req.speculation = api::SpeculationConfig{.speculator = speculator, .k = spec_k, .min_p = spec_min_p};
+      }
       // A file (made absolute), or else the name of a shipped policy.
       if (!policy_file.empty()) {
         req.policy = std::filesystem::exists(policy_file) ? Absolute(policy_file) : policy_file;

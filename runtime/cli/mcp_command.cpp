@@ -25,6 +25,8 @@ namespace {
 
 struct McpOptions {
   std::string base = "/", target = "layer", policy, name, session;
+  std::string speculation;  // "": off
+  uint32_t k = 3;
   bool keep_session = false;
   uint64_t progress_ms = 1000;
 };
@@ -57,6 +59,9 @@ int RunMcp(const CliGlobals& g, const McpOptions& o) {
   session_options.create.base = o.base;
   session_options.create.target = o.target;
   session_options.create.name = o.name;
+  if (!o.speculation.empty()) {
+    session_options.create.speculation = api::SpeculationConfig{.speculator = o.speculation, .k = o.k};
+  }
   if (!o.policy.empty()) {
     std::error_code ec;
     bool file = std::filesystem::exists(o.policy, ec);
@@ -120,6 +125,11 @@ void AddMcpCommand(CLI::App& app, const CliGlobals& globals, std::function<int()
       ->capture_default_str()->check(CLI::IsMember({"layer", "base"}));
   mcp->add_option("--policy", o->policy, "policy file or shipped policy name (default: the built-in strict policy)");
   mcp->add_option("--name", o->name, "a label for the session it creates");
+  mcp->add_option("--speculation", o->speculation,
+                  "transparent speculation in the session it creates: builtin or none (default: off)")
+      ->check(CLI::IsMember({"builtin", "none"}));
+  mcp->add_option("--k", o->k, "with --speculation: branches launched after each command, at most")
+      ->capture_default_str()->check(CLI::Range(1, 16));
   mcp->add_option("--session", o->session, "use this existing session instead of creating one (never destroyed)");
   mcp->add_flag("--keep-session", o->keep_session, "keep the session it created when it exits");
   mcp->add_option("--progress-ms", o->progress_ms, "interval of progress notifications for running tool calls")

@@ -1,5 +1,6 @@
 #include "runtime/cli/render.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "runtime/cli/checkpoint_graph.h"
@@ -40,15 +41,32 @@ std::string RenderSession(const api::Session& s) {
     << "checkpoints  " << s.checkpoints << "\n"
     << "branches     " << s.live_branches << " live\n"
     << "created      " << s.created << "\n";
+  if (const auto& sp = s.speculation) {
+    o << "speculation  " << sp->config.speculator << ", k " << sp->config.k << ", launch " << sp->config.launch;
+    if (sp->config.min_p > 0) o << ", min_p " << sp->config.min_p;
+    o << "\n             " << sp->proposals << " rounds, " << sp->launched << " branches, " << sp->hits
+      << " hits; cost " << sp->cost_ms << " ms vs saving " << sp->saving_ms << " ms\n";
+    if (!sp->last_error.empty()) o << "             last error: " << sp->last_error << "\n";
+  }
   return o.str();
 }
 
+namespace {
+// Who launched a branch: "client", or the speculator with its confidence.
+std::string OriginText(const std::optional<api::BranchOrigin>& origin) {
+  if (!origin) return "client";
+  char p[16];
+  std::snprintf(p, sizeof(p), "%.2f", origin->confidence);
+  return origin->source + " p=" + p;
+}
+}  // namespace
+
 std::string RenderBranchTable(const std::vector<api::BranchSummary>& branches) {
   if (branches.empty()) return "no branches\n";
-  Table t({"BRANCH", "STATE", "EXIT", "DURATION", "FROM", "COMMAND"});
+  Table t({"BRANCH", "STATE", "EXIT", "DURATION", "FROM", "LAUNCHED BY", "COMMAND"});
   for (const auto& b : branches) {
     t.Row({b.branch, b.state, ExitText(b.result), b.result ? FormatDuration(Ms(b.result->duration_ms)) : "-",
-           b.parent_checkpoint, OneLine(b.command, 60)});
+           b.parent_checkpoint, OriginText(b.origin), OneLine(b.command, 60)});
   }
   return t.Render();
 }
@@ -61,7 +79,9 @@ std::string RenderBranch(const api::BranchDetail& b) {
     << "command      " << b.command << "\n"
     << "from         " << b.parent_checkpoint << "\n"
     << "created      " << b.created << "\n"
-    << "upper size   " << FormatBytes(b.upper_bytes) << "\n";
+    << "upper size   " << FormatBytes(b.upper_bytes) << "\n"
+    << "launched by  " << OriginText(b.origin) << "\n";
+  if (b.origin && !b.origin->rule.empty()) o << "because      " << b.origin->rule << "\n";
   // Older daemons send no reason; live branches have none yet.
   if (!b.reason.empty()) o << "ended        " << b.reason << "\n";
   if (const auto& r = b.result) {

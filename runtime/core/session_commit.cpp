@@ -46,6 +46,7 @@ BranchInfo InfoFromRecord(const store::BranchRecord& rec) {
   info.upper_bytes = rec.upper_bytes;
   info.created_ms = rec.created_ms;
   info.reason = rec.reason;
+  info.origin = rec.origin_json;
   if (!rec.report_json.empty()) {
     // Written by this daemon from instrument::ToJson; unreadable only if the
     // database was damaged, and then the rest of the record still shows.
@@ -267,6 +268,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
     info.session = b->session;
     info.parent_checkpoint = b->parent_checkpoint;
     info.command = b->command;
+    info.origin = b->origin;
     info.state = b->state;
     info.result = b->result;
     info.error = b->error;

@@ -25,6 +25,7 @@ bool IsFinal(BranchState s);
 
 struct SessionManager::Branch {
   std::string id, session, parent_checkpoint, command, normalised;
+  std::string origin;  // Speculate's origin (JSON text), "" for none
   int64_t created_ms = 0;
   bool parent_has_image = false;
   std::thread worker;

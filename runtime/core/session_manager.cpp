@@ -307,7 +307,7 @@ void SessionManager::FinishProbe(Branch& b) {
 }
 
 Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
-                                              milliseconds timeout) {
+                                              milliseconds timeout, const std::string& origin) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
@@ -325,12 +325,14 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(b->parent_checkpoint));
   b->session = session;
   b->command = command;
+  b->origin = origin;
   b->normalised = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   b->created_ms = NowMs();
   b->parent_has_image = ckpt.has_process_image;
-  SPECULA_TRY(store_->PutBranch(store::BranchRecord{b->id, session, b->parent_checkpoint, command,
-                                                    ToString(BranchState::kStarting), "", b->created_ms,
-                                                    b->created_ms}));
+  store::BranchRecord rec{b->id, session, b->parent_checkpoint, command,
+                          ToString(BranchState::kStarting), "", b->created_ms, b->created_ms};
+  rec.origin_json = origin;
+  SPECULA_TRY(store_->PutBranch(rec));
   {
     std::lock_guard lock(s->mu);
     s->live[b->id] = b;

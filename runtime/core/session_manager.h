@@ -96,6 +96,9 @@ struct BranchInfo {
   // Why the branch ended: "promoted by commit", "discarded: abort", "failed:
   // <error>", ... Empty while it is live.
   std::string reason;
+  // Why it was launched, as given to Speculate (JSON text, e.g. the daemon's
+  // transparent speculation: {"source","confidence"}); "" for a client's.
+  std::string origin;
 };
 
 // The CPU weight (cgroup cpu.weight, 1..10000; cpu.shares on cgroup v1) of a
@@ -157,8 +160,10 @@ class SessionManager {
   // timeout 0: the policy's action timeout. A command that breaks the
   // contract's rule (api::ValidateCommand: blank, over 1 MiB, a NUL byte) is
   // invalid_argument, here as at the daemon's socket.
+  // `origin` (JSON text, "" for none) is kept in the branch's record.
   Result<std::string> Speculate(const std::string& session, const std::string& command,
-                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                                const std::string& origin = "");
   // The authoritative action (DESIGN.md contract 2).
   Result<CommitResult> Commit(const std::string& session, const std::string& command,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(0));

@@ -75,8 +75,23 @@ void AddInstrumentReport(const nlohmann::json& report, api::BranchDetail& d) {
 
 void FillSummary(const core::BranchInfo& b, api::BranchSummary& s) {
   s = api::BranchSummary{b.id, b.session, core::ToString(b.state), b.command, b.parent_checkpoint,
-                         Rfc3339(b.created_ms), std::nullopt};
+                         Rfc3339(b.created_ms), std::nullopt, std::nullopt};
   if (b.result) s.result = BranchResultOf(*b.result);
+  // Written by LaunchSpeculative; a damaged record only loses the origin.
+  if (!b.origin.empty()) {
+    auto j = nlohmann::json::parse(b.origin, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded()) {
+      if (auto o = api::FromJson<api::BranchOrigin>(j, "branch origin"); o.ok()) s.origin = std::move(*o);
+    }
+  }
+}
+
+// The shell's directory after a commit, from its checkpoint's shell state.
+std::string CwdOf(core::SessionManager& m, const std::string& checkpoint) {
+  auto c = m.ShowCheckpoint(checkpoint);
+  if (!c.ok()) return "";
+  auto shell = sandbox::ShellState::Parse(c->shell_state);
+  return shell.ok() ? shell->cwd : "";
 }
 
 api::Checkpoint Checkpoint(const store::CheckpointRecord& c) {
@@ -180,6 +195,34 @@ std::vector<api::DiffFile> DiffFiles(const std::vector<core::FileChange>& change
 
 }  // namespace
 
+CoreSessionService::CoreSessionService(std::unique_ptr<core::SessionManager> m)
+    : manager_(std::move(m)),
+      speculation_(std::make_unique<speculation::Speculation>(
+          [this](const std::string& session, const std::string& head, const speculation::Launch& l) {
+            return LaunchSpeculative(session, head, l);
+          })) {}
+
+CoreSessionService::~CoreSessionService() { speculation_->Stop(); }
+
+void CoreSessionService::BeginShutdown() { speculation_->Stop(); }
+
+Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& session, const std::string& head,
+                                                          const speculation::Launch& launch) {
+  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(session));
+  if (s.record.head != head) return Error(Code::kAborted, "session " + session + " moved on from " + head);
+  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(session));
+  for (const auto& b : branches) {
+    bool live = b.state == core::BranchState::kStarting || b.state == core::BranchState::kRunning ||
+                b.state == core::BranchState::kBlocked || b.state == core::BranchState::kDone;
+    if (live && b.parent_checkpoint == head && speculators::TrimCommand(b.command) ==
+                                                   speculators::TrimCommand(launch.command)) {
+      return b.id;  // a client (or an earlier round) already runs it
+    }
+  }
+  return manager_->Speculate(session, launch.command, std::chrono::milliseconds(0),
+                             api::ToJson(launch.origin).dump());
+}
+
 Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir) {
   core::SessionManagerOptions opts;
   opts.state_dir = state_dir;
@@ -191,7 +234,8 @@ api::Session CoreSessionService::Convert(const core::SessionInfo& s) {
   const auto& r = s.record;
   api::Session info{r.id, r.name, r.base, r.target,
                    r.policy_path.empty() ? (r.policy_text.empty() ? "default" : "(inline)") : r.policy_path,
-                   r.head, Rfc3339(r.created_ms), 0, static_cast<uint32_t>(s.live_branches)};
+                   r.head, Rfc3339(r.created_ms), 0, static_cast<uint32_t>(s.live_branches),
+                   speculation_->Report(r.id)};
   if (auto cps = manager_->ListCheckpoints(r.id); cps.ok()) info.checkpoints = static_cast<uint32_t>(cps->size());
   return info;
 }
@@ -219,7 +263,17 @@ Result<api::CreateSessionResponse> CoreSessionService::CreateSession(const api::
     if (!parsed.ok()) return std::move(parsed).error().Context("policy " + path);
     c.policy = std::move(*parsed);
   }
+  // The speculator is built before the session so that a bad config
+  // leaves nothing behind.
+  std::unique_ptr<speculation::Proposer> proposer;
+  if (req.speculation) {
+    SPECULA_ASSIGN_OR_RETURN(proposer, speculation::Proposer::Create(*req.speculation));
+  }
   SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->CreateSession(c));
+  if (proposer) {
+    speculation_->Enable(s.record.id, std::move(proposer));
+    speculation_->AfterCreate(s.record.id, s.record.head);
+  }
   return api::CreateSessionResponse{s.record.id, s.record.head};
 }
 
@@ -237,11 +291,13 @@ Result<api::Session> CoreSessionService::ShowSession(const api::ShowSessionReque
 
 Result<api::DestroySessionResponse> CoreSessionService::DestroySession(const api::DestroySessionRequest& req) {
   SPECULA_TRY(manager_->DestroySession(req.session));
+  speculation_->Remove(req.session);
   return api::DestroySessionResponse{req.session, true};
 }
 
 Result<api::RollbackResponse> CoreSessionService::Rollback(const api::RollbackRequest& req) {
   SPECULA_TRY(manager_->Rollback(req.session, req.checkpoint));
+  speculation_->AfterRollback(req.session, req.checkpoint);
   return api::RollbackResponse{req.session, req.checkpoint};
 }
 
@@ -268,6 +324,16 @@ Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest&
   for (const auto& e : r.lossy_effects) out.lossy_effects.push_back(Lossy(e));
   out.flags = r.flags;
   if (r.timed_out) out.flags.push_back("timed_out");
+  // Queues the next proposal round and returns: the reply does not wait.
+  speculators::Step step{req.command, r.exit_code, r.signal, out.stdout_text, out.stderr_text,
+                         CwdOf(*manager_, r.head), true};
+  bool speculated = false;
+  if (r.hit) {
+    auto b = manager_->ShowBranch(r.branch);
+    speculated = b.ok() && !b->origin.empty();
+  }
+  speculation_->AfterCommit(req.session, r.head, std::move(step), r.hit, speculated, out.duration_ms,
+                            out.saved_ms);
   return out;
 }
 

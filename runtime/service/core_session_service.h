@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "runtime/core/session_manager.h"
+#include "runtime/speculation/speculation.h"
 #include "runtime/service/session_service.h"
 
 namespace specula::service {
@@ -18,6 +19,11 @@ class CoreSessionService final : public SessionService {
   // crash (live branches of the old process become discarded), so this
   // must run before the socket accepts anyone.
   static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir);
+
+  ~CoreSessionService() override;
+  void BeginShutdown() override;
+  // Waits until the transparent speculation has no round queued (tests).
+  void DrainSpeculation() { speculation_->Drain(); }
 
   Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
   Result<std::vector<api::Session>> ListSessions(const api::ListSessionsRequest& req) override;
@@ -37,9 +43,15 @@ class CoreSessionService final : public SessionService {
   Result<api::UmountCheckpointResponse> UmountCheckpoint(const api::UmountCheckpointRequest& req) override;
 
  private:
-  explicit CoreSessionService(std::unique_ptr<core::SessionManager> m) : manager_(std::move(m)) {}
+  explicit CoreSessionService(std::unique_ptr<core::SessionManager> m);
   api::Session Convert(const core::SessionInfo& s);
+  // Transparent speculation's launcher: a branch from `head` through the
+  // core's Speculate, unless the head moved or the command already runs.
+  Result<std::string> LaunchSpeculative(const std::string& session, const std::string& head,
+                                        const speculation::Launch& launch);
   std::unique_ptr<core::SessionManager> manager_;
+  // After manager_: stopped (its worker joined) before the core goes.
+  std::unique_ptr<speculation::Speculation> speculation_;
 };
 
 }  // namespace specula::service

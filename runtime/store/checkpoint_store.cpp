@@ -57,6 +57,9 @@ ALTER TABLE branches ADD COLUMN reason TEXT NOT NULL DEFAULT '';
     // 2 -> 3: no schema change; layer roots of older builds are repaired
     // first (FixLegacyLayerRootsLocked).
     "SELECT 1;",
+    // 3 -> 4: why a branch was launched (transparent speculation: source,
+    // candidate confidence), as JSON; "" for a client's action.speculate.
+    "ALTER TABLE branches ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == CheckpointStore::kSchemaVersion);
 
@@ -78,7 +81,7 @@ constexpr const char* kCheckpointCols =
     "id,session,parent,command,created,layers,shell_state,has_process_image,image_dir,"
     "layer_bytes,image_bytes,apply_record";
 constexpr const char* kBranchCols =
-    "id,session,parent_checkpoint,command,state,result,created,updated,report,error,upper_bytes,reason";
+    "id,session,parent_checkpoint,command,state,result,created,updated,report,error,upper_bytes,reason,origin";
 
 SessionRecord ReadSession(const SqliteStmt& s) {
   return SessionRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3),
@@ -108,6 +111,7 @@ BranchRecord ReadBranch(const SqliteStmt& s) {
   b.error = s.Text(9);
   b.upper_bytes = static_cast<uint64_t>(s.Int(10));
   b.reason = s.Text(11);
+  b.origin_json = s.Text(12);
   return b;
 }
 
@@ -308,7 +312,7 @@ Status CheckpointStore::DeleteSession(const std::string& id) {
 
 Status CheckpointStore::InsertCheckpointLocked(const CheckpointRecord& c) {
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO checkpoints(") + kCheckpointCols +
-                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   q.Bind(1, c.id).Bind(2, c.session);
   if (c.parent.empty()) q.BindNull(3);
   else q.Bind(3, c.parent);
@@ -385,10 +389,11 @@ Result<LayerRecord> CheckpointStore::GetLayer(const std::string& id) {
 Status CheckpointStore::PutBranch(const BranchRecord& b) {
   std::lock_guard lock(mu_);
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO branches(") + kBranchCols +
-                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   q.Bind(1, b.id).Bind(2, b.session).Bind(3, b.parent_checkpoint).Bind(4, b.command);
   q.Bind(5, b.state).Bind(6, b.result_json).Bind(7, b.created_ms).Bind(8, b.updated_ms);
   q.Bind(9, b.report_json).Bind(10, b.error).Bind(11, static_cast<int64_t>(b.upper_bytes)).Bind(12, b.reason);
+  q.Bind(13, b.origin_json);
   return q.Run().Context("put branch " + b.id);
 }
 

@@ -86,6 +86,10 @@ struct BranchRecord {
   std::string error = {};        // why it failed, "" unless it did
   uint64_t upper_bytes = 0;      // size of its upper dir, last measured
   std::string reason = {};       // why it ended ("promoted by commit", "discarded: abort", ...)
+  // Who launched it and why (schema version 4): {"source", "confidence"}
+  // as JSON for a branch of the daemon's transparent speculation, "" for a
+  // client's action.speculate or a commit's own run.
+  std::string origin_json = {};
 };
 
 // A change to a branch's record: fields left unset keep their stored value.
@@ -150,7 +154,7 @@ struct VolumeRequest {
 
 class CheckpointStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Creates the layout if missing, opens the database and migrates it to
   // kSchemaVersion. A database newer than this build: failed_precondition.

@@ -1,8 +1,8 @@
-#include "agents/launch_rule.h"
+#include "speculators/launch_rule.h"
 
 #include <algorithm>
 
-namespace specula::agents {
+namespace specula::speculators {
 
 double HitProbability(const std::vector<double>& sorted_p, size_t m) {
   double miss = 1.0;
@@ -28,4 +28,4 @@ size_t ChooseLaunchCount(const std::vector<double>& sorted_p, size_t k, double s
   return best_m;
 }
 
-}  // namespace specula::agents
+}  // namespace specula::speculators
