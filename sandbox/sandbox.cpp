@@ -4,7 +4,6 @@
 // (sandbox/action_runner.h). See docs/sandbox.md for the design.
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +26,7 @@
 
 #include "common/child_report.h"
 #include "common/files.h"
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 #include "sandbox/action_runner.h"
 #include "sandbox/capabilities.h"
@@ -413,11 +413,7 @@ Status LinuxSandbox::Adopt() {
                        O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return Error::FromErrno("open root of sandbox init");
   // The sandbox controls everything below its root: resolve inside it only.
-  open_how how{};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  io_dir_.Reset(static_cast<int>(::syscall(SYS_openat2, root.get(), kIoDirInside + 1, &how, sizeof(how))));
-  if (!io_dir_) return Error::FromErrno(std::string("open ") + kIoDirInside + " in the sandbox");
+  SPECULA_ASSIGN_OR_RETURN(io_dir_, OpenInRoot(root.get(), kIoDirInside + 1, O_PATH | O_DIRECTORY));
   // The pid could have been reused between pidfd and /proc lookups.
   if (::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), 0, nullptr, 0) != 0) {
     return Error::FromErrno("sandbox init exited during start");
