@@ -134,7 +134,11 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       }
       auto promoted = PromoteLocked(*s, *hit);
       if (promoted.ok()) {
-        DiscardAllLocked(*s, kOtherCommand);
+        // The siblings saw the hit's lossy writes; their discards must not
+        // undo them.
+        lossy::LossyJournal::CommittedState committed;
+        if (hit->probe) committed = hit->probe->lossy_journal().Committed();
+        DiscardAllLocked(*s, kOtherCommand, &committed);
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);

@@ -95,6 +95,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   SPECULA_ASSIGN_OR_RETURN(m->store_, store::CheckpointStore::Open(m->opts_.state_dir));
   SPECULA_ASSIGN_OR_RETURN(m->criu_, criu::CriuDriver::Create(m->opts_.criu));
   SPECULA_TRY_CTX(m->RecoverAfterCrash(), "open " + m->opts_.state_dir);
+
   // After the sandboxes are gone and interrupted promotes are settled: what
   // is left unrecorded (an image or layer of a checkpoint that never reached
   // the database) is garbage.
@@ -248,6 +249,8 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.run_dir = dir + "/run";
   spec.name = branch_id;
   spec.cgroup_parent = opts_.cgroup_parent;
+  // Binds for a CRIU restore in a user namespace (criu_driver.h).
+  if (std::string stage = criu_->RestoreStageDir(); !stage.empty()) spec.restore_stage_dir = stage + "/" + branch_id;
   spec.policy = s.policy;
   if (speculative) {
     spec.policy.resources.cpu_weight = SpeculativeCpuWeight(s.policy.resources.cpu_weight);
@@ -417,7 +420,8 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   finish(BranchState::kDone, "");
 }
 
-void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason) {
+void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                                   const lossy::LossyJournal::CommittedState* committed) {
   sandbox::Sandbox* box = nullptr;
   {
     std::lock_guard lock(b->mu);
@@ -442,7 +446,7 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   }
   // After the sandbox is gone, so nothing writes a lossy path again.
   if (b->probe) {
-    if (Status st = b->probe->Discard(); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
+    if (Status st = b->probe->Discard(committed); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
   }
   // Measured before the dir goes (the record keeps what the branch wrote),
   // unless it was measured when the branch finished and froze.
@@ -468,7 +472,8 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   branches_.erase(b->id);
 }
 
-void SessionManager::DiscardAllLocked(Session& s, const std::string& reason) {
+void SessionManager::DiscardAllLocked(Session& s, const std::string& reason,
+                                      const lossy::LossyJournal::CommittedState* committed) {
   std::vector<std::shared_ptr<Branch>> all;
   {
     std::lock_guard lock(s.mu);
@@ -479,7 +484,7 @@ void SessionManager::DiscardAllLocked(Session& s, const std::string& reason) {
     std::lock_guard lock(b->mu);
     b->cancelled = true;
   }
-  for (auto& b : all) DiscardLocked(s, b, reason);
+  for (auto& b : all) DiscardLocked(s, b, reason, committed);
 }
 
 Status SessionManager::Abort(const std::string& session) {

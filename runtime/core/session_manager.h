@@ -208,8 +208,13 @@ class SessionManager {
   // checkpoint the session's head. Called with the session's op lock held.
   Result<std::string> PromoteLocked(Session& s, Branch& b);
   // `reason` says why, e.g. "discarded: abort"; it is kept in the record.
-  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason);
-  void DiscardAllLocked(Session& s, const std::string& reason);
+  // `committed`: what a sibling just promoted left on lossy paths; the
+  // discard puts that back there instead of its own pre-images
+  // (lossy::LossyJournal::Restore).
+  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                     const lossy::LossyJournal::CommittedState* committed = nullptr);
+  void DiscardAllLocked(Session& s, const std::string& reason,
+                        const lossy::LossyJournal::CommittedState* committed = nullptr);
   // Records state `st` with all the branch knows (result, report JSON,
   // error) so branch.show can say what it did once it is gone. upper_bytes
   // unset: measured now if the upper dir still exists. `reason` empty keeps
