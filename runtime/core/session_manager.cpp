@@ -168,6 +168,16 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   if (req.policy.speculation.max_concurrent_branches == 0) {
     return Error(Code::kInvalidArgument, "policy speculation.max_concurrent_branches must be > 0");
   }
+  std::lock_guard creating(create_mu_);
+  if (!req.name.empty()) {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, other] : sessions_) {
+      if (other->rec.name == req.name) {
+        return Error(Code::kAlreadyExists, "a session named '" + req.name + "' exists: " + id)
+            .WithHint("pick another name, or remove it first: specula session rm " + id);
+      }
+    }
+  }
   auto s = std::make_shared<Session>();
   s->policy = req.policy;
   SPECULA_ASSIGN_OR_RETURN(s->rec.id, store::NewId('s'));

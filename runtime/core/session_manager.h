@@ -234,6 +234,9 @@ class SessionManager {
   std::unique_ptr<criu::CriuDriver> criu_;
   std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
+  // Held for a whole CreateSession: the check that a name is free and the
+  // session's insertion are one step (sessions are created rarely).
+  std::mutex create_mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::map<std::string, std::shared_ptr<Branch>> branches_;  // live branches
 };
