@@ -112,7 +112,11 @@ class Soak : public ::testing::Test {
     daemon_ = std::move(*d);
   }
   void TearDown() override {
-    if (HasFailure() && daemon_) std::cerr << "---- speculad log (tail) ----\n" << LogTail();
+    if (HasFailure() && daemon_) {
+      std::cerr << "---- speculad log (tail) ----\n" << LogTail();
+      // The whole log, for a long run's post-mortem.
+      if (const char* keep = std::getenv("SPECULA_SOAK_LOG"); keep && *keep) std::ofstream(keep) << daemon_->Log();
+    }
     daemon_.reset();
     std::error_code ec;
     fs::remove_all(scratch_, ec);
