@@ -125,13 +125,12 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
   }
   UniqueFd daemon(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0)));
   if (!daemon) return Error::FromErrno("pidfd_open of the daemon");
-  // A second open file of the state dir's lock: POSIX record locks belong
-  // to processes, so the watch can take it only once the daemon is gone.
-  UniqueFd lock_fd;
-  if (!lock_path.empty()) {
-    lock_fd = UniqueFd(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    if (!lock_fd) return Error::FromErrno("open " + lock_path + " for the sandbox watch");
-  }
+  // The watch opens the state dir's lock itself, after the fork: POSIX
+  // record locks belong to processes and closing *any* fd of the file drops
+  // them, so an open (and close) of it here would silently release the
+  // daemon's own lock (a second daemon then took the state dir). In the
+  // watch it can be taken only once the daemon is gone.
+  const char* lock_file = lock_path.empty() ? nullptr : lock_path.c_str();
   // Everything the watch needs later, built now: after the fork it only
   // makes system calls.
   const std::string events = dir + "/cgroup.events";
@@ -151,15 +150,15 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
     ::setsid();
     ::prctl(PR_SET_NAME, "speculad-watch", 0, 0, 0);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    int keep[3] = {daemon.get(), kill_fd.get(), lock_fd.get()};
+    int keep[2] = {daemon.get(), kill_fd.get()};
     std::sort(std::begin(keep), std::end(keep));
     int next = 3;
     for (int fd : keep) {
-      if (fd < next) continue;  // -1 (no lock file)
       if (fd > next) ::close_range(next, fd - 1, 0);
       next = fd + 1;
     }
     ::close_range(next, ~0U, 0);
+    const int lock_fd = lock_file ? ::open(lock_file, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1;
     int null = ::open("/dev/null", O_RDWR);
     if (null >= 0) {
       ::dup2(null, 0);
@@ -167,7 +166,7 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
       ::dup2(null, 2);
       if (null > 2) ::close(null);
     }
-    Watch(daemon.get(), kill_fd.get(), lock_fd.get(), events.c_str(), instance_dirs);
+    Watch(daemon.get(), kill_fd.get(), lock_fd, events.c_str(), instance_dirs);
   }
   return pid;
 }

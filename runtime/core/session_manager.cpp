@@ -1,10 +1,14 @@
 #include "runtime/core/session_manager.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "common/crash_point.h"
@@ -140,6 +144,41 @@ SessionManager::~SessionManager() {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: daemon stopped");
   }
+}
+
+namespace {
+// SIGKILL to every process of one sandbox, by its cgroup2 dir.
+void KillCgroup(const std::string& cgroup2_dir) {
+  if (cgroup2_dir.empty()) return;
+  int fd = ::open((cgroup2_dir + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::write(fd, "1", 1) != 1) spdlog::debug("shutdown: cgroup.kill {}: {}", cgroup2_dir, std::strerror(errno));
+  ::close(fd);
+}
+}  // namespace
+
+void SessionManager::BeginShutdown() {
+  if (shutting_down_.exchange(true)) return;
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : sessions_) all.push_back(s);
+  }
+  size_t killed = 0;
+  for (auto& s : all) {
+    std::vector<std::string> cgroups;
+    {
+      std::lock_guard lock(s->mu);
+      if (!s->committing_cgroup.empty()) cgroups.push_back(s->committing_cgroup);
+      for (auto& [id, b] : s->live) {
+        std::lock_guard bl(b->mu);
+        if (b->sandbox && !b->finished) cgroups.push_back(b->sandbox->cgroup2_path());
+      }
+    }
+    for (const auto& c : cgroups) KillCgroup(c);
+    killed += cgroups.size();
+  }
+  spdlog::info("shutdown: stopped {} running action(s)", killed);
 }
 
 Result<std::shared_ptr<SessionManager::Session>> SessionManager::FindSession(const std::string& id) {
@@ -324,6 +363,9 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
+  if (shutting_down_) {
+    return Error(Code::kUnavailable, "speculad is stopping: no new branch").WithHint("speculate again once it is back");
+  }
   auto b = std::make_shared<Branch>();
   {
     std::lock_guard lock(s->mu);

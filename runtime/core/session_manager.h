@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -173,6 +174,12 @@ class SessionManager {
   // Waits until the branch's action has finished (done/failed/discarded).
   Status WaitBranch(const std::string& branch, std::chrono::milliseconds timeout);
   Status DiscardBranch(const std::string& branch);
+
+  // The daemon is stopping (SIGTERM): every running action is killed, a
+  // commit in flight fails with kUnavailable and keeps nothing of its
+  // action (the head stays where it was), and no new action starts. Sessions
+  // and their history stay for the next start. Idempotent, thread-safe.
+  void BeginShutdown();
   // What the branch's upper dir changes, relative to its checkpoint.
   Result<std::vector<FileChange>> DiffBranch(const std::string& branch);
 
@@ -237,6 +244,7 @@ class SessionManager {
   // Held for a whole CreateSession: the check that a name is free and the
   // session's insertion are one step (sessions are created rarely).
   std::mutex create_mu_;
+  std::atomic<bool> shutting_down_{false};
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::map<std::string, std::shared_ptr<Branch>> branches_;  // live branches
 };

@@ -297,16 +297,20 @@ TEST_F(CliE2E, ClientVanishingMidCommitStillCommits) {
   EXPECT_TRUE(daemon_->Alive());
 }
 
-TEST_F(CliE2E, SigtermWaitsForARunningCommit) {
+// Issue 16 changed this contract: SIGTERM used to let a running commit
+// finish; now it stops it (nothing of it kept, see CrashE2E.SigtermStops...)
+// and the waiting client is told the daemon is stopping, with exit 69.
+TEST_F(CliE2E, SigtermStopsARunningCommitAndTheClientIsTold) {
   std::string s = CreateSession("sigterm");
   SpawnResult run;
-  std::thread t([&] { run = Cli({"run", s, "--", "sleep 1; echo finished"}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::thread t([&] { run = Cli({"run", s, "--", "sleep 5; echo finished"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
   int status = daemon_->Terminate();
   t.join();
   EXPECT_EQ(status, 0) << daemon_->Log();
-  EXPECT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_EQ(run.out, "finished\n");
+  EXPECT_EQ(run.exit_code, 69) << run.out << run.err;
+  EXPECT_EQ(run.out, "");
+  EXPECT_NE(run.err.find("stopping"), std::string::npos) << run.err;
 }
 
 }  // namespace

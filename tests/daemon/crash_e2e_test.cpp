@@ -430,5 +430,37 @@ TEST_F(CrashE2E, NeitherAStoppedNorAKilledDaemonLeavesCgroupDirectories) {
   }
 }
 
+// Issue 16: SIGTERM stops a running commit instead of waiting for it (the
+// grace time is 30 s, the command would take 120 s): the client gets
+// unavailable, nothing of the action is kept, and the restarted daemon has
+// the session with its head where it was.
+TEST_F(CrashE2E, SigtermStopsARunningCommitAndKeepsNothingOfIt) {
+  Start();
+  std::string s = CreateSession("stopping");
+  ASSERT_EQ(Cli({"run", s, "--", "echo kept > /kept-term"}).exit_code, 0);
+  std::string head = Head(s);
+  SpawnResult run;
+  std::thread t([&] { run = Cli({"--json", "run", s, "--", "echo lost > /lost-term; sleep 120; echo late > /late"}); });
+  bool running = false;
+  for (int i = 0; i < 300 && !running; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    for (const auto& b : ParseOut(Cli({"--json", "branches", s}))) running |= b["state"] == "running";
+  }
+  ASSERT_TRUE(running);
+  std::this_thread::sleep_for(milliseconds(300));  // it has written /lost-term
+  auto branches = BranchIds(s);
+  // Within the default grace (30 s), far less than the command's 120 s.
+  EXPECT_EQ(daemon_->Terminate(seconds(25)), 0) << "speculad waited for the commit:\n" << daemon_->Log();
+  t.join();
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.out.find("unavailable"), std::string::npos) << run.out << run.err;
+  Start();
+  EXPECT_EQ(Head(s), head);
+  auto lost = Cli({"run", s, "--", "cat /lost-term"});
+  EXPECT_NE(lost.exit_code, 0) << "a stopped commit's write survived: " << lost.out;
+  EXPECT_EQ(Cli({"run", s, "--", "cat /kept-term"}).out, "kept\n");
+  ExpectNothingLeftBehind(s, branches);
+}
+
 }  // namespace
 }  // namespace specula::testing
