@@ -62,7 +62,7 @@ TEST_F(DoctorRunTest, SandboxFeaturesAreOk) {
   for (const char* name :
        {"kernel", "namespace.pid", "namespace.mount", "namespace.uts", "namespace.ipc",
         "namespace.net", "namespace.cgroup", "overlayfs", "pivot_root", "cgroup.layout",
-        "cgroup.controllers", "seccomp.filter", "seccomp.user_notif"}) {
+        "cgroup.controllers", "cgroup.devices", "seccomp.filter", "seccomp.user_notif"}) {
     EXPECT_EQ(StatusOf(name), CheckStatus::kOk) << Describe(name);
   }
 }
