@@ -88,7 +88,7 @@ Result<CgroupLayout> DetectCgroupLayout() {
       layout.v2_root = mountpoint;
     } else if (fstype == "cgroup") {
       for (const auto& opt : Split(super, ',')) {
-        if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer") {
+        if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer" || opt == "devices") {
           layout.v1.emplace(opt, mountpoint);
         }
       }

@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "sandbox/cgroup.h"
 #include "sandbox/device_filter.h"
@@ -31,6 +32,12 @@ TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   ASSERT_TRUE(cg.ok()) << cg.error().ToString();
   ASSERT_TRUE(cg->device_filter() || layout->v1.count("devices") > 0)
       << "neither a device filter nor a devices controller";
+  std::vector<std::string> dirs = cg->paths();
+  if (layout->v1.count("devices") > 0) {
+    bool in_devices = false;
+    for (const auto& d : dirs) in_devices |= d.rfind(layout->v1.at("devices") + "/", 0) == 0;
+    EXPECT_TRUE(in_devices) << "the v1 devices controller is mounted but the sandbox has no devices cgroup";
+  }
   char tmpl[] = "/tmp/specula-devtest-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   std::string node = std::string(tmpl) + "/null2";
@@ -63,6 +70,8 @@ TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   EXPECT_FALSE(bits & kLoopOpened) << "/dev/loop-control opened from the sandbox's cgroup";
   EXPECT_FALSE(bits & kMknodMade) << "mknod of a device succeeded in the sandbox's cgroup";
   EXPECT_TRUE(cg->Remove().ok());
+  // The test's parent cgroups (Create makes them; nothing else uses them).
+  for (const auto& d : dirs) ::rmdir(d.substr(0, d.rfind('/')).c_str());
 }
 
 TEST(SandboxDevicesTest, TheAllowlistIsWhatTheSandboxsDevProvides) {
