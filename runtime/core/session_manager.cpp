@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -27,6 +28,26 @@ namespace specula::core {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
+
+namespace {
+
+// Absolute and normalised (the sandbox's spec validation wants that); the
+// state dir may be given relative or with a trailing slash.
+std::vector<std::string> MaskedHostPaths(const SessionManagerOptions& o) {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& p) {
+    if (p.empty()) return;
+    std::error_code ec;
+    std::string n = std::filesystem::absolute(p, ec).lexically_normal().string();
+    while (n.size() > 1 && n.back() == '/') n.pop_back();
+    if (!ec && n != "/") out.push_back(n);
+  };
+  add(o.state_dir);
+  for (const auto& p : o.masked_paths) add(p);
+  return out;
+}
+
+}  // namespace
 
 const char* ToString(BranchState s) {
   switch (s) {
@@ -300,6 +321,10 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.cgroup_parent = opts_.cgroup_parent;
   // Binds for a CRIU restore in a user namespace (criu_driver.h).
   if (std::string stage = criu_->RestoreStageDir(); !stage.empty()) spec.restore_stage_dir = stage + "/" + branch_id;
+  // The runtime's own state (every session's layers, the database, CRIU
+  // images, journals) is host data a branch could otherwise read through
+  // the overlay's lower layer: a session over / shows the state dir.
+  spec.masked_host_paths = MaskedHostPaths(opts_);
   spec.policy = s.policy;
   if (speculative) {
     spec.policy.resources.cpu_weight = SpeculativeCpuWeight(s.policy.resources.cpu_weight);

@@ -62,6 +62,10 @@ struct SessionManagerOptions {
   // sandbox::InstanceCgroupParent(state_dir), the subtree the daemon's
   // sandbox watch kills when the daemon dies (sandbox/sandbox_watch.h).
   std::string cgroup_parent;
+  // Host paths no branch may see besides the state dir, which is always
+  // masked (the daemon's socket when it lies outside the state dir and
+  // outside /run, which every sandbox replaces with its own tmpfs).
+  std::vector<std::string> masked_paths;
 };
 
 struct SessionInfo {

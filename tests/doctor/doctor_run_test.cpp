@@ -62,7 +62,7 @@ TEST_F(DoctorRunTest, SandboxFeaturesAreOk) {
   for (const char* name :
        {"kernel", "namespace.pid", "namespace.mount", "namespace.uts", "namespace.ipc",
         "namespace.net", "namespace.cgroup", "overlayfs", "pivot_root", "cgroup.layout",
-        "cgroup.controllers", "seccomp.filter", "seccomp.user_notif"}) {
+        "cgroup.controllers", "cgroup.devices", "seccomp.filter", "seccomp.user_notif"}) {
     EXPECT_EQ(StatusOf(name), CheckStatus::kOk) << Describe(name);
   }
 }
@@ -129,7 +129,7 @@ TEST_F(DoctorRunTest, EveryCheckHasAUniqueNameAReasonAndAnActionUnlessOk) {
       EXPECT_FALSE(c.action.empty()) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), 26u);
+  EXPECT_EQ(names.size(), 27u);  // cgroup.devices added (issue 12)
 }
 
 // Kernel 6.18 with btrfs built in (ENVIRONMENT.md) and btrfs-progs from
