@@ -182,7 +182,7 @@ TEST(DoctorCommandTest, JsonParsesWithOneObjectPerCheck) {
   ASSERT_FALSE(j.is_discarded()) << out.str();
   EXPECT_EQ(j["ok"], true);
   ASSERT_TRUE(j["checks"].is_array());
-  EXPECT_EQ(j["checks"].size(), 26u);
+  EXPECT_EQ(j["checks"].size(), 27u);
   const std::set<std::string> statuses = {"ok", "degraded", "missing"};
   for (const auto& c : j["checks"]) {
     ASSERT_TRUE(c.is_object());

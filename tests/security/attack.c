@@ -1,5 +1,5 @@
 /* The attacker: one program with a subcommand per attack, run INSIDE a
- * branch by tests/security/security_e2e_test.cpp (the base is the host's /,
+ * branch by the tests in tests/security/ (escape_test.cpp etc.; the base is the host's /,
  * so the built binary is visible at its host path). Each attempt prints one
  * line:
  *   BLOCKED <what> <errno name>     the kernel or the sandbox refused it
@@ -8,7 +8,9 @@
  * The test asserts on these lines and, independently, on the host (dmesg,
  * canary files, the daemon's binary, the state dir). Plain C and raw
  * syscalls, so nothing here depends on what the sandbox's libc allows. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
