@@ -15,12 +15,14 @@
 #include "common/crash_point.h"
 #include "common/files.h"
 #include "common/time.h"
+#include "policies/containment.h"
 #include "policies/policy_parser.h"
 #include "runtime/api/match.h"
 #include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
+#include "runtime/core/session_base.h"
 #include "runtime/core/session_internal.h"
 #include "sandbox/sandbox_watch.h"
 
@@ -217,10 +219,10 @@ Result<std::shared_ptr<SessionManager::Branch>> SessionManager::FindBranch(const
 }
 
 Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& req) {
-  struct stat sb;
-  if (req.base.empty() || req.base[0] != '/' || ::stat(req.base.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    return Error(Code::kInvalidArgument, "session base must be an existing absolute directory: '" + req.base + "'");
-  }
+  SPECULA_TRY(CheckSessionBase(req.base, opts_.state_dir));
+  // The parser refuses lossy paths into the default state dir; this daemon
+  // may run with another one.
+  SPECULA_TRY(policy::CheckLossyAvoids(req.policy, opts_.state_dir, "the daemon's state dir"));
   if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
     return Error(Code::kInvalidArgument, "initial cwd must be absolute");
   }

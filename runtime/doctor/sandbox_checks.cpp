@@ -250,10 +250,24 @@ std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& o) {
     }));
   }
   out.push_back(Timed([&] {
+    return FromProbe("userns", ProbeUserNamespace(o.probe_timeout),
+                     "unshare(CLONE_NEWUSER) in a child; uid_map and gid_map \"0 0x6FFF0000 65536\" written "
+                     "(sandbox root is host uid 1879048192)",
+                     "run as root on a kernel with CONFIG_USER_NS and user.max_user_namespaces > 0; "
+                     "without it only policies with [sandbox] user_namespace = false can run");
+  }));
+  out.push_back(Timed([&] {
     return FromProbe("overlayfs", ProbeOverlay(o.scratch_dir, o.probe_timeout),
                      "mounted an overlay in a private mount namespace; lower visible, write "
                      "landed in upper",
                      "load the overlay module (modprobe overlay) or enable CONFIG_OVERLAY_FS");
+  }));
+  out.push_back(Timed([&] {
+    return FromProbe("userns.idmap_overlay", ProbeIdmappedOverlay(o.scratch_dir, o.probe_timeout),
+                     "overlay on idmapped layers (open_tree + mount_setattr MOUNT_ATTR_IDMAP) in " + o.scratch_dir +
+                         ": a root-owned lower file shows as host uid 0x6FFF0000",
+                     "use Linux >= 5.19 (overlayfs on idmapped layers) with layers on ext4, xfs, btrfs or "
+                     "tmpfs; else only policies with [sandbox] user_namespace = false can run");
   }));
   out.push_back(Timed([&] {
     return FromProbe("pivot_root", ProbePivotRoot(o.scratch_dir, o.probe_timeout),
