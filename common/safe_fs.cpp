@@ -8,19 +8,40 @@
 
 namespace specula {
 
-Result<UniqueFd> OpenBeneath(int root, const std::string& rel, int flags, mode_t mode) {
-  if (!rel.empty() && rel.front() == '/') return Error(Code::kInvalidArgument, "absolute path " + rel);
+int RawOpenat2(int dirfd, const char* path, int flags, mode_t mode, uint64_t resolve) noexcept {
   struct open_how how {};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) != 0 ? mode : 0;  // openat2 refuses a mode without O_CREAT
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  const char* path = rel.empty() ? "." : rel.c_str();
+  how.resolve = resolve;
   long fd;
   do {
-    fd = ::syscall(SYS_openat2, root, path, &how, sizeof(how));
+    fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
   } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  return static_cast<int>(fd);
+}
+
+Result<UniqueFd> OpenBeneath(int root, const std::string& rel, int flags, mode_t mode) {
+  if (!rel.empty() && rel.front() == '/') return Error(Code::kInvalidArgument, "absolute path " + rel);
+  const char* path = rel.empty() ? "." : rel.c_str();
+  int fd = RawOpenat2(root, path, flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
   if (fd < 0) return Error::FromErrno(std::string("openat2 ") + path);
-  return UniqueFd(static_cast<int>(fd));
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> OpenInRoot(int root, const std::string& rel, int flags) {
+  const char* path = rel.empty() ? "." : rel.c_str();
+  int fd = RawOpenat2(root, path, flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  if (fd < 0) return Error::FromErrno(std::string("openat2 ") + path + " in root");
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> OpenHostPathNoSymlinks(const std::string& abs_path, int flags) {
+  if (abs_path.empty() || abs_path.front() != '/') {
+    return Error(Code::kInvalidArgument, "path '" + abs_path + "' must be absolute");
+  }
+  int fd = RawOpenat2(AT_FDCWD, abs_path.c_str(), flags, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (fd < 0) return Error::FromErrno("open " + abs_path);
+  return UniqueFd(fd);
 }
 
 Status WriteAll(int fd, std::string_view data) {

@@ -30,6 +30,23 @@ namespace specula {
 // Errors: "openat2 <rel>: <strerror>" with the errno kept.
 Result<UniqueFd> OpenBeneath(int root, const std::string& rel, int flags, mode_t mode = 0);
 
+// Where a symlink in a sandbox's tree must resolve as it would inside it
+// (the sandbox's own files, read from the host): openat2 with
+// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so an absolute link or ".." stays
+// below `root` and no /proc magic link is followed.
+Result<UniqueFd> OpenInRoot(int root, const std::string& rel, int flags);
+
+// A trusted-looking absolute host path (a policy's bind source) opened with
+// no symlink in any component (RESOLVE_NO_SYMLINKS | NO_MAGICLINKS): what
+// is opened is the object the policy names, not where a link points.
+// A symlink anywhere fails with ELOOP.
+Result<UniqueFd> OpenHostPathNoSymlinks(const std::string& abs_path, int flags);
+
+// The system call under all of the above, for a child after fork/clone: no
+// allocation, async-signal-safe. openat2(dirfd, path, flags | O_CLOEXEC)
+// with `resolve`, retried on EINTR/EAGAIN; returns the fd or -1 with errno.
+int RawOpenat2(int dirfd, const char* path, int flags, mode_t mode, uint64_t resolve) noexcept;
+
 // A directory beneath root for reading and for *at() calls below it; never a
 // symlink, the last component included (that fails with ENOTDIR).
 inline Result<UniqueFd> OpenDirBeneath(int root, const std::string& rel) {

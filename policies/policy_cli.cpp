@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "policies/containment.h"
 #include "policies/policy_parser.h"
 
 namespace specula::policy {
@@ -38,12 +39,17 @@ std::string Dump(const nlohmann::json& j) {
 int PolicyCheckCommand(const std::string& file, bool json, std::ostream& out, std::ostream& err) {
   PolicyErrors errors;
   auto policy = Load(file, errors);
-  std::vector<std::string> notes;
-  if (policy.ok()) notes = PolicyNotes(*policy);
+  std::vector<std::string> notes, warnings;
+  if (policy.ok()) {
+    notes = PolicyNotes(*policy);
+    warnings = PolicyWarnings(*policy);
+  }
   if (json) {
-    out << Dump({{"ok", policy.ok()}, {"errors", ErrorsJson(errors)}, {"notes", notes}}) << "\n";
+    out << Dump({{"ok", policy.ok()}, {"errors", ErrorsJson(errors)}, {"warnings", warnings}, {"notes", notes}})
+        << "\n";
   } else if (policy.ok()) {
     out << file << ": ok (policy \"" << policy->name << "\")\n";
+    for (const std::string& w : warnings) out << "warning: " << w << "\n";
     for (const std::string& n : notes) out << "note: " << n << "\n";
   } else {
     PrintErrors(errors, err);

@@ -10,8 +10,10 @@
 namespace specula::policy {
 
 // `specula policy check FILE [--json]`: loads FILE (and what it extends),
-// prints every error as "file:line:col: key: message". With json, prints
-// {"ok":bool,"errors":[{"file","line","column","key","message"}]} to `out`.
+// prints every error as "file:line:col: key: message"; a valid policy gets
+// "warning: ..." lines for risky settings (PolicyWarnings, exit still 0) and
+// "note: ..." lines. With json, prints {"ok":bool,"errors":[{"file","line",
+// "column","key","message"}],"warnings":[..],"notes":[..]} to `out`.
 int PolicyCheckCommand(const std::string& file, bool json, std::ostream& out, std::ostream& err);
 
 // `specula policy explain FILE|NAME [--json]`: FILE, or a shipped policy NAME

@@ -246,7 +246,8 @@ Result<Policy> ParsePolicy(std::string_view text, std::string_view source_name,
       std::string msg = "policy " + name + ": " + std::to_string(errors.size()) +
                         (errors.size() == 1 ? " error:\n" : " errors:\n") + errors.ToString();
       msg.pop_back();  // the last newline
-      return Error(Code::kInvalidArgument, std::move(msg));
+      return Error(Code::kInvalidArgument, std::move(msg))
+          .WithHint("fix the policy file; `specula policy check FILE` lists every problem (docs/policy.md)");
     }
     return policy;
   } catch (const std::exception& e) {  // bad_alloc and the like: nothing may escape

@@ -2,6 +2,8 @@
 // file and the files it extends, which no single key can show.
 #include <fnmatch.h>
 
+#include "common/paths.h"
+#include "policies/containment.h"
 #include "policies/policy_internal.h"
 #include "policies/value_parsers.h"
 
@@ -28,9 +30,48 @@ bool Covers(const std::string& outer, const std::string& inner) {
   return PathIsWithin(inner, outer);
 }
 
+// True if lossy path `p` (a glob in its last component allowed) names `knob`.
+bool Names(const std::string& p, std::string_view knob) {
+  size_t ps = p.rfind('/'), ks = knob.rfind('/');
+  if (p.substr(0, ps) != knob.substr(0, ks)) return false;
+  return ::fnmatch(p.substr(ps + 1).c_str(), std::string(knob.substr(ks + 1)).c_str(), FNM_PERIOD) == 0;
+}
+
+// Lossy rules that could never do what they say, or would hand a branch the
+// host or the runtime: checked here so `policy check` and session.create
+// refuse them alike.
+void ValidateLossyReach(const Policy& policy, const Provenance& prov, PolicyErrors& errors) {
+  for (const PathRule& r : policy.paths) {
+    if (r.mode != PathMode::kLossy) continue;
+    const Origin* at = Find(prov.paths, r.path);
+    std::string key = at ? at->key + ".path" : "filesystem.lossy";
+    // "/" itself is refused while parsing; a glob right below it ("/*",
+    // "/**", "/[a-z]*") is every top-level directory, which is the root.
+    if (r.path.rfind('/') == 0 && r.path.find_first_of("*?[") != std::string::npos) {
+      AddAt(errors, at, key,
+            "lossy path " + Quote(r.path) + " covers the root (a glob of top-level entries); nothing would be sandboxed");
+      continue;
+    }
+    if (LossyPathTouches(r.path, kDefaultStateDir)) {
+      AddAt(errors, at, key,
+            "lossy path " + Quote(r.path) + " reaches the daemon's state dir " + Quote(kDefaultStateDir) +
+                " (its database, layers and images)");
+    }
+    for (std::string_view knob : {"/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname"}) {
+      if (!BindCannotReachHost(knob) || !Names(r.path, knob)) continue;
+      AddAt(errors, at, key,
+            "lossy path " + Quote(r.path) + " names " + std::string(knob) +
+                ", which follows the uts namespace of whoever reads it: no bind reaches the host's value "
+                "(set [sandbox] hostname instead)");
+    }
+  }
+}
+
 }  // namespace
 
 void ValidateMerged(const Policy& policy, const Provenance& prov, PolicyErrors& errors) {
+  ValidateLossyReach(policy, prov, errors);
+
   // A lossy path inside a hidden one: the branch could write to the host
   // through a path the policy says it must not even see.
   for (const PathRule& lossy : policy.paths) {

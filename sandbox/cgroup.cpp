@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include "sandbox/device_filter.h"
+
 namespace specula::sandbox {
 namespace {
 
@@ -86,7 +88,7 @@ Result<CgroupLayout> DetectCgroupLayout() {
       layout.v2_root = mountpoint;
     } else if (fstype == "cgroup") {
       for (const auto& opt : Split(super, ',')) {
-        if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer") {
+        if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer" || opt == "devices") {
           layout.v1.emplace(opt, mountpoint);
         }
       }
@@ -107,6 +109,7 @@ SandboxCgroup& SandboxCgroup::operator=(SandboxCgroup&& o) noexcept {
     v2_id_ = o.v2_id_;
     v1_paths_ = std::move(o.v1_paths_);
     v1_freezer_ = std::move(o.v1_freezer_);
+    device_filter_ = o.device_filter_;
     procs_fds_ = std::move(o.procs_fds_);
     v2_dir_ = std::move(o.v2_dir_);
     frozen_v1_ = o.frozen_v1_;
@@ -207,6 +210,23 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
   }
   if (!Exists(cg.v2_path_ + "/cgroup.freeze")) {
     SPECULA_ASSIGN_OR_RETURN(cg.v1_freezer_, v1_dir("freezer"));
+  }
+  // Devices: only what the sandbox's /dev provides, read and write, no
+  // mknod. v1 here (the devices controller); on cgroup2 the same list is a
+  // BPF_CGROUP_DEVICE program (device_filter.h), attached below on every
+  // host, since the kernel runs both checks.
+  if (layout.v1.count("devices") > 0) {
+    SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("devices"));
+    SPECULA_TRY_CTX(WriteFile(d + "/devices.deny", "a"), "device allowlist");
+    for (const auto& rule : SandboxDeviceRules()) {
+      SPECULA_TRY_CTX(WriteFile(d + "/devices.allow", rule.V1Line()), "device allowlist");
+    }
+  }
+  SPECULA_ASSIGN_OR_RETURN(cg.device_filter_, AttachDeviceFilter(cg.v2_path_));
+  if (!cg.device_filter_ && layout.v1.count("devices") == 0) {
+    // Still no device reachable: no CAP_MKNOD, seccomp refuses mknod, every
+    // mount is nodev. `specula doctor` reports the missing layer.
+    spdlog::warn("cgroup: no devices controller and no cgroup BPF; device allowlist not applied");
   }
 
   cg.v2_dir_.Reset(::open(cg.v2_path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

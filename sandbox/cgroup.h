@@ -54,6 +54,9 @@ class SandboxCgroup {
   // migration (about 7 ms per write here).
   std::vector<int> v1_procs_fds() const;
   int v2_dir_fd() const { return v2_dir_.get(); }
+  // Whether the BPF device allowlist is attached to the cgroup2 dir (the v1
+  // devices controller's rules are written whenever it is mounted).
+  bool device_filter() const { return device_filter_; }
 
   Status Freeze();
   Status Thaw();
@@ -77,6 +80,7 @@ class SandboxCgroup {
   std::vector<UniqueFd> procs_fds_;  // cgroup2 first
   UniqueFd v2_dir_;
   bool frozen_v1_ = false;
+  bool device_filter_ = false;
 };
 
 }  // namespace specula::sandbox

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include "common/child_report.h"
+#include "common/safe_fs.h"
 #include <cstring>
 
 namespace specula::sandbox {
@@ -23,16 +24,14 @@ Result<HostBindTree> CloneHostBind(const std::string& host_path, bool read_only,
   if (host_path.empty() || host_path.front() != '/') {
     return Error(Code::kInvalidArgument, "bind source '" + host_path + "' must be absolute");
   }
-  open_how how{};
-  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_SYMLINKS;
-  UniqueFd src(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, host_path.c_str(), &how, sizeof(how))));
-  if (!src) {
-    if (errno == ELOOP) {
+  auto opened = OpenHostPathNoSymlinks(host_path, O_PATH | O_NOFOLLOW);
+  if (!opened.ok()) {
+    if (opened.error().sys_errno() == ELOOP) {
       return Error(Code::kInvalidArgument, "bind source " + host_path + " has a symlink in its path");
     }
-    return Error::FromErrno("open bind source " + host_path);
+    return Error(opened.error()).Context("bind source");
   }
+  UniqueFd src = std::move(*opened);
   struct stat st {};
   if (::fstat(src.get(), &st) != 0) return Error::FromErrno("stat bind source " + host_path);
   // O_PATH|O_NOFOLLOW hands back the link itself when it is the last component.
@@ -85,10 +84,8 @@ Status AttachInto(pid_t init_pid, const std::vector<BindTarget>& targets) {
     int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) ChildFail(wr.get(), "open the sandbox's root");
     for (size_t i = 0; i < targets.size(); ++i) {
-      open_how how{};
-      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-      int at = static_cast<int>(::syscall(SYS_openat2, root, rel[i], &how, sizeof(how)));
+      int at = RawOpenat2(root, rel[i], O_PATH | O_NOFOLLOW, 0,
+                          RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
       if (at < 0) ChildFail(wr.get(), "resolve bind target");
       if (::syscall(SYS_move_mount, targets[i].tree, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
           0) {

@@ -1,28 +1,18 @@
 #include "sandbox/index_link_up.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <optional>
 #include <set>
 
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 
 namespace specula::sandbox {
 namespace {
-
-// Opens rel below root without following any symlink (the sandbox owns
-// everything below its root).
-UniqueFd OpenBeneath(int root, const std::string& rel, int flags) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof(how))));
-}
 
 // Regular files below dir (relative paths, "a/b"), filtered by keep(stat).
 template <typename Keep>
@@ -60,11 +50,14 @@ Status LinkUpIndexedAliases(const SandboxSpec& spec, const std::string& merged) 
   UniqueFd root(::open(merged.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return Error::FromErrno("open " + merged);
   auto merged_stat = [&](const std::string& rel) -> std::optional<struct stat> {
-    UniqueFd f = OpenBeneath(root.get(), rel, O_PATH);
+    auto f = OpenBeneath(root.get(), rel, O_PATH | O_NOFOLLOW);
     struct stat st {};
-    if (!f || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    if (!f.ok() || ::fstat(f->get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
     return st;
   };
+  // The upper dir is the branch's: never a path through it, only fds.
+  UniqueFd upper(::open(spec.upper_dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!upper) return Error::FromErrno("open " + spec.upper_dir);
   std::set<std::pair<dev_t, ino_t>> targets;  // overlay inodes with an indexed upper
   for (const auto& [rel, st] : FilesBelow(spec.upper_dir, [&](const struct stat& s) {
          return indexed.count(s.st_ino) != 0;
@@ -73,17 +66,14 @@ Status LinkUpIndexedAliases(const SandboxSpec& spec, const std::string& merged) 
   }
   for (const auto& layer : spec.layers) {
     for (const auto& [rel, st] : FilesBelow(layer, [](const struct stat& s) { return s.st_nlink > 1; })) {
-      struct stat up {};
-      if (::lstat((spec.upper_dir + "/" + rel).c_str(), &up) == 0) continue;  // already in the upper
+      if (OpenBeneath(upper.get(), rel, O_PATH | O_NOFOLLOW).ok()) continue;  // already in the upper
       auto m = merged_stat(rel);
       if (!m) continue;
       // Linked up when another name of it was written, or when names were
       // added or removed (index=on tracks the overlay's link count in the
       // index; the sealed layer must carry it as real links).
       if (targets.count({m->st_dev, m->st_ino}) == 0 && m->st_nlink == st.st_nlink) continue;
-      if (!OpenBeneath(root.get(), rel, O_WRONLY | O_NONBLOCK)) {
-        return Error::FromErrno("link up hard link " + rel);
-      }
+      SPECULA_TRY_CTX(OpenBeneath(root.get(), rel, O_WRONLY | O_NONBLOCK | O_NOFOLLOW), "link up hard link " + rel);
     }
   }
   return Status::Ok();

@@ -44,6 +44,18 @@ Status Config(int fsfd, unsigned cmd, const char* key, const char* value, int au
   return Error::FromErrno("overlay " + what + (log.empty() ? "" : " (" + log + ")"), err);
 }
 
+// An empty directory that is no path anywhere: the root of a detached,
+// read-only, 4 KiB tmpfs.
+Result<UniqueFd> EmptyLayer() {
+  UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC)));
+  if (!fs) return Error::FromErrno("fsopen tmpfs for an empty layer");
+  SPECULA_TRY(Config(fs.get(), FSCONFIG_SET_STRING, "size", "4k", 0, "empty layer size"));
+  SPECULA_TRY(Config(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0, "empty layer"));
+  UniqueFd mnt(static_cast<int>(::syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY)));
+  if (!mnt) return Error::FromErrno("fsmount the empty layer");
+  return mnt;
+}
+
 // The layer fds and a configured (not yet created) overlay context.
 struct Context {
   std::vector<UniqueFd> fds;
@@ -56,10 +68,15 @@ Result<Context> Configure(const OverlayLayers& l, const OverlayMountOptions& o) 
   c.fs.Reset(static_cast<int>(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC)));
   if (!c.fs) return Error::FromErrno("fsopen overlay").WithHint("the kernel has no overlayfs; see `specula doctor`");
   SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_STRING, "source", o.source.c_str(), 0, "source"));
-  std::vector<std::string> lowers = l.lowers;
-  // Without an upper dir overlayfs wants two lower layers.
-  if (l.upper.empty() && lowers.size() == 1) lowers.push_back(lowers.front());
-  for (const auto& dir : lowers) {
+  // Without an upper dir overlayfs wants two lower layers, and refuses the
+  // same one twice (ELOOP): a lone layer gets an empty one on top, the root
+  // of a detached read-only tmpfs that lives as long as the overlay.
+  if (l.upper.empty() && l.lowers.size() == 1) {
+    SPECULA_ASSIGN_OR_RETURN(UniqueFd empty, EmptyLayer());
+    SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, empty.get(), "empty top layer"));
+    c.fds.push_back(std::move(empty));
+  }
+  for (const auto& dir : l.lowers) {
     SPECULA_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(AT_FDCWD, dir, "lower layer"));
     if (userns >= 0) {
       SPECULA_ASSIGN_OR_RETURN(fd, CloneMount(fd.get(), userns, false, dir));

@@ -4,7 +4,6 @@
 // (sandbox/action_runner.h). See docs/sandbox.md for the design.
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +26,7 @@
 
 #include "common/child_report.h"
 #include "common/files.h"
+#include "common/safe_fs.h"
 #include "common/unique_fd.h"
 #include "sandbox/action_runner.h"
 #include "sandbox/capabilities.h"
@@ -127,6 +127,7 @@ class LinuxSandbox final : public Sandbox {
  private:
   Error Gone() const { return Error(Code::kFailedPrecondition, "sandbox " + spec_.name + " is destroyed"); }
   bool userns() const { return spec_.policy.sandbox.user_namespace; }
+  std::string BindStageDir() const;
   std::optional<std::pair<uid_t, gid_t>> mapped_root() const override {
     if (!userns()) return std::nullopt;
     return std::pair<uid_t, gid_t>{spec_.ids.host_base, spec_.ids.host_base};
@@ -310,14 +311,24 @@ Status LinuxSandbox::StartInit() {
   return Adopt();
 }
 
+// Binds wait for CRIU here: in a user namespace CRIU's restored task opens
+// them from inside it, so the path must be searchable by its root (an
+// unprivileged id on the host): 0711 directories, named by no listing.
+std::string LinuxSandbox::BindStageDir() const {
+  if (userns() && !spec_.restore_stage_dir.empty()) return spec_.restore_stage_dir;
+  return spec_.run_dir + "/binds";
+}
+
 Result<RestoreTarget> LinuxSandbox::PrepareRestoreTarget() {
   RestoreTarget t;
   t.root = merged_;
   t.cgroup_paths = cgroup_.paths();
   for (const auto& e : externals_) t.external_mounts.emplace_back(e.key, e.host_path);
   if (bind_trees_.empty()) return t;
-  const std::string dir = spec_.run_dir + "/binds";
-  if (::mkdir(dir.c_str(), 0700) != 0) return Error::FromErrno("mkdir " + dir);
+  const std::string dir = BindStageDir();
+  const bool searchable = dir != spec_.run_dir + "/binds";  // its parent is the runtime's (0711)
+  if (::mkdir(dir.c_str(), searchable ? 0711 : 0700) != 0) return Error::FromErrno("mkdir " + dir);
+  if (searchable && ::chmod(dir.c_str(), 0711) != 0) return Error::FromErrno("chmod " + dir);
   // The bind externals are the last entries, in spec order (BuildExternalMounts).
   const size_t first = t.external_mounts.size() - bind_trees_.size();
   for (size_t i = 0; i < bind_trees_.size(); ++i) {
@@ -336,7 +347,7 @@ Result<RestoreTarget> LinuxSandbox::PrepareRestoreTarget() {
 void LinuxSandbox::UnstageBinds() {
   staged_binds_.clear();
   bind_trees_.clear();
-  const std::string dir = spec_.run_dir + "/binds";
+  const std::string dir = BindStageDir();
   if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
     spdlog::warn("sandbox {}: rmdir {}: {}", spec_.name, dir, std::strerror(errno));
   }
@@ -413,11 +424,7 @@ Status LinuxSandbox::Adopt() {
                        O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return Error::FromErrno("open root of sandbox init");
   // The sandbox controls everything below its root: resolve inside it only.
-  open_how how{};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  io_dir_.Reset(static_cast<int>(::syscall(SYS_openat2, root.get(), kIoDirInside + 1, &how, sizeof(how))));
-  if (!io_dir_) return Error::FromErrno(std::string("open ") + kIoDirInside + " in the sandbox");
+  SPECULA_ASSIGN_OR_RETURN(io_dir_, OpenInRoot(root.get(), kIoDirInside + 1, O_PATH | O_DIRECTORY));
   // The pid could have been reused between pidfd and /proc lookups.
   if (::syscall(SYS_pidfd_send_signal, init_pidfd_.get(), 0, nullptr, 0) != 0) {
     return Error::FromErrno("sandbox init exited during start");

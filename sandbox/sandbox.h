@@ -97,6 +97,13 @@ struct SandboxSpec {
   // (the runtime's state dir, its socket's directory): an empty read-only
   // tmpfs over a directory, /dev/null over a file.
   std::vector<std::string> masked_host_paths;
+  // Where binds are staged for a CRIU restore in a user namespace (see
+  // RestoreTarget): a path whose every directory the namespace's root may
+  // search (0711), since CRIU's restored task opens them from inside it and
+  // run_dir is below the state dir (0700 root). Unique to this sandbox;
+  // created and removed by it; its parent must exist, mode 0711 up to `/`.
+  // Empty, or no user namespace: run_dir/binds.
+  std::string restore_stage_dir;
 };
 
 // What the runtime's CRIU driver needs to restore a process tree into a
@@ -106,7 +113,8 @@ struct RestoreTarget {
   std::vector<std::string> cgroup_paths;   // the sandbox's cgroup dirs (v2 first) to place tasks in
   // `--external mnt[KEY]:HOSTPATH` pairs the image's external mounts need.
   // For SandboxSpec.binds HOSTPATH is a staging mount of the host's object
-  // under run_dir/binds/ (sandbox/host_bind.h), valid only during the callback.
+  // under run_dir/binds/ or restore_stage_dir (sandbox/host_bind.h), valid
+  // only during the callback.
   std::vector<std::pair<std::string, std::string>> external_mounts;
 };
 

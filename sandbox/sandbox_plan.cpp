@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <regex>
 
+#include "policies/containment.h"
+
 namespace specula::sandbox {
 namespace {
 
@@ -110,8 +112,9 @@ Status ValidateSpec(const SandboxSpec& spec) {
     if (S_ISLNK(st.st_mode)) return Invalid("bind source " + b.host_path + " is a symlink");
     // These read the uts namespace of whoever reads or writes them (not of
     // whoever looked them up, as /proc/sys/net and ipc knobs do), so no bind
-    // can reach the host's value: refuse rather than silently isolate.
-    if (b.host_path == "/proc/sys/kernel/hostname" || b.host_path == "/proc/sys/kernel/domainname") {
+    // can reach the host's value: refuse rather than silently isolate. The
+    // rule is policies' (policy check refuses such lossy paths too).
+    if (policy::BindCannotReachHost(b.host_path)) {
       return Invalid("bind source " + b.host_path + " follows the uts namespace of its user; "
                      "a sandbox cannot reach the host's through a bind");
     }

@@ -28,8 +28,15 @@ namespace specula::sandbox {
 std::string InstanceCgroupParent(const std::string& state_dir);
 
 // Creates the cgroup2 directory of `cgroup_parent` and forks the watch.
-// Call before any thread exists. Returns the watch's pid (the caller never
+// Call before any thread exists, holding the state dir's lock (a POSIX
+// record lock on `lock_path`). Returns the watch's pid (the caller never
 // needs to wait for it: it outlives the caller by design).
-Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent);
+//
+// After the kill the watch waits for the subtree to empty and removes it
+// from every hierarchy (cgroup2 and each v1 one), so no daemon, stopped or
+// killed, leaves cgroup directories behind. It does so only if it can take
+// the state dir's lock: a daemon started meanwhile owns the subtree, and
+// while the watch holds the lock a starting daemon waits for it.
+Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::string& lock_path);
 
 }  // namespace specula::sandbox

@@ -4,6 +4,7 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include "runtime/cli/cli.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 
 #include "common/version.h"
 #include "policies/policy_cli.h"
+#include "policies/policy_parser.h"
 #include "runtime/api/wire.h"
 #include "runtime/cli/mcp_command.h"
 #include "runtime/cli/output.h"
@@ -37,6 +39,28 @@ std::string Absolute(const std::string& path) {
   std::error_code ec;
   auto abs = std::filesystem::absolute(path, ec);
   return ec ? path : abs.lexically_normal().string();
+}
+
+// `--policy ARG`: a file, or the name of a shipped policy. A file is loaded
+// here first, as the calling user: an unreadable file, a directory or a
+// policy with errors fails before the daemon is asked (and with the errors
+// the user would see from `specula policy check`). Returns what to send.
+Result<std::string> ResolvePolicyArg(const std::string& arg) {
+  struct stat st {};
+  bool exists = ::stat(arg.c_str(), &st) == 0;
+  int stat_errno = exists ? 0 : errno;
+  if (!exists && arg.find('/') == std::string::npos && stat_errno == ENOENT) {
+    if (!policy::FindShippedPolicy(arg).empty()) return arg;  // the daemon resolves the name
+    return Error(Code::kNotFound, "no policy file or shipped policy \"" + arg + "\"")
+        .WithHint("pass a policy file, or one of default, sysadmin, kernel-tuning");
+  }
+  std::string path = Absolute(arg);
+  if (!exists) {
+    errno = stat_errno;
+    return Error::FromErrno("policy " + path);
+  }
+  SPECULA_TRY(policy::LoadPolicyFile(path).status());
+  return path;
 }
 
 std::string JoinWords(const std::vector<std::string>& words) {
@@ -130,7 +154,9 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
       }
       // A file (made absolute), or else the name of a shipped policy.
       if (!policy_file.empty()) {
-        req.policy = std::filesystem::exists(policy_file) ? Absolute(policy_file) : policy_file;
+        auto resolved = ResolvePolicyArg(policy_file);
+        if (!resolved.ok()) return ReportError(resolved.error(), g.json, std::cout, std::cerr);
+        req.policy = *resolved;
       }
       return Call(g, req, Print<api::CreateSessionRequest>(g, [](const api::CreateSessionResponse& r) {
         return "session " + r.session + " created, head " + r.head + "\n";
@@ -300,14 +326,21 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   AddMcpCommand(app, g, action);
   for (const auto& extend : extensions) extend(app, g, action);
 
+  // The command boundary: no exception (std::filesystem, nlohmann::json,
+  // std::stoi in a command or a library's caller) may abort the CLI; it is
+  // reported through the error model like any other failure.
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int status = app.exit(e);
-    return status == 0 ? 0 : kExitUsage;
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      int status = app.exit(e);
+      return status == 0 ? 0 : kExitUsage;
+    }
+    if (!action) return kExitUsage;
+    return action();
+  } catch (const std::exception& e) {
+    return ReportError(ErrorFromException(e), g.json, std::cout, std::cerr);
   }
-  if (!action) return kExitUsage;
-  return action();
 }
 
 }  // namespace specula::cli

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <new>
+#include <stdexcept>
 
 #include "runtime/rpc/protocol.h"
 
@@ -44,6 +47,20 @@ int ReportError(const Error& error, bool json, std::ostream& out, std::ostream& 
     if (!error.hint().empty()) err << "hint: " << error.hint() << "\n";
   }
   return ExitCodeFor(error);
+}
+
+Error ErrorFromException(const std::exception& e) {
+  if (const auto* fs = dynamic_cast<const std::filesystem::filesystem_error*>(&e)) {
+    int err = fs->code().value();
+    return Error(CodeFromErrno(err), fs->what(), err);
+  }
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return Error(Code::kResourceExhausted, "out of memory");
+  if (dynamic_cast<const nlohmann::json::exception*>(&e) != nullptr ||
+      dynamic_cast<const std::invalid_argument*>(&e) != nullptr ||
+      dynamic_cast<const std::out_of_range*>(&e) != nullptr) {
+    return Error(Code::kInvalidArgument, e.what());
+  }
+  return Error(Code::kInternal, std::string("unexpected exception: ") + e.what());
 }
 
 std::string FormatDuration(int64_t ms) {

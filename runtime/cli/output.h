@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -36,6 +37,13 @@ int ExitCodeFor(const Error& error);
 // Prints the error (text to err, or {"error":{...}} to out with json) and
 // returns the exit status.
 int ReportError(const Error& error, bool json, std::ostream& out, std::ostream& err);
+
+// An exception that reached a command's boundary (std::filesystem, CLI11,
+// nlohmann::json, std::stoi) as an Error of the error model: a filesystem
+// error keeps its errno and the code derived from it, bad_alloc is
+// resource_exhausted, invalid_argument/out_of_range (stoi) and JSON type
+// errors are invalid_argument; anything else is internal (a bug).
+Error ErrorFromException(const std::exception& e);
 
 // "1.2s", "340ms", "2m05s".
 std::string FormatDuration(int64_t ms);

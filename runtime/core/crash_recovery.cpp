@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <fstream>
 #include <set>
@@ -18,6 +19,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "sandbox/cgroup.h"
 
 namespace specula::core {
@@ -253,7 +255,7 @@ Result<size_t> KillForeignUsers(const std::string& state_dir) {
 }
 
 Result<LeftoverReport> ReapLeftovers(const std::string& state_dir, const std::string& branches_dir,
-                                     const std::vector<std::string>& sandbox_names) {
+                                     const std::vector<std::string>& sandbox_names, const std::string& stage_root) {
   LeftoverReport rep;
   std::vector<std::string> cgroups;
   for (const auto& n : sandbox_names) {
@@ -287,20 +289,33 @@ Result<LeftoverReport> ReapLeftovers(const std::string& state_dir, const std::st
   rep.processes_killed = all.size();
   SPECULA_TRY(WaitGone(foreign, cgroups, "crashed sandboxes"));
 
-  // Repeat: detaching a mount can uncover one mounted beneath it.
-  for (int round = 0; round < 8; ++round) {
-    SPECULA_ASSIGN_OR_RETURN(auto mounts, MountsUnder(branches_dir));
-    if (mounts.empty()) break;
-    for (const auto& m : mounts) {
-      if (::umount2(m.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) {
-        ++rep.mounts_removed;
-      } else if (errno != EINVAL && errno != ENOENT) {
-        return Error::FromErrno("umount " + m).Context("crash recovery");
+  std::vector<std::string> roots{branches_dir};
+  if (!stage_root.empty()) roots.push_back(stage_root);
+  for (const auto& root : roots) {
+    // Repeat: detaching a mount can uncover one mounted beneath it.
+    for (int round = 0; round < 8; ++round) {
+      SPECULA_ASSIGN_OR_RETURN(auto mounts, MountsUnder(root));
+      if (mounts.empty()) break;
+      for (const auto& m : mounts) {
+        if (::umount2(m.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) {
+          ++rep.mounts_removed;
+        } else if (errno != EINVAL && errno != ENOENT) {
+          return Error::FromErrno("umount " + m).Context("crash recovery");
+        }
+      }
+    }
+    SPECULA_ASSIGN_OR_RETURN(auto still, MountsUnder(root));
+    if (!still.empty()) return Error(Code::kInternal, "crash recovery: " + still[0] + " stays mounted");
+  }
+  // Staged binds' mount points (nothing is mounted there any more).
+  if (!stage_root.empty()) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(stage_root, ec)) {
+      if (Status st = RemoveTree(e.path().string()); !st.ok()) {
+        spdlog::warn("crash recovery: {}", st.error().ToString());
       }
     }
   }
-  SPECULA_ASSIGN_OR_RETURN(auto still, MountsUnder(branches_dir));
-  if (!still.empty()) return Error(Code::kInternal, "crash recovery: " + still[0] + " stays mounted");
   for (const auto& d : cgroups) rep.cgroups_removed += RemoveCgroupTree(d) ? 1 : 0;
   if (rep.processes_killed + rep.mounts_removed + rep.cgroups_removed > 0) {
     spdlog::warn("crash recovery in {}: killed {} process(es), unmounted {}, removed {} cgroup(s)", state_dir,

@@ -41,8 +41,11 @@ std::vector<pid_t> PidsInCgroups(const std::vector<std::string>& dirs);
 // foreign process using `state_dir`, waits until they are gone, unmounts
 // every mount under `branches_dir` (deepest first, detached) and removes the
 // sandboxes' cgroups. Safe to run when nothing is left.
+// `stage_root`, when given, is treated like `branches_dir` (binds staged
+// for a CRIU restore, criu::CriuDriver::RestoreStageDir) and emptied.
 Result<LeftoverReport> ReapLeftovers(const std::string& state_dir, const std::string& branches_dir,
-                                     const std::vector<std::string>& sandbox_names);
+                                     const std::vector<std::string>& sandbox_names,
+                                     const std::string& stage_root = "");
 
 // Kills only the foreign processes using `state_dir` (before the store is
 // opened: they may hold the layer filesystem in another mount namespace).

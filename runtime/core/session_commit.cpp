@@ -135,7 +135,11 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       }
       auto promoted = PromoteLocked(*s, *hit);
       if (promoted.ok()) {
-        DiscardAllLocked(*s, kOtherCommand);
+        // The siblings saw the hit's lossy writes; their discards must not
+        // undo them.
+        lossy::LossyJournal::CommittedState committed;
+        if (hit->probe) committed = hit->probe->lossy_journal().Committed();
+        DiscardAllLocked(*s, kOtherCommand, &committed);
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);
@@ -183,10 +187,30 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     (void)RemoveTree(store_->BranchDir(run->id));
     return std::move(e.Context("commit " + session));
   };
+  const Error stopping = Error(Code::kUnavailable, "speculad is stopping: the command was stopped before it "
+                                                   "finished and nothing of it was kept")
+                             .WithHint("run it again once speculad is back (the session and its head are kept)");
+  if (shutting_down_) return fail(stopping);
   auto sb = ForkSandbox(*s, ckpt, *run, /*speculative=*/false);
   if (!sb.ok()) return fail(std::move(sb).error());
   run->sandbox = std::move(*sb);
+  {
+    std::lock_guard lock(s->mu);
+    s->committing_cgroup = run->sandbox->cgroup2_path();
+  }
+  // BeginShutdown may have looked before the cgroup was registered.
+  if (shutting_down_) {
+    std::lock_guard lock(s->mu);
+    s->committing_cgroup.clear();
+    return fail(stopping);
+  }
   auto r = run->sandbox->Run(command, timeout);
+  {
+    std::lock_guard lock(s->mu);
+    s->committing_cgroup.clear();
+  }
+  // Killed by BeginShutdown (or ended just then): never promoted.
+  if (shutting_down_) return fail(stopping);
   if (!r.ok()) return fail(std::move(r).error());
   run->result = std::move(*r);
   NoteDiskLimit(*s, *run);

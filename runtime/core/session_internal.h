@@ -53,6 +53,9 @@ struct SessionManager::Session {
   std::mutex mu;     // guards rec and live
   store::SessionRecord rec;
   std::map<std::string, std::shared_ptr<Branch>> live;
+  // The cgroup2 dir of the sandbox running a commit's action (a miss), for
+  // BeginShutdown to kill; empty when none runs.
+  std::string committing_cgroup;
   // Slots for policy.speculation.max_concurrent_branches running actions.
   std::mutex slot_mu;
   std::condition_variable slot_cv;

@@ -1,21 +1,28 @@
 #include "runtime/core/session_manager.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "common/crash_point.h"
 #include "common/files.h"
 #include "common/time.h"
+#include "policies/containment.h"
 #include "policies/policy_parser.h"
 #include "runtime/api/match.h"
 #include "runtime/api/validate.h"
 #include "runtime/apply/apply.h"
 #include "runtime/core/crash_recovery.h"
 #include "runtime/core/layer_squash.h"
+#include "runtime/core/session_base.h"
 #include "runtime/core/session_internal.h"
 #include "sandbox/sandbox_watch.h"
 
@@ -23,6 +30,26 @@ namespace specula::core {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
+
+namespace {
+
+// Absolute and normalised (the sandbox's spec validation wants that); the
+// state dir may be given relative or with a trailing slash.
+std::vector<std::string> MaskedHostPaths(const SessionManagerOptions& o) {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& p) {
+    if (p.empty()) return;
+    std::error_code ec;
+    std::string n = std::filesystem::absolute(p, ec).lexically_normal().string();
+    while (n.size() > 1 && n.back() == '/') n.pop_back();
+    if (!ec && n != "/") out.push_back(n);
+  };
+  add(o.state_dir);
+  for (const auto& p : o.masked_paths) add(p);
+  return out;
+}
+
+}  // namespace
 
 const char* ToString(BranchState s) {
   switch (s) {
@@ -95,6 +122,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   SPECULA_ASSIGN_OR_RETURN(m->store_, store::CheckpointStore::Open(m->opts_.state_dir));
   SPECULA_ASSIGN_OR_RETURN(m->criu_, criu::CriuDriver::Create(m->opts_.criu));
   SPECULA_TRY_CTX(m->RecoverAfterCrash(), "open " + m->opts_.state_dir);
+
   // After the sandboxes are gone and interrupted promotes are settled: what
   // is left unrecorded (an image or layer of a checkpoint that never reached
   // the database) is garbage.
@@ -141,6 +169,41 @@ SessionManager::~SessionManager() {
   }
 }
 
+namespace {
+// SIGKILL to every process of one sandbox, by its cgroup2 dir.
+void KillCgroup(const std::string& cgroup2_dir) {
+  if (cgroup2_dir.empty()) return;
+  int fd = ::open((cgroup2_dir + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::write(fd, "1", 1) != 1) spdlog::debug("shutdown: cgroup.kill {}: {}", cgroup2_dir, std::strerror(errno));
+  ::close(fd);
+}
+}  // namespace
+
+void SessionManager::BeginShutdown() {
+  if (shutting_down_.exchange(true)) return;
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : sessions_) all.push_back(s);
+  }
+  size_t killed = 0;
+  for (auto& s : all) {
+    std::vector<std::string> cgroups;
+    {
+      std::lock_guard lock(s->mu);
+      if (!s->committing_cgroup.empty()) cgroups.push_back(s->committing_cgroup);
+      for (auto& [id, b] : s->live) {
+        std::lock_guard bl(b->mu);
+        if (b->sandbox && !b->finished) cgroups.push_back(b->sandbox->cgroup2_path());
+      }
+    }
+    for (const auto& c : cgroups) KillCgroup(c);
+    killed += cgroups.size();
+  }
+  spdlog::info("shutdown: stopped {} running action(s)", killed);
+}
+
 Result<std::shared_ptr<SessionManager::Session>> SessionManager::FindSession(const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(id);
@@ -156,16 +219,26 @@ Result<std::shared_ptr<SessionManager::Branch>> SessionManager::FindBranch(const
 }
 
 Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& req) {
-  struct stat sb;
-  if (req.base.empty() || req.base[0] != '/' || ::stat(req.base.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    return Error(Code::kInvalidArgument, "session base must be an existing absolute directory: '" + req.base + "'");
-  }
+  SPECULA_TRY(CheckSessionBase(req.base, opts_.state_dir));
+  // The parser refuses lossy paths into the default state dir; this daemon
+  // may run with another one.
+  SPECULA_TRY(policy::CheckLossyAvoids(req.policy, opts_.state_dir, "the daemon's state dir"));
   if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
     return Error(Code::kInvalidArgument, "initial cwd must be absolute");
   }
   SPECULA_TRY(api::ValidateNormalisations(req.policy.speculation.normalisations));
   if (req.policy.speculation.max_concurrent_branches == 0) {
     return Error(Code::kInvalidArgument, "policy speculation.max_concurrent_branches must be > 0");
+  }
+  std::lock_guard creating(create_mu_);
+  if (!req.name.empty()) {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, other] : sessions_) {
+      if (other->rec.name == req.name) {
+        return Error(Code::kAlreadyExists, "a session named '" + req.name + "' exists: " + id)
+            .WithHint("pick another name, or remove it first: specula session rm " + id);
+      }
+    }
   }
   auto s = std::make_shared<Session>();
   s->policy = req.policy;
@@ -248,6 +321,12 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   spec.run_dir = dir + "/run";
   spec.name = branch_id;
   spec.cgroup_parent = opts_.cgroup_parent;
+  // Binds for a CRIU restore in a user namespace (criu_driver.h).
+  if (std::string stage = criu_->RestoreStageDir(); !stage.empty()) spec.restore_stage_dir = stage + "/" + branch_id;
+  // The runtime's own state (every session's layers, the database, CRIU
+  // images, journals) is host data a branch could otherwise read through
+  // the overlay's lower layer: a session over / shows the state dir.
+  spec.masked_host_paths = MaskedHostPaths(opts_);
   spec.policy = s.policy;
   if (speculative) {
     spec.policy.resources.cpu_weight = SpeculativeCpuWeight(s.policy.resources.cpu_weight);
@@ -311,6 +390,9 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
+  if (shutting_down_) {
+    return Error(Code::kUnavailable, "speculad is stopping: no new branch").WithHint("speculate again once it is back");
+  }
   auto b = std::make_shared<Branch>();
   {
     std::lock_guard lock(s->mu);
@@ -419,7 +501,8 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   finish(BranchState::kDone, "");
 }
 
-void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason) {
+void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                                   const lossy::LossyJournal::CommittedState* committed) {
   sandbox::Sandbox* box = nullptr;
   {
     std::lock_guard lock(b->mu);
@@ -444,7 +527,7 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   }
   // After the sandbox is gone, so nothing writes a lossy path again.
   if (b->probe) {
-    if (Status st = b->probe->Discard(); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
+    if (Status st = b->probe->Discard(committed); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
   }
   // Measured before the dir goes (the record keeps what the branch wrote),
   // unless it was measured when the branch finished and froze.
@@ -470,7 +553,8 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   branches_.erase(b->id);
 }
 
-void SessionManager::DiscardAllLocked(Session& s, const std::string& reason) {
+void SessionManager::DiscardAllLocked(Session& s, const std::string& reason,
+                                      const lossy::LossyJournal::CommittedState* committed) {
   std::vector<std::shared_ptr<Branch>> all;
   {
     std::lock_guard lock(s.mu);
@@ -481,7 +565,7 @@ void SessionManager::DiscardAllLocked(Session& s, const std::string& reason) {
     std::lock_guard lock(b->mu);
     b->cancelled = true;
   }
-  for (auto& b : all) DiscardLocked(s, b, reason);
+  for (auto& b : all) DiscardLocked(s, b, reason, committed);
 }
 
 Status SessionManager::Abort(const std::string& session) {

@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -61,6 +62,10 @@ struct SessionManagerOptions {
   // sandbox::InstanceCgroupParent(state_dir), the subtree the daemon's
   // sandbox watch kills when the daemon dies (sandbox/sandbox_watch.h).
   std::string cgroup_parent;
+  // Host paths no branch may see besides the state dir, which is always
+  // masked (the daemon's socket when it lies outside the state dir and
+  // outside /run, which every sandbox replaces with its own tmpfs).
+  std::vector<std::string> masked_paths;
 };
 
 struct SessionInfo {
@@ -178,6 +183,12 @@ class SessionManager {
   // Waits until the branch's action has finished (done/failed/discarded).
   Status WaitBranch(const std::string& branch, std::chrono::milliseconds timeout);
   Status DiscardBranch(const std::string& branch);
+
+  // The daemon is stopping (SIGTERM): every running action is killed, a
+  // commit in flight fails with kUnavailable and keeps nothing of its
+  // action (the head stays where it was), and no new action starts. Sessions
+  // and their history stay for the next start. Idempotent, thread-safe.
+  void BeginShutdown();
   // What the branch's upper dir changes, relative to its checkpoint.
   Result<std::vector<FileChange>> DiffBranch(const std::string& branch);
 
@@ -213,8 +224,13 @@ class SessionManager {
   // checkpoint the session's head. Called with the session's op lock held.
   Result<std::string> PromoteLocked(Session& s, Branch& b);
   // `reason` says why, e.g. "discarded: abort"; it is kept in the record.
-  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason);
-  void DiscardAllLocked(Session& s, const std::string& reason);
+  // `committed`: what a sibling just promoted left on lossy paths; the
+  // discard puts that back there instead of its own pre-images
+  // (lossy::LossyJournal::Restore).
+  void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                     const lossy::LossyJournal::CommittedState* committed = nullptr);
+  void DiscardAllLocked(Session& s, const std::string& reason,
+                        const lossy::LossyJournal::CommittedState* committed = nullptr);
   // Records state `st` with all the branch knows (result, report JSON,
   // error) so branch.show can say what it did once it is gone. upper_bytes
   // unset: measured now if the upper dir still exists. `reason` empty keeps
@@ -234,6 +250,10 @@ class SessionManager {
   std::unique_ptr<criu::CriuDriver> criu_;
   std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
+  // Held for a whole CreateSession: the check that a name is free and the
+  // session's insertion are one step (sessions are created rarely).
+  std::mutex create_mu_;
+  std::atomic<bool> shutting_down_{false};
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::map<std::string, std::shared_ptr<Branch>> branches_;  // live branches
 };

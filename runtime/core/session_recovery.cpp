@@ -52,7 +52,8 @@ Status SessionManager::RecoverAfterCrash() {
       }
     }
   }
-  SPECULA_TRY(ReapLeftovers(opts_.state_dir, branches_root, {names.begin(), names.end()}).status());
+  SPECULA_TRY(ReapLeftovers(opts_.state_dir, branches_root, {names.begin(), names.end()}, criu_->RestoreStageDir())
+                  .status());
   // Nothing is mounted there any more, so removal cannot reach through an
   // overlay into a lower layer or the base.
   for (const auto& d : dirs) {

@@ -122,12 +122,23 @@ Result<std::unique_ptr<CriuDriver>> CriuDriver::Create(CriuOptions opts) {
                         here.st_dev != parent.st_dev && ::statfs(d->opts_.kdat_dir.c_str(), &fs) == 0 &&
                         fs.f_type == TMPFS_MAGIC;
     if (!left_mounted && ::mount("specula-criu-run", d->opts_.kdat_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
-                                 "mode=0700,size=4m") != 0) {
+                                 "mode=0711,size=4m") != 0) {
       return Error::FromErrno("mount tmpfs on " + d->opts_.kdat_dir);
     }
     d->kdat_mounted_ = true;
+    // Searchable, not listable: only CRIU (for which it is /run) and the
+    // runtime (below the 0700 state dir) ever name paths in it.
+    const std::string stage = d->RestoreStageDir();
+    if (Status st = MakeDirs(stage, 0711); !st.ok()) return std::move(st).error().Context("criu restore stage dir");
+    for (const std::string& dir : {d->opts_.kdat_dir, stage}) {
+      if (::chmod(dir.c_str(), 0711) != 0) return Error::FromErrno("chmod " + dir);
+    }
   }
   return d;
+}
+
+std::string CriuDriver::RestoreStageDir() const {
+  return kdat_mounted_ ? opts_.kdat_dir + "/restore" : std::string();
 }
 
 CriuDriver::~CriuDriver() {
@@ -241,8 +252,11 @@ Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
              "-o", "restore.log", "-v4", "--root", req.root, "--restore-detached",
              "--pidfile", pidfile, "--manage-cgroups=ignore", "--network-lock", "skip"};
   for (const auto& [key, host] : req.external_mounts) {
+    // A bind staged on the kdat tmpfs is at /run/... for CRIU.
+    std::string path = host;
+    if (kdat_mounted_ && path.rfind(opts_.kdat_dir + "/", 0) == 0) path = "/run" + path.substr(opts_.kdat_dir.size());
     so.argv.push_back("--external");
-    so.argv.push_back("mnt[" + key + "]:" + host);
+    so.argv.push_back("mnt[" + key + "]:" + path);
   }
   so.env_set = Env();
   so.timeout = opts_.timeout;

@@ -80,6 +80,14 @@ class CriuDriver {
 
   const CriuOptions& options() const { return opts_; }
 
+  // Where a restore's external binds should be staged (empty: anywhere).
+  // CRIU runs with the kdat tmpfs as its /run, so a host path below the
+  // state dir (0700) would be unreachable to a restored task in a user
+  // namespace, which opens the binds from inside it: this directory is on
+  // that tmpfs, mode 0711, and Restore hands CRIU its /run/... spelling.
+  // Nothing below the state dir is reachable by host users either way.
+  std::string RestoreStageDir() const;
+
  private:
   explicit CriuDriver(CriuOptions opts) : opts_(std::move(opts)) {}
   std::vector<std::string> Env() const;

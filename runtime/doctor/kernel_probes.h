@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "common/error.h"
@@ -42,5 +43,24 @@ Status ProbeSeccompFilter(std::chrono::milliseconds timeout);
 // receives the notification on the listener and answers 4242, which the
 // grandchild must see as the syscall's result: the deferred-syscall path.
 Status ProbeSeccompUserNotif(std::chrono::milliseconds timeout);
+
+// The id range every sandbox's user namespace maps (sandbox/userns.h
+// kDefaultHostIdBase, kDefaultIdCount: ids 0..65535 inside are host ids
+// 0x6FFF0000..0x7000FFFF). Restated here because the doctor does not link
+// the sandbox library; doctor_unit_test keeps the two equal by value.
+inline constexpr uint32_t kProbeHostIdBase = 0x6FFF0000;
+inline constexpr uint32_t kProbeIdCount = 65536;
+
+// A grandchild enters a new user namespace (unshare(CLONE_NEWUSER)); the
+// child, in the initial namespace, writes its uid_map and gid_map with
+// "0 0x6FFF0000 65536" and opens its namespace, as the sandbox does.
+Status ProbeUserNamespace(std::chrono::milliseconds timeout);
+
+// The same namespace, then in a private mount namespace: a lower dir and an
+// upper+work dir under scratch_parent are cloned (open_tree), idmapped
+// (mount_setattr MOUNT_ATTR_IDMAP) and attached (move_mount), an overlay is
+// mounted on them, and a file root owns on disk must show as owned by host
+// uid/gid 0x6FFF0000 through it.
+Status ProbeIdmappedOverlay(const std::string& scratch_parent, std::chrono::milliseconds timeout);
 
 }  // namespace specula::doctor

@@ -1,8 +1,10 @@
 // Checks of what a sandbox is built from (sandbox/sandbox.h): every one
 // really uses the feature (kernel_probes.h) or really creates a cgroup.
+#include <linux/bpf.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -198,6 +200,40 @@ DoctorCheck CgroupControllersCheck(const CgroupLayout& l) {
                   "until then the policy's limits for it are not enforced");
 }
 
+// Whether a BPF_CGROUP_DEVICE program loads (r0 = 1; exit): the device
+// allowlist on cgroup2 (sandbox/device_filter.h). Loaded, never attached.
+bool DeviceProgramLoads() {
+  bpf_insn insns[2] = {};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  insns[0].imm = 1;
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  static const char kLicense[] = "Apache-2.0";
+  bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  attr.insns = reinterpret_cast<uint64_t>(insns);
+  attr.insn_cnt = 2;
+  attr.license = reinterpret_cast<uint64_t>(kLicense);
+  int fd = static_cast<int>(::syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr));
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+DoctorCheck DeviceAllowlistCheck(const CgroupLayout& l) {
+  const char* name = "cgroup.devices";
+  bool v1 = l.v1.count("devices") > 0;
+  bool bpf = !l.v2_mount.empty() && DeviceProgramLoads();
+  if (v1 || bpf) {
+    std::string how = std::string(v1 ? "v1 devices controller" : "") + (v1 && bpf ? " and " : "") +
+                      (bpf ? "BPF_CGROUP_DEVICE on cgroup2" : "");
+    return Ok(name, "device allowlist per sandbox: " + how, /*required=*/false);
+  }
+  return Degraded(name, "no devices controller and no BPF_CGROUP_DEVICE: sandboxes get no device allowlist",
+                  "enable CONFIG_CGROUP_BPF (or the v1 devices controller); nodev mounts, no CAP_MKNOD and "
+                  "seccomp still refuse device nodes");
+}
+
 }  // namespace
 
 std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& o) {
@@ -214,10 +250,24 @@ std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& o) {
     }));
   }
   out.push_back(Timed([&] {
+    return FromProbe("userns", ProbeUserNamespace(o.probe_timeout),
+                     "unshare(CLONE_NEWUSER) in a child; uid_map and gid_map \"0 0x6FFF0000 65536\" written "
+                     "(sandbox root is host uid 1879048192)",
+                     "run as root on a kernel with CONFIG_USER_NS and user.max_user_namespaces > 0; "
+                     "without it only policies with [sandbox] user_namespace = false can run");
+  }));
+  out.push_back(Timed([&] {
     return FromProbe("overlayfs", ProbeOverlay(o.scratch_dir, o.probe_timeout),
                      "mounted an overlay in a private mount namespace; lower visible, write "
                      "landed in upper",
                      "load the overlay module (modprobe overlay) or enable CONFIG_OVERLAY_FS");
+  }));
+  out.push_back(Timed([&] {
+    return FromProbe("userns.idmap_overlay", ProbeIdmappedOverlay(o.scratch_dir, o.probe_timeout),
+                     "overlay on idmapped layers (open_tree + mount_setattr MOUNT_ATTR_IDMAP) in " + o.scratch_dir +
+                         ": a root-owned lower file shows as host uid 0x6FFF0000",
+                     "use Linux >= 5.19 (overlayfs on idmapped layers) with layers on ext4, xfs, btrfs or "
+                     "tmpfs; else only policies with [sandbox] user_namespace = false can run");
   }));
   out.push_back(Timed([&] {
     return FromProbe("pivot_root", ProbePivotRoot(o.scratch_dir, o.probe_timeout),
@@ -228,6 +278,7 @@ std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& o) {
   CgroupLayout layout = ReadCgroupLayout();
   out.push_back(Timed([&] { return CgroupLayoutCheck(layout); }));
   out.push_back(Timed([&] { return CgroupControllersCheck(layout); }));
+  out.push_back(Timed([&] { return DeviceAllowlistCheck(layout); }));
   out.push_back(Timed([&] {
     return FromProbe("seccomp.filter", ProbeSeccompFilter(o.probe_timeout),
                      "a filter made getppid fail with EXDEV in a child",

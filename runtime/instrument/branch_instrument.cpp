@@ -196,11 +196,11 @@ void BranchProbe::Detach() {
   if (guard_) guard_->Detach();  // counters stay readable for a late report
 }
 
-Status BranchProbe::Discard() {
+Status BranchProbe::Discard(const lossy::LossyJournal::CommittedState* committed) {
   Detach();
   closed_ = true;
   discarded_ = true;
-  Result<std::vector<lossy::LossyRecord>> restored = lossy_.Restore();
+  Result<std::vector<lossy::LossyRecord>> restored = lossy_.Restore(committed);
   if (!restored.ok()) return std::move(restored).error().Context("branch probe: discard");
   return Status::Ok();
 }

@@ -150,7 +150,8 @@ class BranchProbe {
   // pre-images back. Call after the sandbox is destroyed, so no process of
   // it writes again after the restore. Idempotent; an Error names what could
   // not be restored.
-  Status Discard();
+  // `committed`: see lossy::LossyJournal::Restore.
+  Status Discard(const lossy::LossyJournal::CommittedState* committed = nullptr);
   // The branch is promoted: lossy effects stay as they are; detaches.
   Status Keep();
 

@@ -347,6 +347,7 @@ Result<LossyJournal> LossyJournal::Load(const std::string& state_dir, LossyOptio
 }
 
 Result<std::vector<LossyRecord>> LossyJournal::CollectEffects() {
+  collected_ = true;
   std::vector<LossyRecord> out;
   const internal::SnapshotLimits limits{options_.max_file_bytes, options_.max_files_per_dir};
   for (Entry& e : entries_) {
@@ -383,7 +384,28 @@ Result<std::vector<LossyRecord>> LossyJournal::CollectEffects() {
   return out;
 }
 
-Result<std::vector<LossyRecord>> LossyJournal::Restore() {
+LossyJournal::CommittedState LossyJournal::Committed() const {
+  CommittedState out;
+  for (const Entry& e : entries_) {
+    std::map<std::string, const FileImage*> before, after;
+    for (const FileImage& f : e.before) before[f.rel] = &f;
+    for (const FileImage& f : e.reported) after[f.rel] = &f;
+    for (const FileImage& f : e.before) {
+      if (after.count(f.rel) == 0) out[FullPath(e.path, f.rel)] = CommittedImage{false, f};
+    }
+    for (const FileImage& f : e.reported) {
+      auto b = before.find(f.rel);
+      if (b != before.end() && !internal::Differs(*b->second, f) &&
+          (!b->second->captured || !f.captured || b->second->content == f.content)) {
+        continue;  // unchanged by this branch
+      }
+      out[FullPath(e.path, f.rel)] = CommittedImage{true, f};
+    }
+  }
+  return out;
+}
+
+Result<std::vector<LossyRecord>> LossyJournal::Restore(const CommittedState* committed) {
   std::vector<LossyRecord> out;
   std::string failures;
   const internal::SnapshotLimits limits{options_.max_file_bytes, options_.max_files_per_dir};
@@ -394,6 +416,18 @@ Result<std::vector<LossyRecord>> LossyJournal::Restore() {
       return Journal(out, LossyRecord{kind, FullPath(e.path, f.rel), e.rule, e.tag, e.compensation, 0,
                                       f.pre_image, std::move(detail)});
     };
+    // Removes `rel` below the root without following links; "" or why not.
+    auto remove_below = [&](const std::string& rel, bool is_dir) -> std::string {
+      size_t slash = rel.rfind('/');
+      std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+      std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+      auto pfd = OpenBeneath(root_.get(), parent, O_RDONLY | O_DIRECTORY);
+      if (!pfd.ok()) return pfd.error().message();
+      if (::unlinkat(pfd->get(), base.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0) {
+        return Error::FromErrno("remove").message();
+      }
+      return "";
+    };
     auto snap = internal::Snapshot(root_.get(), RelOf(e.path), limits);
     if (!snap.ok()) {
       SPECULA_TRY(journal(Kind::kRestoreFailed, e.before.front(), snap.error().message()));
@@ -401,15 +435,43 @@ Result<std::vector<LossyRecord>> LossyJournal::Restore() {
     }
     std::map<std::string, const FileImage*> now;
     for (const FileImage& f : *snap) now[f.rel] = &f;
-    std::map<std::string, const FileImage*> before;
+    std::map<std::string, const FileImage*> before, left;
     for (const FileImage& f : e.before) before[f.rel] = &f;
+    for (const FileImage& f : e.reported) left[f.rel] = &f;
+    // Unchanged when the branch's action ended: not this branch's to undo.
+    auto untouched = [&](const FileImage& pre) {
+      if (!collected_) return false;
+      auto l = left.find(pre.rel);
+      return l != left.end() && !internal::Differs(pre, *l->second) &&
+             (!pre.captured || !l->second->captured || pre.content == l->second->content);
+    };
 
     // 1. Put back what was there. `before` is in walk order: a directory
     //    comes before what it contains, so parents are recreated first.
-    for (const FileImage& f : e.before) {
-      const std::string rel = JoinRel(RelOf(e.path), f.rel);
-      auto it = now.find(f.rel);
+    for (const FileImage& pre : e.before) {
+      const std::string rel = JoinRel(RelOf(e.path), pre.rel);
+      auto it = now.find(pre.rel);
       const FileImage* cur = it == now.end() ? nullptr : it->second;
+      // What to put back: the pre-image, or what a promoted sibling left.
+      const CommittedImage* won = nullptr;
+      if (committed != nullptr) {
+        auto c = committed->find(FullPath(e.path, pre.rel));
+        if (c != committed->end()) won = &c->second;
+      }
+      if (won != nullptr && !won->present) {
+        if (cur != nullptr) {
+          std::string err = remove_below(rel, cur->is_dir);
+          SPECULA_TRY(journal(err.empty() ? Kind::kRestore : Kind::kRestoreFailed, *cur,
+                              err.empty() ? "removed: the promoted branch deleted it" : err));
+        }
+        continue;
+      }
+      if (won != nullptr && !won->image.is_dir && !won->image.captured) {
+        SPECULA_TRY(journal(Kind::kRestoreFailed, pre, "the promoted branch's state is too large to put back"));
+        continue;
+      }
+      if (won == nullptr && untouched(pre)) continue;
+      const FileImage& f = won != nullptr ? won->image : pre;
       if (cur != nullptr && !internal::Differs(f, *cur) &&
           (!f.captured || !cur->captured || f.content == cur->content)) {
         continue;  // unchanged
@@ -485,17 +547,12 @@ Result<std::vector<LossyRecord>> LossyJournal::Restore() {
     for (auto it = snap->rbegin(); it != snap->rend(); ++it) {
       const FileImage& f = *it;
       if (before.count(f.rel) != 0) continue;
-      const std::string rel = JoinRel(RelOf(e.path), f.rel);
-      size_t slash = rel.rfind('/');
-      std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
-      std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
-      auto pfd = OpenBeneath(root_.get(), parent, O_RDONLY | O_DIRECTORY);
-      if (!pfd.ok()) {
-        SPECULA_TRY(journal(Kind::kRestoreFailed, f, pfd.error().message()));
-        continue;
-      }
-      if (::unlinkat(pfd->get(), base.c_str(), f.is_dir ? AT_REMOVEDIR : 0) != 0) {
-        SPECULA_TRY(journal(Kind::kRestoreFailed, f, Error::FromErrno("remove").message()));
+      // Created by the promoted sibling too: it stays (committed).
+      if (committed != nullptr && committed->count(FullPath(e.path, f.rel)) != 0) continue;
+      // Not there when the branch's action ended: someone else's.
+      if (collected_ && left.count(f.rel) == 0) continue;
+      if (std::string err = remove_below(JoinRel(RelOf(e.path), f.rel), f.is_dir); !err.empty()) {
+        SPECULA_TRY(journal(Kind::kRestoreFailed, f, err));
         continue;
       }
       SPECULA_TRY(journal(Kind::kRestore, f, f.is_dir ? "created directory removed" : "created file removed"));

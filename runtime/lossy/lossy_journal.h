@@ -21,14 +21,16 @@
 // Limits, by design: detection is by comparison (content, mode, size,
 // mtime), so a write that leaves the same content is not journaled, and a
 // file the journal cannot read (a write-only knob) is never compared. Two
-// branches writing the same lossy path at once capture each other's writes;
-// policies that have lossy paths should run one branch at a time
+// branches writing the same lossy path at once capture each other's writes
+// (a promoted branch's siblings restore to its state, not their pre-images:
+// Restore(committed)); policies that have lossy paths should run one branch at a time
 // (kernel-tuning.toml sets max_concurrent = 1).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -100,11 +102,23 @@ class LossyJournal {
   // again reports only changes not reported before.
   Result<std::vector<LossyRecord>> CollectEffects();
 
+  struct CommittedImage;
+  // What a promoted branch left on its lossy paths, by absolute path
+  // (changed paths only): see Committed().
+  using CommittedState = std::map<std::string, CommittedImage>;
+
   // On discard: restores every `restore` entry to its pre-image (entries
   // with compensation `none` are left as they are). Returns the records of
   // what it did; if anything could not be restored, an Error naming it (the
   // kRestoreFailed records are in records() all the same). Idempotent.
-  Result<std::vector<LossyRecord>> Restore();
+  //
+  // `committed`: the state a sibling promoted meanwhile left (its
+  // Committed()). Branches of one head run at once and see each other's
+  // lossy writes; a discarded sibling's pre-images predate the promoted
+  // branch's writes, so putting them back would undo a committed effect
+  // (seen in the soak: every hit lost its lossy write to its siblings'
+  // discards). Paths in it are put back to the committed state instead.
+  Result<std::vector<LossyRecord>> Restore(const CommittedState* committed = nullptr);
 
   // Everything journaled so far, oldest first.
   const std::vector<LossyRecord>& records() const { return records_; }
@@ -135,6 +149,13 @@ class LossyJournal {
     std::vector<FileImage> before;    // at Prepare, sorted by rel
     std::vector<FileImage> reported;  // last state CollectEffects reported
   };
+  struct CommittedImage {
+    bool present = true;  // false: the promoted branch deleted it
+    FileImage image;      // its state after the promoted branch's action
+  };
+  // This branch's changes as of the last CollectEffects, for its siblings'
+  // Restore once it is promoted.
+  CommittedState Committed() const;
 
  private:
   LossyJournal() = default;
@@ -147,6 +168,11 @@ class LossyJournal {
   std::string state_dir_;
   UniqueFd root_;  // options_.host_root, O_PATH
   std::vector<Entry> entries_;
+  // CollectEffects ran (the branch's action ended): `reported` is what the
+  // branch left, so Restore leaves alone what it did not change (another
+  // session's or sibling's later write to a shared lossy path). False after
+  // Load: a restart knows only the pre-images, and restores them all.
+  bool collected_ = false;
   std::vector<sandbox::BindMount> binds_;
   std::vector<LossyRecord> records_;
 };

@@ -1,7 +1,11 @@
 // Who may talk to speculad: root, and members of one group (`specula` by
-// default). The peer's identity comes from the kernel (SO_PEERCRED), never
-// from anything the client says; its supplementary groups are read from
-// /proc/<pid>/status because SO_PEERCRED carries only the primary gid.
+// default, `speculad --group`). The peer's identity comes from the kernel,
+// never from anything the client says: SO_PEERCRED for uid and primary gid,
+// SO_PEERGROUPS (Linux 4.13) for the supplementary groups. Both are the
+// credentials the kernel recorded at connect(), so nothing here depends on
+// the peer's pid still naming the same process (reading /proc/<pid>/status
+// after SO_PEERCRED did: a peer that exits and whose pid is reused would be
+// judged by another process's groups).
 #pragma once
 
 #include <sys/types.h>
@@ -26,15 +30,17 @@ struct PeerCredentials {
 // nullopt when the group does not exist (then only root is allowed).
 std::optional<gid_t> LookupGroup(const std::string& name);
 
-// Parses the "Groups:" line of a /proc/<pid>/status text. Pure. Fails
-// (invalid_argument) when the line is missing or holds a non-number.
-Result<std::vector<gid_t>> ParseStatusGroups(std::string_view status_text);
-
-// SO_PEERCRED of a connected Unix socket, plus the peer's supplementary groups.
+// SO_PEERCRED of a connected Unix socket, plus its SO_PEERGROUPS.
 Result<PeerCredentials> ReadPeerCredentials(int fd);
 
 // Root always; otherwise the allowed group must be the peer's primary gid or
 // one of its supplementary groups.
 bool PeerAllowed(const PeerCredentials& peer, std::optional<gid_t> allowed_group);
+
+// The access decision with the reply a refused peer gets: ok, or
+// permission_denied naming the uid, with a hint that names `group_name`, the
+// group the daemon was configured with (and says when it does not exist).
+Status CheckPeerAccess(const PeerCredentials& peer, std::optional<gid_t> allowed_group,
+                       std::string_view group_name);
 
 }  // namespace specula::rpc

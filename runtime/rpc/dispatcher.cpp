@@ -29,7 +29,7 @@ std::vector<std::string> Dispatcher::Names() const {
 std::string Dispatcher::Invoke(const Request& req, const CallContext& ctx) const {
   const Method* method = Find(req.method);
   if (method == nullptr) return req.id ? MethodNotFoundReply(req, *this) : std::string();
-  Json id = req.id.value_or(nullptr);
+  const RawId& id = req.raw_id;
   Result<Json> result = Error(Code::kInternal, "handler did not run");
   try {
     result = method->handler(req.params, ctx);
@@ -51,7 +51,7 @@ std::string MethodNotFoundReply(const Request& req, const Dispatcher& dispatcher
   Json data{{"kind", CodeName(Code::kNotFound)}, {"errno", 0},
             {"hint", "methods are named session.*, action.*, branch.*, checkpoint.* and "
                      "daemon.*; daemon.methods lists them (docs/api.md)"}};
-  return EncodeError(req.id.value_or(nullptr), kMethodNotFound,
+  return EncodeError(req.raw_id, kMethodNotFound,
                      "unknown method \"" + req.method + "\"", data);
 }
 

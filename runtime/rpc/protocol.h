@@ -32,9 +32,19 @@ inline constexpr int kInternalError = -32603;
 // (docs/error-model.md), so invalid_argument is -32001, internal -32011.
 int JsonRpcCodeFor(Code code);
 
+// A request id exactly as the client wrote it: its JSON text, taken from the
+// request line (JSON-RPC 2.0: the reply carries "the same value"). A parsed
+// Json would not do: integers beyond 64 bits become doubles, and "1.50",
+// "1e2" or "\u0041" would come back spelled differently.
+struct RawId {
+  std::string json = "null";  // a JSON string, number or null; never anything else
+  bool operator==(const RawId&) const = default;
+};
+
 // One decoded request. `id` is absent for a notification (no reply is sent).
 struct Request {
-  std::optional<Json> id;  // a string, an integer or null, as the client sent it
+  std::optional<Json> id;  // a string, a number or null, as parsed
+  RawId raw_id;            // the same id as the client spelled it (replies use this)
   std::string method;
   Json params = Json::object();  // always an object; absent params become {}
 };
@@ -44,6 +54,7 @@ struct ProtocolError {
   int code = kInvalidRequest;
   std::string message;
   Json id = nullptr;  // the request's id when it could be read, else null
+  RawId raw_id;       // its text (replies use this)
 };
 
 // Either a request or the protocol error to answer it with.
@@ -61,7 +72,7 @@ bool NestingWithinLimit(std::string_view text, int max_depth = 64);
 // Decodes one line (without its '\n'). Never throws; any input, including
 // invalid UTF-8, deep nesting and huge numbers, yields a request or an error.
 // Rejected: non-objects (batches too), a missing or wrong "jsonrpc", a
-// non-string or empty method, ids that are not string/integer/null, params
+// non-string or empty method, ids that are not string/number/null, params
 // that are not an object (positional params are not supported).
 Decoded DecodeRequest(std::string_view line);
 
@@ -73,6 +84,10 @@ std::string EncodeError(const Json& id, int code, std::string_view message,
 // `protocol_code` when non-zero, e.g. kInvalidParams), data {kind, errno, hint}.
 std::string EncodeError(const Json& id, const Error& error, int protocol_code = 0);
 std::string EncodeRequest(const Json& id, std::string_view method, const Json& params);
+// The same replies with the id spliced in as the client wrote it.
+std::string EncodeResult(const RawId& id, const Json& result);
+std::string EncodeError(const RawId& id, int code, std::string_view message, const Json& data = nullptr);
+std::string EncodeError(const RawId& id, const Error& error, int protocol_code = 0);
 
 // Client side: one reply line, decoded. A JSON-RPC error reply becomes an
 // Error whose Code is taken from data.kind (falling back to the code number),

@@ -247,13 +247,10 @@ struct Server::Impl {
       }
       UniqueFd fd(raw);
       Result<PeerCredentials> peer = ReadPeerCredentials(fd.get());
-      bool allowed = peer.ok() && PeerAllowed(*peer, group);
+      Status access = peer.ok() ? CheckPeerAccess(*peer, group, opts.group) : Status(peer.error());
       std::string refusal;
-      if (!allowed) {
-        Error err = peer.ok() ? Error(Code::kPermissionDenied,
-                                      "uid " + std::to_string(peer->uid) + " may not use speculad")
-                                    .WithHint("run as root or join the \"" + opts.group + "\" group")
-                              : peer.error();
+      if (!access.ok()) {
+        Error err = access.error();
         spdlog::warn("refused connection: {}", err.ToString());
         refusal = EncodeError(nullptr, err) + "\n";
       } else if (conns.size() >= opts.max_connections) {
@@ -289,7 +286,7 @@ struct Server::Impl {
     if (line.empty()) return;  // tolerate blank keep-alive lines
     Decoded d = DecodeRequest(line);
     if (d.error) {
-      Queue(c, EncodeError(d.error->id, d.error->code, d.error->message));
+      Queue(c, EncodeError(d.error->raw_id, d.error->code, d.error->message));
       return;
     }
     Request& req = *d.request;
@@ -301,7 +298,7 @@ struct Server::Impl {
     WorkerPool& pool = method->kind == MethodKind::kBlocking ? *blocking_pool : *quick_pool;
     CallContext ctx{c.peer};
     uint64_t conn_id = c.id;
-    Json id = req.id.value_or(nullptr);
+    RawId id = req.raw_id;
     bool has_id = req.id.has_value();
     bool queued = pool.Submit([this, conn_id, req = std::move(req), ctx = std::move(ctx), id, has_id](bool cancelled) {
       if (cancelled) {

@@ -13,6 +13,7 @@
 #include "common/time.h"
 #include "common/unique_fd.h"
 #include "policies/policy_parser.h"
+#include "sandbox/overlay.h"
 #include "sandbox/sandbox.h"
 
 namespace specula::service {
@@ -429,17 +430,19 @@ Result<api::MountCheckpointResponse> CoreSessionService::MountCheckpoint(const a
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) return Error::FromErrno("mount point " + dir);
   if (!S_ISDIR(st.st_mode)) return Error(Code::kInvalidArgument, "mount point " + dir + " is not a directory");
-  // overlayfs lists the topmost lower dir first; the base is the bottom.
-  // With lower dirs only, the overlay is read-only by construction.
-  std::string lower;
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it) lower += *it + ":";
-  lower += session.record.base;
-  if (layers.empty()) lower += ":" + session.record.base;  // overlayfs needs two lower dirs without an upper
-  std::string options = "lowerdir=" + lower;
-  std::string source = std::string(kMountSourcePrefix) + checkpoint;
-  if (::mount(source.c_str(), dir.c_str(), "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
-    return Error::FromErrno("mount overlay of " + checkpoint + " at " + dir);
-  }
+  // A read-only view: lower layers only (topmost first, the base at the
+  // bottom), through the one overlay module; it stays mounted after the
+  // call (`specula umount` removes it), found again by its source.
+  sandbox::OverlayLayers view;
+  view.lowers.assign(layers.rbegin(), layers.rend());
+  view.lowers.push_back(session.record.base);
+  sandbox::OverlayMountOptions opts;
+  opts.source = std::string(kMountSourcePrefix) + checkpoint;
+  opts.read_only = true;
+  opts.index = false;  // nothing is written through a view
+  auto mounted = sandbox::OverlayMount::Mount(view, dir, opts);
+  if (!mounted.ok()) return Error(mounted.error()).Context("mount the view of " + checkpoint + " at " + dir);
+  mounted->Release();
   return api::MountCheckpointResponse{checkpoint, dir};
 }
 

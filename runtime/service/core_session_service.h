@@ -41,6 +41,9 @@ class CoreSessionService final : public SessionService {
   Result<api::CheckpointDiff> DiffCheckpoint(const api::DiffCheckpointRequest& req) override;
   Result<api::MountCheckpointResponse> MountCheckpoint(const api::MountCheckpointRequest& req) override;
   Result<api::UmountCheckpointResponse> UmountCheckpoint(const api::UmountCheckpointRequest& req) override;
+  // Kills running actions: a commit in flight fails (unavailable) and keeps
+  // nothing (core::SessionManager::BeginShutdown).
+  void BeginShutdown() override { manager_->BeginShutdown(); }
 
  private:
   explicit CoreSessionService(std::unique_ptr<core::SessionManager> m);

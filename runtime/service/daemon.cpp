@@ -12,9 +12,12 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <chrono>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
+#include "common/files.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/unique_fd.h"
@@ -45,17 +48,24 @@ Result<UniqueFd> LockStateDir(const std::string& dir) {
   struct flock lock {};
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;
-  if (::fcntl(fd.get(), F_SETLK, &lock) != 0) {
-    if (errno == EACCES || errno == EAGAIN) {
-      struct flock holder = lock;
-      std::string who;
-      if (::fcntl(fd.get(), F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK) {
-        who = " (pid " + std::to_string(holder.l_pid) + ")";
-      }
-      return Error(Code::kAlreadyExists, "another speculad" + who + " is using state dir " + dir)
-          .WithHint("stop it first, or pass another --state-dir");
+  // The previous daemon's sandbox watch holds the lock for a moment after
+  // that daemon is gone, while it removes its cgroups
+  // (sandbox/sandbox_watch.h): wait for it rather than fail.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (::fcntl(fd.get(), F_SETLK, &lock) != 0) {
+    if (errno != EACCES && errno != EAGAIN) return Error::FromErrno("lock " + path);
+    struct flock holder = lock;
+    pid_t pid = 0;
+    if (::fcntl(fd.get(), F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK) pid = holder.l_pid;
+    if (pid == 0) continue;  // released between the two calls
+    auto comm = ReadTextFile("/proc/" + std::to_string(pid) + "/comm");
+    if (comm.ok() && *comm == "speculad-watch\n" && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
     }
-    return Error::FromErrno("lock " + path);
+    return Error(Code::kAlreadyExists,
+                 "another speculad (pid " + std::to_string(pid) + ") is using state dir " + dir)
+        .WithHint("stop it first, or pass another --state-dir");
   }
   return fd;
 }
@@ -109,7 +119,8 @@ int DaemonMain(int argc, char** argv) {
   // Before any thread: the watch that kills this daemon's sandboxes when it
   // dies (sandbox/sandbox_watch.h). Without it a killed daemon leaves
   // model-written commands running with nobody watching them.
-  auto watch = sandbox::StartSandboxWatch(sandbox::InstanceCgroupParent(state_dir));
+  auto watch = sandbox::StartSandboxWatch(sandbox::InstanceCgroupParent(state_dir),
+                                          state_dir + "/speculad.lock");
   if (!watch.ok()) return fail(Error(watch.error()).Context("start the sandbox watch"), 1);
 
   // Opening the state recovers it after a crash, before the socket exists,

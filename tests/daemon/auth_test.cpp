@@ -10,27 +10,28 @@
 namespace specula::rpc {
 namespace {
 
-TEST(ParseStatusGroups, ReadsTheGroupsLine) {
-  auto g = ParseStatusGroups("Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 27 1001 \nNSpid:\t1\n");
-  ASSERT_TRUE(g.ok());
-  EXPECT_EQ(*g, (std::vector<gid_t>{4, 24, 27, 1001}));
-  auto empty = ParseStatusGroups("Groups:\t\n");
-  ASSERT_TRUE(empty.ok());
-  EXPECT_TRUE(empty->empty());
-}
-
-TEST(ParseStatusGroups, RejectsMissingOrMalformed) {
-  EXPECT_FALSE(ParseStatusGroups("Name:\tx\n").ok());
-  EXPECT_FALSE(ParseStatusGroups("Groups:\t4 x5\n").ok());
-  EXPECT_FALSE(ParseStatusGroups("Groups:\t99999999999999999999\n").ok());
-}
-
 TEST(PeerAllowed, RootGroupAndSupplementary) {
   EXPECT_TRUE(PeerAllowed({1, 0, 0, {}}, std::nullopt));
   EXPECT_FALSE(PeerAllowed({1, 1000, 1000, {27}}, std::nullopt));
   EXPECT_TRUE(PeerAllowed({1, 1000, 500, {}}, 500));
   EXPECT_TRUE(PeerAllowed({1, 1000, 1000, {4, 500}}, 500));
   EXPECT_FALSE(PeerAllowed({1, 1000, 1000, {4, 501}}, 500));
+}
+
+TEST(CheckPeerAccess, RefusalNamesTheConfiguredGroup) {
+  EXPECT_TRUE(CheckPeerAccess({1, 0, 0, {}}, 500, "agents").ok());
+  EXPECT_TRUE(CheckPeerAccess({1, 1000, 1000, {4, 500}}, 500, "agents").ok());
+  Status refused = CheckPeerAccess({1, 1000, 1000, {4, 501}}, 500, "agents");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), Code::kPermissionDenied);
+  EXPECT_NE(refused.error().message().find("uid 1000"), std::string::npos);
+  EXPECT_NE(refused.error().hint().find("\"agents\""), std::string::npos) << refused.error().hint();
+  EXPECT_EQ(refused.error().hint().find("specula"), std::string::npos) << refused.error().hint();
+  // A group that does not exist: only root, and the hint says why.
+  Status no_group = CheckPeerAccess({1, 1000, 1000, {}}, std::nullopt, "agents");
+  ASSERT_FALSE(no_group.ok());
+  EXPECT_NE(no_group.error().hint().find("\"agents\" the daemon allows does not exist"), std::string::npos)
+      << no_group.error().hint();
 }
 
 TEST(ReadPeerCredentials, SeesThisProcessOverASocketPair) {

@@ -1,7 +1,9 @@
 // The specula CLI as a user runs it, against the real speculad (with the
 // speculation core): output, --json shapes, exit statuses, and the daemon's
 // behaviour across kill -9, vanishing clients and SIGTERM mid-commit.
+#include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -66,6 +68,73 @@ TEST(CliNoDaemon, UsageErrorsExit2AndLocalCommandsWork) {
   SpawnResult explain = RunCli("", {"policy", "explain", "default"});
   EXPECT_EQ(explain.exit_code, 0) << explain.err;
   EXPECT_FALSE(explain.out.empty());
+}
+
+// Drops to uid/gid 65534 (nobody) with no supplementary groups in the
+// child, between fork and exec: raw calls only.
+int BecomeNobody(void*) {
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+      ::setresuid(65534, 65534, 65534) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+// `--policy` that cannot be used is a clear error and a non-zero exit, never
+// an abort: unreadable (a file below a 0700 directory, as a user who cannot
+// enter it; std::filesystem::exists threw and the CLI aborted), a directory,
+// a missing file, a missing shipped name, invalid TOML, a policy with errors.
+// The CLI checks the file before it would talk to a daemon, so none is needed.
+TEST(CliNoDaemon, UnusablePolicyIsAnErrorNotACrash) {
+  TempDir dir;
+  std::string socket = dir.path() + "/nobody-home.sock";
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  std::string priv = dir.path() + "/private";
+  ASSERT_EQ(::mkdir(priv.c_str(), 0700), 0);
+  std::ofstream(priv + "/p.toml") << "name = \"p\"\n";
+  std::ofstream(dir.path() + "/bad.toml") << "[network\n";
+  std::ofstream(dir.path() + "/root.toml") << "[[filesystem.lossy]]\npath = \"/*\"\ntag = \"t\"\n";
+  std::ofstream(dir.path() + "/unreadable.toml") << "name = \"u\"\n";
+  ASSERT_EQ(::chmod((dir.path() + "/unreadable.toml").c_str(), 0), 0);
+  ASSERT_EQ(::mkdir((dir.path() + "/adir").c_str(), 0755), 0);
+  struct Case {
+    std::string policy;
+    bool as_nobody;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {priv + "/p.toml", true, "Permission denied"},
+      {dir.path() + "/unreadable.toml", true, "Permission denied"},
+      {dir.path() + "/adir", false, "not a regular file"},
+      {dir.path() + "/missing.toml", false, "No such file or directory"},
+      {"no-such-shipped-policy", false, "no policy file or shipped policy"},
+      {dir.path() + "/bad.toml", false, "bad.toml:1:9:"},
+      {dir.path() + "/root.toml", false, "covers the root"},
+  };
+  for (const Case& c : cases) {
+    if (c.as_nobody && ::geteuid() != 0) continue;  // only root can become another user to be refused
+    for (bool json : {false, true}) {
+      std::vector<std::string> args = {"session", "create", "--policy", c.policy};
+      if (json) args.insert(args.begin(), "--json");
+      SpawnResult r = RunCli(socket, args, {}, c.as_nobody ? BecomeNobody : nullptr);
+      EXPECT_EQ(r.term_signal, 0) << c.policy << ": killed by signal\n" << r.err;
+      EXPECT_EQ(r.exit_code, 1) << c.policy << "\n" << r.out << r.err;
+      std::string text = json ? r.out : r.err;
+      EXPECT_NE(text.find(c.message), std::string::npos) << c.policy << "\n" << r.out << r.err;
+      EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
+      if (json) EXPECT_TRUE(ParseOut(r)["error"].is_object()) << r.out;
+      else EXPECT_EQ(r.err.rfind("specula: ", 0), 0u) << r.err;
+    }
+  }
+  // `policy check` and `explain` of the same files fail the same way.
+  for (const char* sub : {"check", "explain"}) {
+    SpawnResult r = RunCli("", {"policy", sub, dir.path() + "/adir"});
+    EXPECT_EQ(r.exit_code, 1) << sub << r.err;
+    if (::geteuid() != 0) continue;
+    SpawnResult u = RunCli("", {"policy", sub, priv + "/p.toml"}, {}, BecomeNobody);
+    EXPECT_EQ(u.term_signal, 0) << u.err;
+    EXPECT_EQ(u.exit_code, 1) << sub << u.out << u.err;
+  }
 }
 
 class CliE2E : public ::testing::Test {
@@ -297,16 +366,20 @@ TEST_F(CliE2E, ClientVanishingMidCommitStillCommits) {
   EXPECT_TRUE(daemon_->Alive());
 }
 
-TEST_F(CliE2E, SigtermWaitsForARunningCommit) {
+// Issue 16 changed this contract: SIGTERM used to let a running commit
+// finish; now it stops it (nothing of it kept, see CrashE2E.SigtermStops...)
+// and the waiting client is told the daemon is stopping, with exit 69.
+TEST_F(CliE2E, SigtermStopsARunningCommitAndTheClientIsTold) {
   std::string s = CreateSession("sigterm");
   SpawnResult run;
-  std::thread t([&] { run = Cli({"run", s, "--", "sleep 1; echo finished"}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::thread t([&] { run = Cli({"run", s, "--", "sleep 5; echo finished"}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
   int status = daemon_->Terminate();
   t.join();
   EXPECT_EQ(status, 0) << daemon_->Log();
-  EXPECT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_EQ(run.out, "finished\n");
+  EXPECT_EQ(run.exit_code, 69) << run.out << run.err;
+  EXPECT_EQ(run.out, "");
+  EXPECT_NE(run.err.find("stopping"), std::string::npos) << run.err;
 }
 
 }  // namespace

@@ -58,15 +58,51 @@ std::vector<pid_t> CriuProcessesFor(const std::string& state_dir) {
   return out;
 }
 
+// Every daemon's sandboxes are under specula/i-<hash of its state dir>/
+// in each hierarchy (sandbox/sandbox_watch.h); older ones under specula/.
+std::vector<std::string> CgroupParents() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& hier : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    std::string top = hier.path().string() + "/specula";
+    if (!fs::is_directory(top, ec)) continue;
+    out.push_back(top);
+    for (const auto& inst : fs::directory_iterator(top, ec)) {
+      if (inst.path().filename().string().rfind("i-", 0) == 0) out.push_back(inst.path().string());
+    }
+  }
+  return out;
+}
+
 // cgroup directories named for `branch` anywhere under /sys/fs/cgroup.
 std::vector<std::string> CgroupsOf(const std::string& branch) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const auto& hier : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    std::string dir = hier.path().string() + "/specula/specula-" + branch;
+  for (const auto& parent : CgroupParents()) {
+    std::string dir = parent + "/specula-" + branch;
     if (fs::exists(dir, ec)) out.push_back(dir);
   }
   return out;
+}
+
+// The instance directories (specula/i-*) that hold `branch`'s cgroups.
+std::vector<std::string> InstanceDirsOf(const std::string& branch) {
+  std::vector<std::string> out;
+  for (const auto& dir : CgroupsOf(branch)) {
+    std::string parent = fs::path(dir).parent_path().string();
+    if (fs::path(parent).filename().string().rfind("i-", 0) == 0) out.push_back(parent);
+  }
+  return out;
+}
+
+// Waits (up to 30 s) until none of `dirs` exists; returns those left.
+std::vector<std::string> WaitGone(const std::vector<std::string>& dirs) {
+  std::vector<std::string> left = dirs;
+  for (int i = 0; i < 300 && !left.empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+    std::erase_if(left, [](const std::string& d) { return !fs::exists(d); });
+  }
+  return left;
 }
 
 class CrashE2E : public ::testing::Test {
@@ -362,6 +398,68 @@ TEST_F(CrashE2E, Kill9DuringRollbackOfTheBaseKeepsHeadAndHostTogether) {
     EXPECT_EQ(next.out, host + "\n") << env[0];
   }
   EXPECT_TRUE(completed);
+}
+
+// Resources: a daemon gives back its cgroup subtree in every hierarchy
+// when it stops and when it is killed with nobody restarting it (its
+// sandbox watch removes it once the sandboxes are dead). Before, every
+// daemon ever run left an empty specula/i-<hash> behind in each hierarchy.
+TEST_F(CrashE2E, NeitherAStoppedNorAKilledDaemonLeavesCgroupDirectories) {
+  for (bool kill : {false, true}) {
+    SCOPED_TRACE(kill ? "kill -9" : "SIGTERM");
+    Start();
+    std::string s = CreateSession(kill ? "killed" : "stopped");
+    ASSERT_EQ(Cli({"run", s, "--", "(sleep 600 &); true"}).exit_code, 0);
+    SpawnResult spec = Cli({"spec", s, "--", "sleep 600"});
+    ASSERT_EQ(spec.exit_code, 0) << spec.err;
+    std::string branch = spec.out.substr(0, spec.out.find('\n'));
+    std::vector<std::string> instance;
+    for (int i = 0; i < 100 && instance.empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(50));
+      instance = InstanceDirsOf(branch);
+    }
+    ASSERT_FALSE(instance.empty()) << "the speculated branch " << branch << " has no cgroup under specula/i-*";
+    if (kill) {
+      daemon_->Kill9();
+    } else {
+      EXPECT_EQ(daemon_->Terminate(), 0) << daemon_->Log();
+    }
+    EXPECT_EQ(WaitGone(instance), std::vector<std::string>{}) << "cgroup directories left behind";
+    EXPECT_TRUE(SandboxProcessesUsing(dir_.path()).empty());
+    daemon_.reset();
+  }
+}
+
+// Issue 16: SIGTERM stops a running commit instead of waiting for it (the
+// grace time is 30 s, the command would take 120 s): the client gets
+// unavailable, nothing of the action is kept, and the restarted daemon has
+// the session with its head where it was.
+TEST_F(CrashE2E, SigtermStopsARunningCommitAndKeepsNothingOfIt) {
+  Start();
+  std::string s = CreateSession("stopping");
+  ASSERT_EQ(Cli({"run", s, "--", "echo kept > /kept-term"}).exit_code, 0);
+  std::string head = Head(s);
+  SpawnResult run;
+  std::thread t([&] { run = Cli({"--json", "run", s, "--", "echo lost > /lost-term; sleep 120; echo late > /late"}); });
+  bool running = false;
+  for (int i = 0; i < 300 && !running; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    for (const auto& b : ParseOut(Cli({"--json", "branches", s}))) running |= b["state"] == "running";
+  }
+  ASSERT_TRUE(running);
+  std::this_thread::sleep_for(milliseconds(300));  // it has written /lost-term
+  auto branches = BranchIds(s);
+  // Within the default grace (30 s), far less than the command's 120 s.
+  EXPECT_EQ(daemon_->Terminate(seconds(25)), 0) << "speculad waited for the commit:\n" << daemon_->Log();
+  t.join();
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.out.find("unavailable"), std::string::npos) << run.out << run.err;
+  Start();
+  EXPECT_EQ(Head(s), head);
+  auto lost = Cli({"run", s, "--", "cat /lost-term"});
+  EXPECT_NE(lost.exit_code, 0) << "a stopped commit's write survived: " << lost.out;
+  EXPECT_EQ(Cli({"run", s, "--", "cat /kept-term"}).out, "kept\n");
+  ExpectNothingLeftBehind(s, branches);
 }
 
 }  // namespace

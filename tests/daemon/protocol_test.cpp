@@ -117,3 +117,72 @@ TEST(CodeFromName, AllCodesRoundTrip) {
 
 }  // namespace
 }  // namespace specula::rpc
+
+namespace specula::rpc {
+namespace {
+
+// The id of a reply line, as text: what follows "id": up to the next member.
+std::string ReplyIdText(const std::string& reply) {
+  const std::string key = "\"id\":";
+  size_t at = reply.find(key);
+  if (at == std::string::npos) return "<no id>";
+  size_t end = reply.find(",\"", at + key.size());
+  return reply.substr(at + key.size(), end - at - key.size());
+}
+
+// JSON-RPC 2.0: the reply's id is "the same value" the request had. Every
+// spelling a client may choose comes back exactly as written.
+TEST(DecodeRequest, IdsAreEchoedExactly) {
+  const std::vector<std::string> ids = {
+      "7", "-7", "0", "\"abc\"", "\"\"", "null", "\"\\u0041\\n\"", "\"caf\xc3\xa9\"",
+      "9007199254740993",            // 2^53 + 1: not a double
+      "9223372036854775807",         // INT64_MAX
+      "-9223372036854775808",        // INT64_MIN
+      "18446744073709551615",        // UINT64_MAX
+      "123456789012345678901234567890",  // beyond 64 bits
+      "1.5", "1.50", "-0.25", "1e2", "1E+2", "0.1", "-0",
+  };
+  for (const std::string& id : ids) {
+    std::string line = R"({"jsonrpc":"2.0", "method":"m", "id": )" + id + R"( , "params":{"a":[1,{"id":2}]}})";
+    Decoded d = DecodeRequest(line);
+    ASSERT_TRUE(d.request) << id << ": " << d.error->message;
+    ASSERT_TRUE(d.request->id.has_value()) << id;
+    EXPECT_EQ(d.request->raw_id.json, id);
+    std::string ok = EncodeResult(d.request->raw_id, Json{{"x", 1}});
+    EXPECT_EQ(ReplyIdText(ok), id) << ok;
+    EXPECT_TRUE(Json::parse(ok, nullptr, false).is_object()) << ok;  // still valid JSON
+    std::string err = EncodeError(d.request->raw_id, Error(Code::kNotFound, "no"));
+    EXPECT_EQ(ReplyIdText(err), id) << err;
+    EXPECT_TRUE(Json::parse(err, nullptr, false).is_object()) << err;
+  }
+}
+
+TEST(DecodeRequest, IdSpellingsOfTheKeyAndPlacement) {
+  // The id member may come first, last, with an escaped key, or repeated
+  // (the parser keeps the last one, and so does the echo).
+  Decoded first = DecodeRequest(R"({"id":18446744073709551616,"jsonrpc":"2.0","method":"m"})");
+  ASSERT_TRUE(first.request);
+  EXPECT_EQ(first.request->raw_id.json, "18446744073709551616");
+  Decoded escaped = DecodeRequest(R"({"jsonrpc":"2.0","method":"m","\u0069d":"x"})");
+  ASSERT_TRUE(escaped.request);
+  EXPECT_EQ(escaped.request->raw_id.json, R"("x")");
+  Decoded repeated = DecodeRequest(R"({"jsonrpc":"2.0","id":1,"method":"m","id":2})");
+  ASSERT_TRUE(repeated.request);
+  EXPECT_EQ(*repeated.request->id, 2);
+  EXPECT_EQ(repeated.request->raw_id.json, "2");
+  Decoded no_id = DecodeRequest(R"({"jsonrpc":"2.0","method":"m","params":{"id":3}})");
+  ASSERT_TRUE(no_id.request);
+  EXPECT_FALSE(no_id.request->id.has_value());
+}
+
+TEST(DecodeRequest, ProtocolErrorsEchoTheIdExactly) {
+  ProtocolError e = DecodeRequest(R"({"jsonrpc":"1.0","method":"m","id":12345678901234567890123})").error.value();
+  EXPECT_EQ(e.raw_id.json, "12345678901234567890123");
+  EXPECT_EQ(ReplyIdText(EncodeError(e.raw_id, e.code, e.message)), "12345678901234567890123");
+  ProtocolError unreadable = DecodeRequest("{").error.value();
+  EXPECT_EQ(unreadable.raw_id.json, "null");
+  EXPECT_EQ(ReplyIdText(EncodeError(unreadable.raw_id, unreadable.code, unreadable.message)), "null");
+}
+
+}  // namespace
+}  // namespace specula::rpc

@@ -18,6 +18,7 @@
 #include "common/child_report.h"
 #include "runtime/doctor/child_probe.h"
 #include "runtime/doctor/kernel_probes.h"
+#include "sandbox/userns.h"
 
 namespace specula::doctor {
 namespace {
@@ -130,6 +131,30 @@ TEST_F(OverlayProbeTest, MountsAnOverlayAndLeavesNothing) {
 
 TEST_F(OverlayProbeTest, MissingScratchParentIsNotFound) {
   Status st = ProbeOverlay(dir_ + "/does-not-exist", kTimeout);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Code::kNotFound) << st.ToString();
+}
+
+// The user namespace every sandbox of the default policy gets, and the
+// idmapped overlay its root is built from (docs/sandbox.md "User namespace").
+static_assert(kProbeHostIdBase == sandbox::kDefaultHostIdBase && kProbeIdCount == sandbox::kDefaultIdCount,
+              "the doctor must probe the id range sandboxes map");
+
+TEST(UsernsProbeTest, CreatesTheSandboxesIdRange) {
+  Status st = ProbeUserNamespace(kTimeout);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+}
+
+using IdmappedOverlayProbeTest = ScratchParent;
+
+TEST_F(IdmappedOverlayProbeTest, MountsAnOverlayOnIdmappedLayersAndLeavesNothing) {
+  Status st = ProbeIdmappedOverlay(dir_, kTimeout);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(Empty()) << "the probe's scratch dir was left in " << dir_;
+}
+
+TEST_F(IdmappedOverlayProbeTest, MissingScratchParentIsNotFound) {
+  Status st = ProbeIdmappedOverlay(dir_ + "/does-not-exist", kTimeout);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code(), Code::kNotFound) << st.ToString();
 }

@@ -162,6 +162,72 @@ TEST(LossyJournal, DirectoryCreateModifyDeleteAndRestore) {
   for (const auto& r : *restored) EXPECT_EQ(r.kind, Kind::kRestore) << r.path << ": " << r.detail;
 }
 
+// Branches of one head run at once on the same lossy paths. When one is
+// promoted, its siblings' discards must not undo its writes: each put back
+// its own pre-image, which predates the promoted branch's write (found by
+// the soak test: every hit's lossy write was lost to its siblings).
+TEST(LossyJournal, ASiblingsDiscardKeepsWhatThePromotedBranchWrote) {
+  Fixture f;
+  fs::create_directories(f.H("cache"));
+  WriteFile(f.H("knob"), "60\n");
+  WriteFile(f.H("cache/old"), "old");
+  auto rules = PolicyWith({{f.H("knob"), PathMode::kLossy, "vm", Compensation::kRestore, ""},
+                           {f.H("cache"), PathMode::kLossy, "cache", Compensation::kRestore, ""}});
+  TempDir state_b;
+  auto winner = LossyJournal::Prepare(rules, f.state.path());
+  auto sibling = LossyJournal::Prepare(rules, state_b.path());
+  ASSERT_TRUE(winner.ok() && sibling.ok());
+
+  // The winner writes the knob, makes a file, deletes one, and ends; the
+  // sibling, still running, writes the knob again and makes a file of its
+  // own before it is killed. (While both run, neither can tell whose write
+  // a change is: the journal compares states, lossy_journal.h.)
+  WriteFile(f.H("knob"), "10\n");
+  WriteFile(f.H("cache/ours"), "winner");
+  fs::remove(f.H("cache/old"));
+  ASSERT_TRUE(winner->CollectEffects().ok());
+  WriteFile(f.H("knob"), "20\n");
+  WriteFile(f.H("cache/theirs"), "sibling");
+  ASSERT_TRUE(sibling->CollectEffects().ok());
+
+  LossyJournal::CommittedState committed = winner->Committed();
+  auto restored = sibling->Restore(&committed);
+  ASSERT_TRUE(restored.ok()) << restored.error().message();
+  EXPECT_EQ(ReadFile(f.H("knob")), "10\n") << "the promoted branch's value, not the sibling's pre-image or last write";
+  EXPECT_EQ(ReadFile(f.H("cache/ours")), "winner");
+  EXPECT_FALSE(fs::exists(f.H("cache/old"))) << "the promoted branch deleted it";
+  EXPECT_FALSE(fs::exists(f.H("cache/theirs"))) << "the sibling's own creation is undone";
+
+  // Without a promoted sibling a discard restores the pre-images as before.
+  TempDir state_c;
+  auto alone = LossyJournal::Prepare(rules, state_c.path());
+  ASSERT_TRUE(alone.ok());
+  WriteFile(f.H("knob"), "30\n");
+  ASSERT_TRUE(alone->Restore().ok());
+  EXPECT_EQ(ReadFile(f.H("knob")), "10\n");
+}
+
+// A discard undoes only what its branch changed by the end of its action:
+// a later write by someone else (another session whose policy shares the
+// lossy path, a branch of another head) is not this branch's to undo (found
+// by the soak test: sessions sharing a lossy glob reverted each other's
+// committed writes).
+TEST(LossyJournal, ADiscardLeavesWritesMadeAfterItsActionByOthers) {
+  Fixture f;
+  WriteFile(f.H("mine"), "1\n");
+  WriteFile(f.H("shared"), "a\n");
+  auto rules = PolicyWith({{f.H("*"), PathMode::kLossy, "t", Compensation::kRestore, ""}});
+  auto j = LossyJournal::Prepare(rules, f.state.path());
+  ASSERT_TRUE(j.ok()) << j.error().message();
+  WriteFile(f.H("mine"), "2\n");        // the branch's own write
+  ASSERT_TRUE(j->CollectEffects().ok());  // its action ends
+  WriteFile(f.H("shared"), "b\n");       // another session commits a write
+  auto restored = j->Restore();
+  ASSERT_TRUE(restored.ok()) << restored.error().message();
+  EXPECT_EQ(ReadFile(f.H("mine")), "1\n");
+  EXPECT_EQ(ReadFile(f.H("shared")), "b\n") << "a write made after the branch's action was undone";
+}
+
 TEST(LossyJournal, GlobExpandsOnTheHostAndMissingPathsAreSkipped) {
   Fixture f;
   fs::create_directories(f.H("kernel"));

@@ -148,7 +148,7 @@ TEST(PolicyCli, CheckJson) {
   EXPECT_EQ(j["errors"][0]["message"], "expected an integer in 1..1024, got 0");
   std::ostringstream out2, err2;
   EXPECT_EQ(PolicyCheckCommand(FindShippedPolicy("default"), true, out2, err2), 0);
-  EXPECT_EQ(nlohmann::json::parse(out2.str()), nlohmann::json::parse(R"({"ok":true,"errors":[],"notes":[]})"));
+  EXPECT_EQ(nlohmann::json::parse(out2.str()), nlohmann::json::parse(R"({"ok":true,"errors":[],"warnings":[],"notes":[]})"));
 }
 
 // A valid policy whose network mode depends on the host (slirp4netns)

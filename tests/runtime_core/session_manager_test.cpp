@@ -33,6 +33,24 @@ TEST_F(SessionManagerTest, RejectsBadSessionsAndCommands) {
   EXPECT_EQ(mgr_->Speculate(s, std::string("a\0b", 3)).error().code(), Code::kInvalidArgument);
 }
 
+// docs/api.md: a name is unique among live sessions (already_exists), and
+// free again once that session is gone.
+TEST_F(SessionManagerTest, ASessionNameIsUniqueAmongLiveSessions) {
+  CreateSessionRequest req;
+  req.name = "web-1";
+  auto first = mgr_->CreateSession(req);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  auto again = mgr_->CreateSession(req);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), Code::kAlreadyExists);
+  EXPECT_NE(again.error().message().find(first->record.id), std::string::npos) << again.error().ToString();
+  CreateSessionRequest unnamed;  // unnamed sessions never clash
+  ASSERT_TRUE(mgr_->CreateSession(unnamed).ok());
+  ASSERT_TRUE(mgr_->CreateSession(unnamed).ok());
+  ASSERT_TRUE(mgr_->DestroySession(first->record.id).ok());
+  EXPECT_TRUE(mgr_->CreateSession(req).ok()) << "the name is free once its session is gone";
+}
+
 TEST(SpeculativeCpuWeight, IsAQuarterOfTheCommittedPathsAtLeastOne) {
   EXPECT_EQ(SpeculativeCpuWeight(100), 25u);
   EXPECT_EQ(SpeculativeCpuWeight(10000), 2500u);

@@ -1,5 +1,5 @@
 /* The attacker: one program with a subcommand per attack, run INSIDE a
- * branch by tests/security/security_e2e_test.cpp (the base is the host's /,
+ * branch by the tests in tests/security/ (escape_test.cpp etc.; the base is the host's /,
  * so the built binary is visible at its host path). Each attempt prints one
  * line:
  *   BLOCKED <what> <errno name>     the kernel or the sandbox refused it
@@ -8,13 +8,17 @@
  * The test asserts on these lines and, independently, on the host (dmesg,
  * canary files, the daemon's binary, the state dir). Plain C and raw
  * syscalls, so nothing here depends on what the sandbox's libc allows. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,8 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -358,24 +364,45 @@ static int cmd_open_by_handle(void) {
   return 0;
 }
 
-static int cmd_kernel(void) {
-  verdict("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0, 0, 0));
-  verdict("bpf", syscall(SYS_bpf, 0, NULL, 0));
-  verdict("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
-  verdict("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
-  verdict("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
-  verdict("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
-  verdict("init_module", syscall(SYS_init_module, NULL, 0, ""));
-  verdict("finit_module", syscall(SYS_finit_module, -1, "", 0));
-  verdict("delete_module", syscall(SYS_delete_module, "loop", 0));
-  verdict("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc /* CAD_OFF */, NULL));
-  verdict("swapon", syscall(SYS_swapon, "/tmp/none", 0));
-  struct timespec ts = {1, 0};
-  verdict("clock_settime", syscall(SYS_clock_settime, CLOCK_REALTIME, &ts));
-  verdict("acct", syscall(SYS_acct, NULL));
-  verdict("syslog-clear", syscall(SYS_syslog, 5 /* CLEAR */, NULL, 0));
-  verdict("iopl", syscall(SYS_iopl, 3));
-  verdict("ioperm", syscall(SYS_ioperm, 0x80, 1, 1));
+/* Only the attempts named on the command line (all when none is).
+ * Nothing here may harm the host if it got through: a deferred call runs
+ * on promote by design, so the clock is set to what it is, swapon names no
+ * file and the module is one that does not exist. */
+static char** kernel_only;
+static int kernel_only_n;
+static int kernel_wanted(const char* what) {
+  if (kernel_only_n == 0) return 1;
+  for (int i = 0; i < kernel_only_n; ++i) {
+    if (!strcmp(kernel_only[i], what)) return 1;
+  }
+  return 0;
+}
+#define kverdict(what, call)                    \
+  do {                                          \
+    if (kernel_wanted(what)) verdict(what, call); \
+  } while (0)
+
+static int cmd_kernel(int argc, char** argv) {
+  kernel_only = argv;
+  kernel_only_n = argc;
+  kverdict("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0, 0, 0));
+  kverdict("bpf", syscall(SYS_bpf, 0, NULL, 0));
+  kverdict("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+  kverdict("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
+  kverdict("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
+  kverdict("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+  kverdict("init_module", syscall(SYS_init_module, NULL, 0, ""));
+  kverdict("finit_module", syscall(SYS_finit_module, -1, "", 0));
+  kverdict("delete_module", syscall(SYS_delete_module, "specula_no_such_module", 0));
+  kverdict("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc /* CAD_OFF */, NULL));
+  kverdict("swapon", syscall(SYS_swapon, "/tmp/none", 0));
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  kverdict("clock_settime", syscall(SYS_clock_settime, CLOCK_REALTIME, &ts));
+  kverdict("acct", syscall(SYS_acct, NULL));
+  kverdict("syslog-clear", syscall(SYS_syslog, 5 /* CLEAR */, NULL, 0));
+  kverdict("iopl", syscall(SYS_iopl, 3));
+  kverdict("ioperm", syscall(SYS_ioperm, 0x80, 1, 1));
   return 0;
 }
 
@@ -429,6 +456,203 @@ static int cmd_plant(const char* dir) {
   return 0;
 }
 
+/* ---- /proc/<pid>/exe (CVE-2019-5736) ------------------------------------ */
+
+/* runc's exploit: hold the exe of a runtime process by O_PATH and reopen it
+ * for writing through /proc/self/fd once it no longer runs (ETXTBSY). Here
+ * every process the sandbox shows is tried, directly and by the reopen. */
+static int cmd_exe_overwrite(void) {
+  DIR* d = opendir("/proc");
+  struct dirent* e;
+  while (d && (e = readdir(d)) != NULL) {
+    pid_t p = (pid_t)atoi(e->d_name);
+    if (p <= 0 || p == getpid()) continue;
+    char exe[64], link[512], what[96];
+    snprintf(exe, sizeof exe, "/proc/%d/exe", p);
+    ssize_t n = readlink(exe, link, sizeof link - 1);
+    link[n > 0 ? n : 0] = 0;
+    printf("INFO exe pid=%d %s\n", p, link);
+    snprintf(what, sizeof what, "open-exe-wronly-pid%d", p);
+    int w = open(exe, O_WRONLY | O_CLOEXEC);
+    verdict(what, w);
+    if (w >= 0) close(w);
+    int o = open(exe, O_PATH | O_CLOEXEC);
+    if (o < 0) continue;
+    char re[64];
+    snprintf(re, sizeof re, "/proc/self/fd/%d", o);
+    snprintf(what, sizeof what, "reopen-exe-wronly-pid%d", p);
+    w = open(re, O_WRONLY | O_CLOEXEC);
+    verdict(what, w);
+    if (w >= 0) close(w);
+    close(o);
+  }
+  if (d) closedir(d);
+  /* Our own exe, after the process that ran it is gone (the race runc lost). */
+  int o = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+  pid_t c = fork();
+  if (c == 0) _exit(0);
+  waitpid(c, NULL, 0);
+  char re[64];
+  snprintf(re, sizeof re, "/proc/self/fd/%d", o);
+  int w = open(re, O_WRONLY | O_CLOEXEC);
+  printf("INFO reopen-own-exe-wronly %s\n", w >= 0 ? "opened (copy-up of the overlay)" : strerrorname_np(errno));
+  if (w >= 0) close(w);
+  return 0;
+}
+
+/* ---- fds and directories every visible process holds (CVE-2024-21626) --- */
+
+static int cmd_fds(void) {
+  DIR* d = opendir("/proc");
+  struct dirent* e;
+  long seen = 0;
+  while (d && (e = readdir(d)) != NULL) {
+    pid_t p = (pid_t)atoi(e->d_name);
+    if (p <= 0) continue;
+    char path[96], link[512];
+    const char* fixed[] = {"cwd", "root", "exe"};
+    for (int i = 0; i < 3; ++i) {
+      snprintf(path, sizeof path, "/proc/%d/%s", p, fixed[i]);
+      ssize_t n = readlink(path, link, sizeof link - 1);
+      if (n < 0) continue;
+      link[n] = 0;
+      printf("FD pid=%d %s link=%s\n", p, fixed[i], link);
+    }
+    snprintf(path, sizeof path, "/proc/%d/fd", p);
+    DIR* fd = opendir(path);
+    struct dirent* f;
+    while (fd && (f = readdir(fd)) != NULL) {
+      if (f->d_name[0] == '.') continue;
+      char one[300];
+      snprintf(one, sizeof one, "/proc/%d/fd/%s", p, f->d_name);
+      ssize_t n = readlink(one, link, sizeof link - 1);
+      if (n < 0) continue;
+      link[n] = 0;
+      printf("FD pid=%d fd=%s link=%s\n", p, f->d_name, link);
+      ++seen;
+      /* runc's leak was a directory fd of the host: walk up from it. */
+      int dfd = open(one, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        int up = openat(dfd, "../../../../../../../..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat a, b;
+        if (up >= 0 && fstat(up, &a) == 0 && stat("/", &b) == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+          printf("ESCAPED dirfd-walk pid=%d fd=%s reaches a root that is not the sandbox's\n", p, f->d_name);
+        }
+        if (up >= 0) close(up);
+        close(dfd);
+      }
+    }
+    if (fd) closedir(fd);
+  }
+  if (d) closedir(d);
+  printf("BLOCKED fd-scan done fds=%ld\n", seen);
+  return 0;
+}
+
+/* ---- files: read or write something the sandbox must not reach --------- */
+
+/* BLOCKED when the open fails or shows nothing (a mask: /dev/null or an
+ * empty read-only tmpfs). */
+static int cmd_read(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    struct stat st;
+    if (stat(argv[i], &st) != 0) {
+      blocked(argv[i], errno);
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      DIR* d = opendir(argv[i]);
+      if (!d) {
+        blocked(argv[i], errno);
+        continue;
+      }
+      long n = 0;
+      struct dirent* e;
+      while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+      closedir(d);
+      if (n == 0) printf("BLOCKED %s empty-dir\n", argv[i]);
+      else {
+        char det[32];
+        snprintf(det, sizeof det, "entries=%ld", n);
+        escaped(argv[i], det);
+      }
+      continue;
+    }
+    int fd = open(argv[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+      blocked(argv[i], errno);
+      continue;
+    }
+    char buf[256];
+    long r = read(fd, buf, sizeof buf);
+    close(fd);
+    if (r < 0) blocked(argv[i], errno);
+    else if (r == 0) printf("BLOCKED %s empty\n", argv[i]);
+    else escaped(argv[i], "read");
+  }
+  return 0;
+}
+
+static int cmd_write(const char* path, const char* data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    blocked(path, errno);
+    return 0;
+  }
+  long w = write(fd, data, strlen(data));
+  close(fd);
+  verdict(path, w);
+  return 0;
+}
+
+/* Every process's root as /proc shows it: nothing outside the sandbox. */
+static int cmd_proc_root(int argc, char** argv) {
+  DIR* d = opendir("/proc");
+  struct dirent* e;
+  while (d && (e = readdir(d)) != NULL) {
+    pid_t p = (pid_t)atoi(e->d_name);
+    if (p <= 0) continue;
+    for (int i = 0; i < argc; ++i) {
+      char path[1024], what[1100];
+      snprintf(path, sizeof path, "/proc/%d/root%s", p, argv[i]);
+      snprintf(what, sizeof what, "proc-root pid=%d %s", p, argv[i]);
+      struct stat st;
+      if (stat(path, &st) == 0) escaped(what, "exists");
+      else blocked(what, errno);
+    }
+  }
+  if (d) closedir(d);
+  return 0;
+}
+
+/* ---- network ------------------------------------------------------------ */
+
+static int cmd_connect_tcp(const char* host, const char* port) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    blocked("socket-inet", errno);
+    return 0;
+  }
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+  inet_pton(AF_INET, host, &a.sin_addr);
+  struct timeval tv = {3, 0};
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  verdict("connect-tcp", connect(s, (struct sockaddr*)&a, sizeof a));
+  close(s);
+  return 0;
+}
+
+static int cmd_connect_abstract(const char* name) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  size_t n = strlen(name);
+  if (n > sizeof a.sun_path - 2) n = sizeof a.sun_path - 2;
+  memcpy(a.sun_path + 1, name, n);
+  verdict("connect-abstract", connect(s, (struct sockaddr*)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)));
+  close(s);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
@@ -447,9 +671,16 @@ int main(int argc, char** argv) {
   if (!strcmp(c, "proc-mem")) return cmd_proc_mem();
   if (!strcmp(c, "chroot-escape")) return cmd_chroot_escape(argc - 2, argv + 2);
   if (!strcmp(c, "open-by-handle")) return cmd_open_by_handle();
-  if (!strcmp(c, "kernel")) return cmd_kernel();
+  if (!strcmp(c, "kernel")) return cmd_kernel(argc - 2, argv + 2);
   if (!strcmp(c, "connect") && argc > 2) return cmd_connect(argv[2]);
   if (!strcmp(c, "plant") && argc > 2) return cmd_plant(argv[2]);
+  if (!strcmp(c, "exe-overwrite")) return cmd_exe_overwrite();
+  if (!strcmp(c, "fds")) return cmd_fds();
+  if (!strcmp(c, "read")) return cmd_read(argc - 2, argv + 2);
+  if (!strcmp(c, "write") && argc > 3) return cmd_write(argv[2], argv[3]);
+  if (!strcmp(c, "proc-root")) return cmd_proc_root(argc - 2, argv + 2);
+  if (!strcmp(c, "connect-tcp") && argc > 3) return cmd_connect_tcp(argv[2], argv[3]);
+  if (!strcmp(c, "connect-abstract") && argc > 2) return cmd_connect_abstract(argv[2]);
   fprintf(stderr, "attack: unknown subcommand %s\n", c);
   return 2;
 }
