@@ -205,7 +205,10 @@ CoreSessionService::CoreSessionService(std::unique_ptr<core::SessionManager> m)
 
 CoreSessionService::~CoreSessionService() { speculation_->Stop(); }
 
-void CoreSessionService::BeginShutdown() { speculation_->Stop(); }
+void CoreSessionService::BeginShutdown() {
+  speculation_->Stop();
+  manager_->BeginShutdown();
+}
 
 Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& session, const std::string& head,
                                                           const speculation::Launch& launch) {

@@ -21,6 +21,9 @@ class CoreSessionService final : public SessionService {
   static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir);
 
   ~CoreSessionService() override;
+  // Stops transparent speculation (no new rounds), then kills running
+  // actions: a commit in flight fails (unavailable) and keeps nothing
+  // (core::SessionManager::BeginShutdown).
   void BeginShutdown() override;
   // Waits until the transparent speculation has no round queued (tests).
   void DrainSpeculation() { speculation_->Drain(); }
@@ -41,9 +44,6 @@ class CoreSessionService final : public SessionService {
   Result<api::CheckpointDiff> DiffCheckpoint(const api::DiffCheckpointRequest& req) override;
   Result<api::MountCheckpointResponse> MountCheckpoint(const api::MountCheckpointRequest& req) override;
   Result<api::UmountCheckpointResponse> UmountCheckpoint(const api::UmountCheckpointRequest& req) override;
-  // Kills running actions: a commit in flight fails (unavailable) and keeps
-  // nothing (core::SessionManager::BeginShutdown).
-  void BeginShutdown() override { manager_->BeginShutdown(); }
 
  private:
   explicit CoreSessionService(std::unique_ptr<core::SessionManager> m);

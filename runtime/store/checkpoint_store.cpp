@@ -312,7 +312,7 @@ Status CheckpointStore::DeleteSession(const std::string& id) {
 
 Status CheckpointStore::InsertCheckpointLocked(const CheckpointRecord& c) {
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO checkpoints(") + kCheckpointCols +
-                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+                                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
   q.Bind(1, c.id).Bind(2, c.session);
   if (c.parent.empty()) q.BindNull(3);
   else q.Bind(3, c.parent);
