@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "sandbox/seccomp_filter.h"
 
@@ -64,8 +66,17 @@ void DeferNotifier::Receive(int listener) {
   call.syscall = SyscallName(buf.req()->data.nr);
   std::copy(std::begin(buf.req()->data.args), std::end(buf.req()->data.args), call.args);
   call.since = std::chrono::system_clock::now();
-  spdlog::debug("sandbox: deferred {} from pid {}", call.syscall, call.pid);
   std::lock_guard<std::mutex> lock(mu_);
+  if (authorised_.load()) {
+    buf.resp()->id = call.id;
+    buf.resp()->val = 0;
+    buf.resp()->error = 0;
+    buf.resp()->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    int rc = seccomp_notify_respond(listener, buf.resp());
+    if (rc != 0 && rc != -ENOENT) spdlog::warn("sandbox: continue {}: {}", call.syscall, std::strerror(-rc));
+    return;
+  }
+  spdlog::debug("sandbox: deferred {} from pid {}", call.syscall, call.pid);
   held_[call.id] = Held{listener, call};
 }
 
@@ -124,6 +135,11 @@ Status DeferNotifier::ReleaseAll() {
   }
   held_.clear();
   return result;
+}
+
+Status DeferNotifier::Authorise() {
+  authorised_.store(true);
+  return ReleaseAll();
 }
 
 void DeferNotifier::Stop() {

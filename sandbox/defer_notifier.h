@@ -29,6 +29,8 @@ class DeferNotifier {
   void AddListener(UniqueFd listener);
   std::vector<DeferredCall> Pending() const;
   Status ReleaseAll();
+  // ReleaseAll, and from now on every call is continued as it arrives.
+  Status Authorise();
   void Stop();  // joins the thread and closes the listeners
 
  private:
@@ -45,6 +47,9 @@ class DeferNotifier {
   std::map<uint64_t, Held> held_;
   UniqueFd wake_;  // eventfd: listeners changed or stop requested
   std::atomic<bool> stop_{false};
+  // Set before Authorise takes mu_, read by Receive under mu_: a call is
+  // either held (and released by Authorise) or continued on arrival.
+  std::atomic<bool> authorised_{false};
   std::thread thread_;
 };
 

@@ -114,6 +114,7 @@ class LinuxSandbox final : public Sandbox {
   uint64_t cgroup2_id() const override { return cgroup_.v2_id(); }
   std::vector<DeferredCall> PendingDeferred() const override { return notifier_.Pending(); }
   Status ReleaseDeferred() override { return notifier_.ReleaseAll(); }
+  Status AuthoriseDeferred() override { return notifier_.Authorise(); }
   Status Destroy() override;
   Status StartUplink() override;
   Status DropUplink() override;

@@ -164,6 +164,9 @@ class Sandbox {
   // Deferred syscalls currently held; release lets them proceed.
   virtual std::vector<DeferredCall> PendingDeferred() const = 0;
   virtual Status ReleaseDeferred() = 0;
+  // Releases what is held and lets every later deferred call through at
+  // once: the action is authorised (a commit's own run, a promoted hit).
+  virtual Status AuthoriseDeferred() = 0;
 
   // Kills every process, unmounts, removes the cgroups and run_dir (not the
   // upper dir: the caller owns it). Idempotent.

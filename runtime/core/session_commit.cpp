@@ -95,13 +95,15 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   if (hit) {
     // The command is now authorised: let its deferred syscalls through and
     // wait for the action to finish.
+    bool authorised = false;
     for (;;) {
       std::unique_lock lock(hit->mu);
       if (hit->finished) break;
       sandbox::Sandbox* box = hit->sandbox.get();
       lock.unlock();
-      if (box != nullptr && !box->PendingDeferred().empty()) {
-        if (Status st = box->ReleaseDeferred(); !st.ok()) spdlog::warn("commit {}: {}", hit->id, st.ToString());
+      if (box != nullptr && !authorised) {
+        if (Status st = box->AuthoriseDeferred(); !st.ok()) spdlog::warn("commit {}: {}", hit->id, st.ToString());
+        authorised = true;
       }
       lock.lock();
       hit->cv.wait_for(lock, milliseconds(5), [&] { return hit->finished; });
@@ -204,6 +206,8 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     s->committing_cgroup.clear();
     return fail(stopping);
   }
+  // The commit's own run is authorised: deferred calls go through at once.
+  if (Status st = run->sandbox->AuthoriseDeferred(); !st.ok()) return fail(std::move(st).error());
   auto r = run->sandbox->Run(command, timeout);
   {
     std::lock_guard lock(s->mu);

@@ -223,6 +223,11 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
   // The parser refuses lossy paths into the default state dir; this daemon
   // may run with another one.
   SPECULA_TRY(policy::CheckLossyAvoids(req.policy, opts_.state_dir, "the daemon's state dir"));
+  // The daemon's socket: a lossy bind of it is the daemon itself in the
+  // branch (masking cannot help, the bind is the host's file).
+  for (const std::string& p : MaskedHostPaths(opts_)) {
+    SPECULA_TRY(policy::CheckLossyAvoids(req.policy, p, "the daemon's socket or state"));
+  }
   if (req.initial_cwd.empty() || req.initial_cwd[0] != '/') {
     return Error(Code::kInvalidArgument, "initial cwd must be absolute");
   }

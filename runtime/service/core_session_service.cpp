@@ -227,9 +227,11 @@ Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& ses
                              api::ToJson(launch.origin).dump());
 }
 
-Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir) {
+Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir,
+                                                                     const std::string& socket) {
   core::SessionManagerOptions opts;
   opts.state_dir = state_dir;
+  if (!socket.empty()) opts.masked_paths.push_back(socket);
   SPECULA_ASSIGN_OR_RETURN(auto manager, core::SessionManager::Open(std::move(opts)));
   return std::unique_ptr<CoreSessionService>(new CoreSessionService(std::move(manager)));
 }

@@ -18,7 +18,10 @@ class CoreSessionService final : public SessionService {
   // Opens the state in state_dir. SessionManager::Open reconciles it after a
   // crash (live branches of the old process become discarded), so this
   // must run before the socket accepts anyone.
-  static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir);
+  // `socket`: the daemon's own socket, masked in every branch and refused
+  // as a lossy path (core::SessionManagerOptions::masked_paths).
+  static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir,
+                                                           const std::string& socket = "");
 
   ~CoreSessionService() override;
   // Stops transparent speculation (no new rounds), then kills running

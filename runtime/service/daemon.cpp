@@ -125,7 +125,7 @@ int DaemonMain(int argc, char** argv) {
 
   // Opening the state recovers it after a crash, before the socket exists,
   // so no client ever sees half-reconciled state.
-  auto opened = CoreSessionService::Open(state_dir);
+  auto opened = CoreSessionService::Open(state_dir, socket);
   if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
   std::unique_ptr<SessionService> service = std::move(*opened);
 

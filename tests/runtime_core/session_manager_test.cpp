@@ -120,6 +120,33 @@ TEST_F(SessionManagerTest, HitPromotesTheBranchAndItsEffects) {
   EXPECT_EQ(cps->size(), 3u);
 }
 
+// DESIGN.md contract 4: a deferred syscall blocks until its branch is
+// promoted. A commit's own run (the miss path) is authorised from the start:
+// its deferred calls run at once instead of holding the command until its
+// timeout. And a hit still running when committed is authorised for good:
+// a deferred call it makes after the commit's first look runs too.
+TEST_F(SessionManagerTest, DeferredSyscallsOfAnAuthorisedRunGoThrough) {
+  policy::Policy p = policy::DefaultPolicy();
+  p.syscalls.push_back({"mkdir", policy::SyscallAction::kDefer});
+  p.syscalls.push_back({"mkdirat", policy::SyscallAction::kDefer});
+  std::string s = NewSession(p);
+  const std::string d = Scratch();
+  auto miss = mgr_->Commit(s, "mkdir -p " + d + "/a && echo made", 20s);
+  ASSERT_TRUE(miss.ok()) << miss.error().ToString();
+  EXPECT_FALSE(miss->hit);
+  EXPECT_EQ(miss->exit_code, 0) << miss->stderr_data;
+  EXPECT_EQ(miss->stdout_data, "made\n");
+
+  const std::string cmd = "sleep 1; mkdir " + d + "/b && sleep 1 && mkdir " + d + "/c && echo both";
+  auto b = mgr_->Speculate(s, cmd);
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  auto hit = mgr_->Commit(s, cmd, 20s);
+  ASSERT_TRUE(hit.ok()) << hit.error().ToString();
+  EXPECT_TRUE(hit->hit);
+  EXPECT_EQ(hit->exit_code, 0) << hit->stderr_data;
+  EXPECT_EQ(hit->stdout_data, "both\n");
+}
+
 TEST_F(SessionManagerTest, MissDiscardsBranchesAndRunsTheRealCommand) {
   std::string s = NewSession();
   std::string f = Scratch() + "/miss";

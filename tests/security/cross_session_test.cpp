@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "common/unique_fd.h"
@@ -96,6 +97,36 @@ TEST_F(CrossSession, DaemonSocketUnreachableFromABranch) {
   RunOut r = Run(Attack("connect " + daemon_->socket()));
   EXPECT_EQ(r.out.find("INFO connect-reply"), std::string::npos) << "the daemon answered a branch:\n" << r.out;
   EXPECT_TRUE(r.Has("BLOCKED connect-daemon-socket")) << r.out;
+}
+
+// The same for a policy that runs as host root (user_namespace = false):
+// without the uid mapping the daemon's peer check would see root, so the
+// socket itself must be invisible (it is masked like the state dir when it
+// lies outside the sandbox's own /run).
+TEST_F(CrossSession, DaemonSocketUnreachableFromAHostRootBranch) {
+  std::string s = CreateSession("[sandbox]\nuser_namespace = false\n");
+  RunOut r = Run(Attack("connect " + daemon_->socket()), s);
+  EXPECT_EQ(r.out.find("INFO connect-reply"), std::string::npos) << "the daemon answered a branch:\n" << r.out;
+  EXPECT_TRUE(r.Has("BLOCKED connect-daemon-socket")) << r.out;
+}
+
+// The overlay never connects to a socket of its lower layer (ECONNREFUSED,
+// as above), but a lossy path is a bind of the host's own file: a policy
+// whose lossy path is the daemon's socket (or a glob reaching it) would hand
+// the branch the daemon. session.create refuses it, as it refuses lossy
+// paths into the state dir.
+TEST_F(CrossSession, ALossyPathOntoTheDaemonSocketIsRefused) {
+  const std::string sock = daemon_->socket();
+  const std::string dir = sock.substr(0, sock.rfind('/'));
+  for (const std::string& lossy : {sock, dir + "/*.sock"}) {
+    std::string path = dir_.path() + "/sock-lossy.toml";
+    std::ofstream(path) << "[sandbox]\nuser_namespace = false\n[[filesystem.lossy]]\npath = \"" << lossy
+                        << "\"\ntag = \"sock\"\ncompensation = \"none\"\n";
+    auto r = Call("session.create", {{"base", "/"}, {"policy", path}});
+    ASSERT_FALSE(r.ok()) << lossy << ": a branch would reach the daemon's socket";
+    EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+    EXPECT_NE(r.error().message().find("socket"), std::string::npos) << r.error().ToString();
+  }
 }
 
 // Network egress class: a host service listening on 127.0.0.1 (the
