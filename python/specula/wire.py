@@ -106,6 +106,14 @@ class LossyEffect:
 
 
 @dataclass
+class PromoteNote:
+    """What a promote onto the base left out (setuid bits, xattrs, fifos...)."""
+    path: str = ""
+    action: str = ""  # "stripped" | "not applied"
+    detail: str = ""
+
+
+@dataclass
 class CommitResult:
     """action.commit: the result of the authoritative action."""
     hit: bool = False
@@ -120,6 +128,7 @@ class CommitResult:
     head: str = ""
     lossy_effects: list[LossyEffect] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    promote_notes: list[PromoteNote] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

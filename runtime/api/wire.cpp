@@ -138,13 +138,18 @@ auto FieldsOf(const LossyEffect*) {
   return std::tuple{F("tag", &T::tag), F("kind", &T::kind), F("path", &T::path), F("rule", &T::rule),
                     F("compensated", &T::compensated), F("detail", &T::detail)};
 }
+auto FieldsOf(const PromoteNote*) {
+  using T = PromoteNote;
+  return std::tuple{F("path", &T::path), F("action", &T::action), F("detail", &T::detail)};
+}
 auto FieldsOf(const CommitResponse*) {
   using T = CommitResponse;
   return std::tuple{F("hit", &T::hit), F("branch", &T::branch, kId), F("exit_code", &T::exit_code),
                     F("signal", &T::signal), F("stdout", &T::stdout_text), F("stderr", &T::stderr_text),
                     F("truncated", &T::truncated), F("duration_ms", &T::duration_ms),
                     F("saved_ms", &T::saved_ms), F("head", &T::head, kId),
-                    F("lossy_effects", &T::lossy_effects), F("flags", &T::flags)};
+                    F("lossy_effects", &T::lossy_effects), F("flags", &T::flags),
+                    F("promote_notes", &T::promote_notes)};
 }
 auto FieldsOf(const AbortResponse*) { return std::tuple{F("discarded", &AbortResponse::discarded)}; }
 auto FieldsOf(const AbortRequest*) { return std::tuple{F("session", &AbortRequest::session, kId)}; }

@@ -175,6 +175,13 @@ struct LossyEffect {
   std::string detail;        // "60 -> 10", "mode 644 -> 600", ...
 };
 
+// What a promote onto the base left out (core::PromoteNote).
+struct PromoteNote {
+  std::string path;    // relative to the base
+  std::string action;  // "stripped" | "not applied"
+  std::string detail;  // "setuid bit", "xattr security.foo", "fifo", "device node ...", ...
+};
+
 // The result of an action, as action.commit returns it.
 struct CommitResponse {
   bool hit = false;          // a speculative branch with this command was promoted
@@ -189,6 +196,7 @@ struct CommitResponse {
   std::string head;          // the new head checkpoint
   std::vector<LossyEffect> lossy_effects;
   std::vector<std::string> flags;  // e.g. "nondeterministic", "timed_out"
+  std::vector<PromoteNote> promote_notes;  // session target "base": what the base did not get
 };
 struct CommitRequest : ActionParams {
   static constexpr const char* kMethod = "action.commit";
@@ -354,7 +362,7 @@ struct UmountCheckpointRequest {
   X(CreateSessionResponse) X(SpeculationConfig) X(CreateSessionRequest) X(SpeculationStatus) X(Session) X(ListSessionsRequest)         \
   X(ShowSessionRequest) X(DestroySessionResponse) X(DestroySessionRequest)                   \
   X(RollbackResponse) X(RollbackRequest) X(SpeculateResponse) X(SpeculateRequest)            \
-  X(LossyEffect) X(CommitResponse) X(CommitRequest) X(AbortResponse) X(AbortRequest)         \
+  X(LossyEffect) X(PromoteNote) X(CommitResponse) X(CommitRequest) X(AbortResponse) X(AbortRequest)         \
   X(BranchResult) X(BranchOrigin) X(BranchSummary) X(ListBranchesRequest) X(JournalEntry) X(SyscallEvent)    \
   X(BranchDetail) X(ShowBranchRequest) X(DiffFile) X(BranchDiff) X(DiffBranchRequest)        \
   X(Checkpoint) X(ListCheckpointsRequest) X(ShowCheckpointRequest) X(CheckpointDiff)        \

@@ -109,6 +109,9 @@ int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r)
   std::cerr.write(r.stderr_text.data(), static_cast<std::streamsize>(r.stderr_text.size()));
   if (r.truncated) std::cerr << "specula: output truncated at the policy's cap\n";
   for (const auto& e : r.lossy_effects) std::cerr << "specula: lossy effect " << LossyEffectLine(e) << "\n";
+  for (const auto& n : r.promote_notes) {
+    std::cerr << "specula: promote onto the base " << n.action << " " << n.path << ": " << n.detail << "\n";
+  }
   return status;
 }
 

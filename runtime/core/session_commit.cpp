@@ -147,6 +147,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         FillResult(out, *hit->result);
         out.saved_ms = std::max<int64_t>(0, out.duration_ms - waited);
         out.head = *promoted;
+        out.promote_notes = hit->promote_notes;
         if (hit->parent_has_image) out.flags.push_back("restored_processes");
         FillReport(out, hit->report);
         return out;
@@ -226,6 +227,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   out.branch = run->id;
   FillResult(out, *run->result);
   out.head = *promoted;
+  out.promote_notes = run->promote_notes;
   if (run->parent_has_image) out.flags.push_back("restored_processes");
   FillReport(out, run->report);
   return out;

@@ -38,6 +38,7 @@ struct SessionManager::Branch {
   std::unique_ptr<instrument::BranchProbe> probe;  // null: not instrumented
   std::optional<instrument::BranchReport> report;  // after the action
   std::optional<sandbox::ActionResult> result;
+  std::vector<PromoteNote> promote_notes;  // set by PromoteLocked onto a base
   std::string error;
   std::chrono::steady_clock::time_point run_started{}, run_finished{};
   // What RecordBranch already wrote. Result and report do not change once

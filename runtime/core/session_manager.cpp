@@ -656,6 +656,12 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     if (!rep.ok()) return std::move(rep).error().Context("promote " + b.id + " onto " + s.rec.base);
     c.apply_record = ao.journal_dir;
     c.layer_bytes = rep->bytes;
+    for (const auto& n : rep->stripped) b.promote_notes.push_back({n.path, "stripped", n.detail});
+    for (const auto& n : rep->rejected) b.promote_notes.push_back({n.path, "not applied", n.detail});
+    for (const auto& n : b.promote_notes) {
+      spdlog::warn("promote {} onto {}: {} {}: {} (policy [promotion])", b.id, s.rec.base, n.action, n.path,
+                   n.detail);
+    }
   }
   SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
   c.created_ms = NowMs();
@@ -667,7 +673,12 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     s.rec.head = c.id;
   }
   // The upper is now the sealed layer (same bytes) or applied to the base.
-  SPECULA_TRY(RecordBranch(b, BranchState::kPromoted, "promoted by commit",
+  std::string reason = "promoted by commit";
+  if (!b.promote_notes.empty()) {
+    reason += "; onto the base without:";
+    for (const auto& n : b.promote_notes) reason += " " + n.path + " (" + n.action + ": " + n.detail + ")";
+  }
+  SPECULA_TRY(RecordBranch(b, BranchState::kPromoted, reason,
                            s.rec.target == "layer" ? std::optional<uint64_t>(c.layer_bytes) : std::nullopt));
   if (b.probe) {
     if (Status st = b.probe->Keep(); !st.ok()) spdlog::warn("promote {}: {}", b.id, st.ToString());

@@ -112,6 +112,16 @@ inline uint32_t SpeculativeCpuWeight(uint32_t committed_weight) {
   return committed_weight >= 4 ? committed_weight / 4 : 1;
 }
 
+// What a promote onto the base did not carry over as the branch had it
+// (issue 12 "nothing stripped in silence"): the policy's promotion rules
+// strip setuid/setgid bits, file capabilities and foreign xattrs, and leave
+// device nodes, fifos and sockets out.
+struct PromoteNote {
+  std::string path;    // relative to the base
+  std::string action;  // "stripped" | "not applied"
+  std::string detail;  // "setuid bit", "xattr security.foo", "fifo", ...
+};
+
 struct CommitResult {
   bool hit = false;
   std::string branch;  // the promoted branch (a hit), or the non-speculative run's id
@@ -127,6 +137,7 @@ struct CommitResult {
   // restores), as the branch's lossy journal recorded them.
   std::vector<lossy::LossyRecord> lossy_effects;
   std::vector<std::string> flags;  // e.g. "restored_processes", "nondeterministic"
+  std::vector<PromoteNote> promote_notes;  // target "base" only
 };
 
 enum class ChangeKind { kAdded, kChanged, kDeleted };

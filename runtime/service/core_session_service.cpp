@@ -330,6 +330,7 @@ Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest&
   for (const auto& e : r.lossy_effects) out.lossy_effects.push_back(Lossy(e));
   out.flags = r.flags;
   if (r.timed_out) out.flags.push_back("timed_out");
+  for (const auto& n : r.promote_notes) out.promote_notes.push_back({n.path, n.action, n.detail});
   // Queues the next proposal round and returns: the reply does not wait.
   speculators::Step step{req.command, r.exit_code, r.signal, out.stdout_text, out.stderr_text,
                          CwdOf(*manager_, r.head), true};
