@@ -78,6 +78,7 @@ class SpeculationStatus:
     cost_ms: float = 0.0
     saving_ms: float = 0.0
     last_error: str = ""
+    round_head: str = ""  # the head of the last finished round (docs/api.md)
 
 
 @dataclass

@@ -6,10 +6,14 @@ daemon on a private socket and state dir and stops it at the end.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -216,6 +220,121 @@ class MiniSweAgentE2E(DaemonTestCase):
         self.assertGreaterEqual(stats["hits"], len(agent_loop.SCRIPT) - 2, out.getvalue())
         self.assertEqual(stats["rollbacks"], 1)
         self.assertFalse(os.path.exists("/srv/app/STATUS"))
+
+
+# The real trajectories (../shared/trajectories next to the repository, as
+# the C++ speculators_data_test finds them; CMake passes the path). Read at
+# test time, never copied into the repository.
+TRAJECTORIES = os.environ.get("SPECULA_SHARED_TRAJECTORIES") or os.path.join(
+    HERE, "..", "..", "..", "shared", "trajectories")
+# A mini-swe-agent run (DeepSeek) on a SWE-bench task: it greps and views
+# files of /testbed, writes scripts with here-documents and runs them with
+# `cd /testbed && python X.py` (seven times), then writes a patch and cats it.
+CORPUS_TRAJECTORY = "swe-mini-deepseek/django__django-11999_deepseek_chat_test_1-100_a06ef392.jsonl"
+# Steps not replayed here: they would reach the network (installers, git
+# remotes), or print what differs between two runs of the same state (times
+# in long listings, dates, process tables). The rest is safe in a session:
+# a layer-target session writes only its own layers.
+NOT_REPLAYABLE = re.compile(r"\b(pip3?|conda|apt(-get)?|curl|wget|npm|date|sleep|ps|top)\b|"
+                            r"\bgit (clone|fetch|pull|push)\b|\bls -[a-zA-Z]*l|\bstat\b")
+
+
+def corpus_commands(path: str) -> list[str]:
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    assert lines[0]["type"] == "trajectory", path
+    return [s["command"] for s in lines[1:] if not NOT_REPLAYABLE.search(s["command"])]
+
+
+def tree_of(root: str) -> dict[str, tuple]:
+    """Every entry below root: type, mode, owner and content (or link target)."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    what = hashlib.sha256(f.read()).hexdigest()
+            else:
+                what = ""
+            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                                             what)
+    return out
+
+
+class CorpusReplayE2E(DaemonTestCase):
+    """A real agent's trajectory through SpeculaEnvironment, speculation on vs off.
+
+    The agent loop is the trajectory's: each recorded command goes to
+    execute() in turn. With transparent speculation on, the loop "thinks"
+    until the daemon's speculation round for the head is over (session.show's
+    round_head), as an agent whose model takes longer than a round would; it
+    never speculates itself. Every step's output and return code, and the
+    files the session ends with, must equal the run with speculation off,
+    and the speculator (the built-in one, from the session's own history)
+    must have guessed some of the commands.
+    """
+
+    WORK = "/testbed"  # the trajectory's work dir, created inside the session only
+
+    def replay(self, commands: list[str], speculation) -> dict:
+        env = SpeculaEnvironment(socket=self.socket, speculation=speculation, timeout=120,
+                                 env={"PYTHONHASHSEED": "0"})  # the scripts print sets: one order
+        with env:
+            head = env.execute(f"mkdir -p {self.WORK} && cd {self.WORK}")["checkpoint"]
+            steps, hits = [], 0
+            for command in commands:
+                if speculation:
+                    self.think(env, head)
+                r = env.execute(command)
+                steps.append((command, r["output"], r["returncode"]))
+                hits += bool(r["hit"])
+                head = r["checkpoint"]
+            view = tempfile.mkdtemp(dir=self.dir)
+            env.session.mount(head, view)
+            try:
+                files = tree_of(os.path.join(view, self.WORK.lstrip("/")))
+            finally:
+                self.client.umount(view)
+                os.rmdir(view)
+            launched_hits = [b for b in env.session.branches() if b.state == "promoted" and b.origin]
+            return {"steps": steps, "files": files, "hits": hits, "info": env.session.info(),
+                    "speculator_hits": launched_hits}
+
+    def think(self, env: SpeculaEnvironment, head: str) -> None:
+        # The bound only keeps a broken daemon from hanging the test.
+        deadline = time.time() + 60
+        while env.session.info().speculation.round_head != head:
+            self.assertLess(time.time(), deadline, f"no speculation round finished for {head}")
+            time.sleep(0.02)
+
+    def test_a_corpus_trajectory_gets_hits_and_ends_as_without_speculation(self):
+        path = os.path.join(TRAJECTORIES, CORPUS_TRAJECTORY)
+        if not os.path.isfile(path):
+            self.skipTest(f"the real trajectories are not at {TRAJECTORIES} (set SPECULA_SHARED_TRAJECTORIES)")
+        self.assertFalse(os.path.exists(self.WORK), f"{self.WORK} exists on the host: the replay would read it")
+        commands = corpus_commands(path)
+        self.assertGreater(len(commands), 40)
+        off = self.replay(commands, None)
+        on = self.replay(commands, {"speculator": "builtin", "k": 3, "launch": "all"})
+        for i, (want, got) in enumerate(zip(off["steps"], on["steps"])):
+            self.assertEqual(want, got, f"step {i} differs with speculation on")
+        self.assertEqual(len(on["steps"]), len(commands))
+        self.assertEqual(off["files"], on["files"])
+        self.assertIn("patch.txt", on["files"])  # the trajectory's last writes are there
+        self.assertEqual(off["hits"], 0)
+        self.assertIsNone(off["info"].speculation)
+        # Hits, each a branch the speculator launched (the loop never speculated).
+        self.assertGreater(on["hits"], 0)
+        self.assertEqual(len(on["speculator_hits"]), on["hits"])
+        self.assertTrue(all(b.origin.source == "speculator:builtin" for b in on["speculator_hits"]))
+        self.assertEqual(on["info"].speculation.hits, on["hits"])
+        print(f"\ncorpus replay: {len(commands)} steps, {on['hits']} hits, "
+              f"{on['info'].speculation.launched} branches launched", file=sys.stderr)
+        self.assertFalse(os.path.exists(self.WORK), "a layer-target session wrote the host")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ auto FieldsOf(const SpeculationStatus*) {
   using T = SpeculationStatus;
   return std::tuple{F("config", &T::config), F("proposals", &T::proposals), F("launched", &T::launched),
                     F("hits", &T::hits), F("cost_ms", &T::cost_ms), F("saving_ms", &T::saving_ms),
-                    F("last_error", &T::last_error)};
+                    F("last_error", &T::last_error), F("round_head", &T::round_head, kId)};
 }
 auto FieldsOf(const Session*) {
   using T = Session;

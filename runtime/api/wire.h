@@ -101,6 +101,10 @@ struct SpeculationStatus {
   double cost_ms = 0;      // the launch rule's branch cost c at the last round
   double saving_ms = 0;    // and its expected saving of a hit D
   std::string last_error;  // the last speculation failure (e.g. model endpoint down), "" if none
+  // The head of the last round that finished (its branches launched), ""
+  // before the first: a client that lets speculation settle before its next
+  // commit (a test, a benchmark's pacing) waits until it equals its head.
+  std::string round_head;
 };
 
 // session.list's elements and session.show's reply.

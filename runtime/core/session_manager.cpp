@@ -391,7 +391,8 @@ void SessionManager::FinishProbe(Branch& b) {
 }
 
 Result<std::string> SessionManager::Speculate(const std::string& session, const std::string& command,
-                                              milliseconds timeout, const std::string& origin) {
+                                              milliseconds timeout, const std::string& origin,
+                                              const std::string& from_head) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
@@ -405,6 +406,9 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
       return Error(Code::kResourceExhausted,
                    "session " + session + " already has " + std::to_string(s->live.size()) +
                        " branches (policy speculation.max_branches_per_session)");
+    }
+    if (!from_head.empty() && s->rec.head != from_head) {
+      return Error(Code::kAborted, "session " + session + " moved on from " + from_head + " to " + s->rec.head);
     }
     b->parent_checkpoint = s->rec.head;
   }

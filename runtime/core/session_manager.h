@@ -177,9 +177,12 @@ class SessionManager {
   // contract's rule (api::ValidateCommand: blank, over 1 MiB, a NUL byte) is
   // invalid_argument, here as at the daemon's socket.
   // `origin` (JSON text, "" for none) is kept in the branch's record.
+  // `from_head` ("" for any): aborted unless the head is still that
+  // checkpoint once this operation runs (after a commit in flight), so that
+  // a guess made for one head never starts from the next.
   Result<std::string> Speculate(const std::string& session, const std::string& command,
                                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
-                                const std::string& origin = "");
+                                const std::string& origin = "", const std::string& from_head = "");
   // The authoritative action (DESIGN.md contract 2).
   Result<CommitResult> Commit(const std::string& session, const std::string& command,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(0));

@@ -223,8 +223,11 @@ Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& ses
       return b.id;  // a client (or an earlier round) already runs it
     }
   }
+  // The check above is only a shortcut: a commit may move the head before
+  // the core runs this (it waits for a commit in flight); the core checks
+  // again under the session's operation lock.
   return manager_->Speculate(session, launch.command, std::chrono::milliseconds(0),
-                             api::ToJson(launch.origin).dump());
+                             api::ToJson(launch.origin).dump(), head);
 }
 
 Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir,

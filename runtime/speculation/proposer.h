@@ -54,6 +54,8 @@ class Proposer {
   // The daemon's cost of launching one branch (Speculate's own time).
   void ObserveLaunch(double launch_ms);
   void NoteError(const Error& e);
+  // The round for `head` is over, whatever its outcome (Report's round_head).
+  void FinishRound(const std::string& head) { status_.round_head = head; }
 
   // The branches to launch for the current head: the speculator's top k
   // over min_p, of which the launch rule picks the first m (launch "all":

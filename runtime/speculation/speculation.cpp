@@ -119,6 +119,12 @@ void Speculation::Run() {
     busy_ = true;
     lock.unlock();
     Round(session, head);
+    // After every exit of the round (stale, failed, launched): what a
+    // client waits for to know that the head's branches are all there.
+    if (auto e = Find(session)) {
+      std::lock_guard entry_lock(e->mu);
+      e->proposer->FinishRound(head);
+    }
     lock.lock();
     busy_ = false;
     cv_.notify_all();

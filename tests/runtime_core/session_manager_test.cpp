@@ -162,6 +162,29 @@ TEST_F(SessionManagerTest, MissDiscardsBranchesAndRunsTheRealCommand) {
   EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "right\n");
 }
 
+// Transparent speculation guesses for one head; a commit that moved the
+// head meanwhile (the daemon's launch waited for it) makes the guess stale:
+// it must not start from the new head.
+TEST_F(SessionManagerTest, SpeculateFromAHeadThatMovedOnIsAborted) {
+  std::string s = NewSession();
+  auto info = mgr_->ShowSession(s);
+  ASSERT_TRUE(info.ok());
+  std::string root = info->record.head;
+  std::string head = MustCommit(s, "echo moved").head;
+  ASSERT_NE(head, root);
+  auto stale = mgr_->Speculate(s, "echo guess", std::chrono::milliseconds(0), "", root);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.error().code(), Code::kAborted);
+  auto branches = mgr_->ListBranches(s);
+  ASSERT_TRUE(branches.ok());
+  for (const auto& b : *branches) EXPECT_NE(b.command, "echo guess") << "a stale guess left a branch";
+  auto fresh = mgr_->Speculate(s, "echo guess", std::chrono::milliseconds(0), "", head);
+  ASSERT_TRUE(fresh.ok()) << fresh.error().ToString();
+  auto r = MustCommit(s, "echo guess");
+  EXPECT_TRUE(r.hit);
+  EXPECT_EQ(r.branch, *fresh);
+}
+
 TEST_F(SessionManagerTest, ShellStateCarriesAcrossCheckpoints) {
   std::string s = NewSession();
   MustCommit(s, "mkdir -p " + Scratch() + "/d && cd " + Scratch() +

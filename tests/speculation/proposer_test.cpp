@@ -166,6 +166,7 @@ TEST(Speculation, RoundsRunOffTheCallerAndLaunchThroughTheLauncher) {
   ASSERT_TRUE(st);
   EXPECT_EQ(st->launched, 4u);
   EXPECT_EQ(st->hits, 1u);
+  EXPECT_EQ(st->round_head, "c1");  // the last round that finished
   EXPECT_FALSE(spec.Report("nobody"));
 }
 
@@ -181,6 +182,7 @@ TEST(Speculation, ErrorsAreKeptForSessionShowAndNeverThrownAtTheCaller) {
   ASSERT_TRUE(st);
   EXPECT_EQ(st->launched, 0u);
   EXPECT_NE(st->last_error.find("8 branches"), std::string::npos) << st->last_error;
+  EXPECT_EQ(st->round_head, "c1");  // a failed round is over too: a client waiting for it goes on
 
   auto failing = std::make_unique<FakeSpeculator>(std::vector<Candidate>{});
   failing->fail_ = true;
