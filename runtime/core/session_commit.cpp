@@ -72,7 +72,7 @@ constexpr const char* kOtherCommand = "discarded: commit of a different command"
 }  // namespace
 
 Result<CommitResult> SessionManager::Commit(const std::string& session, const std::string& command,
-                                            milliseconds timeout) {
+                                            milliseconds timeout, const CommitOutputSink& on_output) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
@@ -143,6 +143,12 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);
+        // Its action ran before this commit: no live output, the whole text
+        // at once, and only now that the hit is sure to be the answer.
+        if (on_output) {
+          if (!out.stdout_data.empty()) on_output(hit->id, sandbox::OutputStream::kStdout, out.stdout_data);
+          if (!out.stderr_data.empty()) on_output(hit->id, sandbox::OutputStream::kStderr, out.stderr_data);
+        }
         out.saved_ms = std::max<int64_t>(0, out.duration_ms - waited);
         out.head = *promoted;
         if (hit->parent_has_image) out.flags.push_back("restored_processes");
@@ -204,7 +210,13 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
     s->committing_cgroup.clear();
     return fail(stopping);
   }
-  auto r = run->sandbox->Run(command, timeout);
+  sandbox::OutputSink live;
+  if (on_output) {
+    live = [&on_output, &id = run->id](sandbox::OutputStream stream, std::string_view data) {
+      on_output(id, stream, data);
+    };
+  }
+  auto r = run->sandbox->Run(command, timeout, live);
   {
     std::lock_guard lock(s->mu);
     s->committing_cgroup.clear();
