@@ -94,6 +94,44 @@ void CapOutput(int fd, uint64_t cap) {
                     st.st_size - static_cast<off_t>(cap));
 }
 
+// Hands a running action's output to Run's on_output as it grows: each
+// check reads what the file gained since the last one, up to the cap (the
+// parent reads the file; nothing runs in the action's process). Finish
+// hands over the rest of the final text, so the pieces add up to it.
+class OutputPump {
+ public:
+  OutputPump(int fd, uint64_t cap, OutputStream stream, const OutputSink& sink)
+      : fd_(fd), cap_(cap), stream_(stream), sink_(sink) {}
+
+  void Check() {
+    if (!sink_) return;
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return;
+    uint64_t end = std::min(static_cast<uint64_t>(st.st_size), cap_);
+    while (sent_ < end) {
+      // One buffer per stream, made on first output: most actions print little.
+      if (buf_.empty()) buf_.resize(64 * 1024);
+      size_t want = static_cast<size_t>(std::min<uint64_t>(end - sent_, buf_.size()));
+      ssize_t n = ::pread(fd_, buf_.data(), want, static_cast<off_t>(sent_));
+      if (n <= 0) return;
+      sent_ += static_cast<uint64_t>(n);
+      sink_(stream_, std::string_view(buf_.data(), static_cast<size_t>(n)));
+    }
+  }
+  // `final_text` is what the result carries (read from the same file).
+  void Finish(const std::string& final_text) {
+    if (sink_ && sent_ < final_text.size()) sink_(stream_, std::string_view(final_text).substr(sent_));
+  }
+
+ private:
+  int fd_;
+  uint64_t cap_;
+  OutputStream stream_;
+  const OutputSink& sink_;
+  uint64_t sent_ = 0;
+  std::string buf_;
+};
+
 UniqueFd RecvFd(int sock) {
   char dummy;
   iovec iov{&dummy, 1};
@@ -282,7 +320,7 @@ Result<ActionProcess> ActionRunner::Launch(int stdout_fd, int stderr_fd, UniqueF
 }
 
 Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& command,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout, const OutputSink& on_output) {
   const SandboxSpec& spec = *env_.spec;
   SPECULA_TRY(shell.Validate());
   if (command.find('\0') != std::string::npos) {
@@ -334,6 +372,8 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
   }
 
   const auto& res = spec.policy.resources;
+  OutputPump out_pump(out.get(), res.stdout_cap, OutputStream::kStdout, on_output);
+  OutputPump err_pump(err.get(), res.stderr_cap, OutputStream::kStderr, on_output);
   siginfo_t info{};
   const auto deadline = start + timeout;
   bool exited = false;
@@ -341,6 +381,8 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     exited = proc.Wait(std::min(left, kOutputCheck), &info);
+    out_pump.Check();
+    err_pump.Check();
     CapOutput(out.get(), res.stdout_cap);
     CapOutput(err.get(), res.stderr_cap);
   }
@@ -361,6 +403,8 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
 
   ReadCapped(out.get(), res.stdout_cap, result.stdout_data, result.stdout_truncated);
   ReadCapped(err.get(), res.stderr_cap, result.stderr_data, result.stderr_truncated);
+  out_pump.Finish(result.stdout_data);
+  err_pump.Finish(result.stderr_data);
   // Free the tmpfs pages; a background process still writing makes a sparse file.
   (void)::ftruncate(out.get(), 0);
   (void)::ftruncate(err.get(), 0);

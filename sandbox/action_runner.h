@@ -67,8 +67,10 @@ class ActionRunner {
  public:
   explicit ActionRunner(ActionEnv env) : env_(std::move(env)) {}
   // Runs `command` with `shell` as the starting state; `shell` becomes the
-  // captured state when the action wrote one. One at a time (the caller locks).
-  Result<ActionResult> Run(ShellState& shell, const std::string& command, std::chrono::milliseconds timeout);
+  // captured state when the action wrote one. One at a time (the caller
+  // locks). on_output (may be empty) gets the output as it is written.
+  Result<ActionResult> Run(ShellState& shell, const std::string& command, std::chrono::milliseconds timeout,
+                           const OutputSink& on_output = {});
   // Closes the output files background jobs of earlier actions still hold.
   void DropKeptOutputs() { kept_outputs_.clear(); }
 

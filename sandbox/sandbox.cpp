@@ -91,7 +91,8 @@ class LinuxSandbox final : public Sandbox {
   Status ReexecRestoredInit();
   Status Adopt();  // opens the io dir, starts the defer notifier
 
-  Result<ActionResult> Run(const std::string& command, std::chrono::milliseconds timeout) override;
+  Result<ActionResult> Run(const std::string& command, std::chrono::milliseconds timeout,
+                           const OutputSink& on_output) override;
   const ShellState& shell_state() const override { return shell_; }
   void set_shell_state(ShellState s) override { shell_ = std::move(s); }
   Status Freeze() override {
@@ -478,10 +479,11 @@ Result<bool> LinuxSandbox::HasLiveProcesses() const {
   return cgroup_.HasProcessOtherThan(init_pid_);
 }
 
-Result<ActionResult> LinuxSandbox::Run(const std::string& command, std::chrono::milliseconds timeout) {
+Result<ActionResult> LinuxSandbox::Run(const std::string& command, std::chrono::milliseconds timeout,
+                                       const OutputSink& on_output) {
   std::lock_guard<std::mutex> lock(run_mu_);
   if (destroyed_ || dying_.load() || !init_pidfd_ || !runner_) return Gone();
-  auto r = runner_->Run(shell_, command, timeout);
+  auto r = runner_->Run(shell_, command, timeout, on_output);
   if (!r.ok()) r.Context("sandbox " + spec_.name + ": run action");
   return r;
 }

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -59,6 +60,14 @@ struct ActionResult {
   // the state it had before the action.
   bool state_captured = false;
 };
+
+// Output of a running action, handed over as the action writes it
+// (Sandbox::Run's on_output): which stream, and bytes not handed over
+// before. Called on the thread that called Run, never in a forked child;
+// the bytes are only valid during the call. Together the calls for a
+// stream hand over exactly the capped text the result carries.
+enum class OutputStream { kStdout, kStderr };
+using OutputSink = std::function<void(OutputStream stream, std::string_view data)>;
 
 // A syscall held by a defer rule (seccomp user notification).
 struct DeferredCall {
@@ -135,9 +144,11 @@ class Sandbox {
 
   // Runs `bash` with the current shell state, the command, and captures the
   // new shell state. timeout 0: the policy's action timeout. On timeout the
-  // action's process group is killed and the sandbox lives on.
+  // action's process group is killed and the sandbox lives on. on_output,
+  // when set, gets the output while the action runs (OutputSink above).
   virtual Result<ActionResult> Run(const std::string& command,
-                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
+                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                                   const OutputSink& on_output = {}) = 0;
 
   virtual const ShellState& shell_state() const = 0;
   virtual void set_shell_state(ShellState s) = 0;

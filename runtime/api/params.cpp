@@ -41,6 +41,13 @@ Result<uint64_t> Params::OptUint(std::string_view key, uint64_t fallback, uint64
   return n;
 }
 
+Result<bool> Params::OptBool(std::string_view key, bool fallback) {
+  const Json* v = Get(key);
+  if (v == nullptr) return fallback;
+  if (!v->is_boolean()) return Bad(key, "must be true or false");
+  return v->get<bool>();
+}
+
 Result<double> Params::OptProbability(std::string_view key, double fallback) {
   const Json* v = Get(key);
   if (v == nullptr) return fallback;

@@ -26,6 +26,8 @@ class Params {
   Result<std::string> OptString(std::string_view key, std::string fallback = "");
   // An optional non-negative integer no greater than max.
   Result<uint64_t> OptUint(std::string_view key, uint64_t fallback, uint64_t max);
+  // An optional boolean.
+  Result<bool> OptBool(std::string_view key, bool fallback);
   // An optional number in [0, 1].
   Result<double> OptProbability(std::string_view key, double fallback);
   // An optional object: null when absent; its keys are the caller's to check.

@@ -18,7 +18,7 @@ enum As : unsigned {
   kPlain = 0,
   kId = 1,            // a string; a number in a reply is read as its decimal text
   kNullIfEmpty = 2,   // "" (or an empty optional) goes out as null
-  kOmitIfEmpty = 4,   // "" is not sent at all
+  kOmitIfEmpty = 4,   // "" (or false) is not sent at all
 };
 
 template <typename T>
@@ -42,6 +42,9 @@ struct Field {
       } else if (as & kNullIfEmpty) {
         j[key] = nullptr;
       }
+    } else if constexpr (std::is_same_v<M, bool>) {
+      if (!m && (as & kOmitIfEmpty)) return;
+      j[key] = m;
     } else if constexpr (std::is_same_v<M, double>) {
       j[key] = m >= 0 && m < 1.8e19 && std::floor(m) == m ? Json(static_cast<uint64_t>(m)) : Json(m);
     } else if constexpr (std::is_same_v<M, std::string>) {
@@ -151,6 +154,15 @@ auto FieldsOf(const CommitResponse*) {
                     F("lossy_effects", &T::lossy_effects), F("flags", &T::flags),
                     F("promote_notes", &T::promote_notes)};
 }
+auto FieldsOf(const CommitRequest*) {
+  return std::tuple_cat(FieldsOf(static_cast<const ActionParams*>(nullptr)),
+                        std::tuple{F("stream", &CommitRequest::stream, kOmitIfEmpty)});
+}
+auto FieldsOf(const OutputChunk*) {
+  using T = OutputChunk;
+  return std::tuple{F("session", &T::session, kId), F("branch", &T::branch, kId), F("stream", &T::stream),
+                    F("data", &T::data)};
+}
 auto FieldsOf(const AbortResponse*) { return std::tuple{F("discarded", &AbortResponse::discarded)}; }
 auto FieldsOf(const AbortRequest*) { return std::tuple{F("session", &AbortRequest::session, kId)}; }
 
@@ -247,7 +259,7 @@ Status ReadAction(Params& p, ActionParams& out) {
   SPECULA_ASSIGN_OR_RETURN(out.command, p.String("command"));
   SPECULA_TRY(ValidateCommand(out.command));
   SPECULA_ASSIGN_OR_RETURN(out.timeout_ms, p.OptUint("timeout_ms", 0, kMaxTimeoutMs));
-  return p.Finish();
+  return Status::Ok();
 }
 
 // A required id param, validated as soon as it is read.
@@ -351,11 +363,14 @@ Status DecodeParams(const Json& params, RollbackRequest& out) {
 
 Status DecodeParams(const Json& params, SpeculateRequest& out) {
   Params p(SpeculateRequest::kMethod, params);
-  return ReadAction(p, out);
+  SPECULA_TRY(ReadAction(p, out));
+  return p.Finish();
 }
 Status DecodeParams(const Json& params, CommitRequest& out) {
   Params p(CommitRequest::kMethod, params);
-  return ReadAction(p, out);
+  SPECULA_TRY(ReadAction(p, out));
+  SPECULA_ASSIGN_OR_RETURN(out.stream, p.OptBool("stream", false));
+  return p.Finish();
 }
 Status DecodeParams(const Json& params, AbortRequest& out) {
   return DecodeOneId(params, AbortRequest::kMethod, "session", out.session);

@@ -205,6 +205,28 @@ struct CommitResponse {
 struct CommitRequest : ActionParams {
   static constexpr const char* kMethod = "action.commit";
   using Response = CommitResponse;
+  // Send the output as OutputChunk notifications while the command runs,
+  // before the reply (which still carries all of it). Only sent when true,
+  // so a request to a daemon without streaming stays valid.
+  bool stream = false;
+};
+
+// action.commit's live output (docs/api.md "Streaming output"), sent with
+// stream: true on the caller's connection as a JSON-RPC notification
+// before the call's reply:
+//   {"jsonrpc":"2.0","method":"action.output",
+//    "params":{"session":"s1","branch":"b2","stream":"stdout","data":"one\n"}}
+// A miss sends its run's output as it is written; a hit (its action ran
+// before the commit) sends its whole output at once, right before the
+// reply; an empty stream sends nothing. The chunks of a stream, concatenated, are the reply's
+// text (capped like it); each chunk ends on a UTF-8 character boundary
+// and holds at most 64 KiB (api::OutputChunker, output_chunker.h).
+struct OutputChunk {
+  static constexpr const char* kMethod = "action.output";
+  std::string session;
+  std::string branch;  // == the reply's branch
+  std::string stream;  // "stdout" | "stderr"
+  std::string data;
 };
 
 struct AbortResponse {
@@ -366,7 +388,7 @@ struct UmountCheckpointRequest {
   X(CreateSessionResponse) X(SpeculationConfig) X(CreateSessionRequest) X(SpeculationStatus) X(Session) X(ListSessionsRequest)         \
   X(ShowSessionRequest) X(DestroySessionResponse) X(DestroySessionRequest)                   \
   X(RollbackResponse) X(RollbackRequest) X(SpeculateResponse) X(SpeculateRequest)            \
-  X(LossyEffect) X(PromoteNote) X(CommitResponse) X(CommitRequest) X(AbortResponse) X(AbortRequest)         \
+  X(LossyEffect) X(PromoteNote) X(CommitResponse) X(CommitRequest) X(OutputChunk) X(AbortResponse) X(AbortRequest) \
   X(BranchResult) X(BranchOrigin) X(BranchSummary) X(ListBranchesRequest) X(JournalEntry) X(SyscallEvent)    \
   X(BranchDetail) X(ShowBranchRequest) X(DiffFile) X(BranchDiff) X(DiffBranchRequest)        \
   X(Checkpoint) X(ListCheckpointsRequest) X(ShowCheckpointRequest) X(CheckpointDiff)        \

@@ -95,7 +95,9 @@ OnReply<Request> Print(const Globals& g, std::function<std::string(const typenam
   };
 }
 
-int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r) {
+// `streamed`: the output already went out as it came (StreamCommit), so
+// only what follows it is printed here.
+int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r, bool streamed = false) {
   int status = r.exit_code;
   if (r.signal != 0) status = 128 + r.signal;
   if (status < 0 || status > 255) status = 1;
@@ -104,15 +106,48 @@ int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r)
     return status;
   }
   // As a shell would: the action's own output, nothing added on stdout.
-  std::cout.write(r.stdout_text.data(), static_cast<std::streamsize>(r.stdout_text.size()));
-  std::cout.flush();
-  std::cerr.write(r.stderr_text.data(), static_cast<std::streamsize>(r.stderr_text.size()));
+  if (!streamed) {
+    std::cout.write(r.stdout_text.data(), static_cast<std::streamsize>(r.stdout_text.size()));
+    std::cout.flush();
+    std::cerr.write(r.stderr_text.data(), static_cast<std::streamsize>(r.stderr_text.size()));
+  }
   if (r.truncated) std::cerr << "specula: output truncated at the policy's cap\n";
   for (const auto& e : r.lossy_effects) std::cerr << "specula: lossy effect " << LossyEffectLine(e) << "\n";
   for (const auto& n : r.promote_notes) {
     std::cerr << "specula: promote onto the base " << n.action << " " << n.path << ": " << n.detail << "\n";
   }
   return status;
+}
+
+// `specula run` for a person: the daemon streams the output (docs/api.md
+// "Streaming output") and each chunk is printed as it comes, stdout to
+// stdout and stderr to stderr, so a long build shows progress. The chunks
+// add up to the reply's text (a hit sends its output as chunks too), so
+// the reply's text is not printed again. --json does not stream: its one
+// line is the reply as it always was.
+int StreamCommit(const Globals& g, api::CommitRequest req) {
+  auto client = rpc::Client::Connect(g.socket);
+  if (!client.ok()) return ReportError(client.error(), g.json, std::cout, std::cerr);
+  req.stream = true;
+  bool streamed = false;
+  auto on_chunk = [&streamed](const api::OutputChunk& c) {
+    streamed = true;
+    std::ostream& os = c.stream == "stderr" ? std::cerr : std::cout;
+    os.write(c.data.data(), static_cast<std::streamsize>(c.data.size()));
+    os.flush();
+  };
+  auto raw = client->Call(api::CommitRequest::kMethod, api::ToJson(req), std::chrono::milliseconds(g.timeout_ms),
+                          [&on_chunk](std::string_view method, const Json& params) {
+                            if (method != api::OutputChunk::kMethod) return;
+                            auto chunk = api::FromJson<api::OutputChunk>(params, method);
+                            if (chunk.ok()) on_chunk(*chunk);
+                          });
+  if (!raw.ok()) return ReportError(raw.error(), g.json, std::cout, std::cerr);
+  auto reply = api::FromJson<api::CommitResponse>(*raw, api::CommitRequest::kMethod);
+  if (!reply.ok()) return ReportError(reply.error(), g.json, std::cout, std::cerr);
+  // A daemon that does not stream sent no chunk: print the reply's text.
+  // One that does sent every byte of it (none when there was no output).
+  return PrintCommit(g, *raw, *reply, streamed);
 }
 
 }  // namespace
@@ -211,6 +246,7 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
       req.session = session_id;
       req.command = JoinWords(words);
       req.timeout_ms = action_timeout;
+      if (!g.json) return StreamCommit(g, std::move(req));
       return Call<api::CommitRequest>(
           g, req, [&](const Json& raw, const api::CommitResponse& r) { return PrintCommit(g, raw, r); });
     };

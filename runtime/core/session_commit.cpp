@@ -72,7 +72,7 @@ constexpr const char* kOtherCommand = "discarded: commit of a different command"
 }  // namespace
 
 Result<CommitResult> SessionManager::Commit(const std::string& session, const std::string& command,
-                                            milliseconds timeout) {
+                                            milliseconds timeout, const CommitOutputSink& on_output) {
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
@@ -145,6 +145,12 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);
+        // Its action ran before this commit: no live output, the whole text
+        // at once, and only now that the hit is sure to be the answer.
+        if (on_output) {
+          if (!out.stdout_data.empty()) on_output(hit->id, sandbox::OutputStream::kStdout, out.stdout_data);
+          if (!out.stderr_data.empty()) on_output(hit->id, sandbox::OutputStream::kStderr, out.stderr_data);
+        }
         out.saved_ms = std::max<int64_t>(0, out.duration_ms - waited);
         out.head = *promoted;
         out.promote_notes = hit->promote_notes;
@@ -209,7 +215,13 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   }
   // The commit's own run is authorised: deferred calls go through at once.
   if (Status st = run->sandbox->AuthoriseDeferred(); !st.ok()) return fail(std::move(st).error());
-  auto r = run->sandbox->Run(command, timeout);
+  sandbox::OutputSink live;
+  if (on_output) {
+    live = [&on_output, &id = run->id](sandbox::OutputStream stream, std::string_view data) {
+      on_output(id, stream, data);
+    };
+  }
+  auto r = run->sandbox->Run(command, timeout, live);
   {
     std::lock_guard lock(s->mu);
     s->committing_cgroup.clear();

@@ -140,6 +140,16 @@ struct CommitResult {
   std::vector<PromoteNote> promote_notes;  // target "base" only
 };
 
+// Commit's live output (docs/api.md "Streaming output"): the id of the
+// branch whose output it is (the CommitResult's `branch`), the stream, and
+// bytes not handed over before. A miss calls it while its run writes; a hit,
+// whose action ran before the commit, calls it once per non-empty stream
+// with its whole captured text, after its promote succeeded. Either way the
+// calls of one stream add up to the result's text. Called on the commit's
+// thread; the bytes are only valid during the call.
+using CommitOutputSink =
+    std::function<void(const std::string& branch, sandbox::OutputStream stream, std::string_view data)>;
+
 enum class ChangeKind { kAdded, kChanged, kDeleted };
 const char* ToString(ChangeKind k);
 struct FileChange {
@@ -183,9 +193,11 @@ class SessionManager {
   Result<std::string> Speculate(const std::string& session, const std::string& command,
                                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
                                 const std::string& origin = "", const std::string& from_head = "");
-  // The authoritative action (DESIGN.md contract 2).
+  // The authoritative action (DESIGN.md contract 2). on_output (may be
+  // empty) gets its output before Commit returns (CommitOutputSink above).
   Result<CommitResult> Commit(const std::string& session, const std::string& command,
-                              std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                              const CommitOutputSink& on_output = {});
   // Discards every live branch of the session.
   Status Abort(const std::string& session);
   // Moves the head to an earlier checkpoint of the session.

@@ -19,12 +19,59 @@ struct Server::Call {
   std::atomic<bool> cancelled{false};
   double last_progress = 0;
   std::thread thread;
+  // The end of the call's output so far (AddOutput), for progress
+  // messages; its own lock, since the tool's thread writes it while the
+  // ticker holds the server's.
+  std::mutex output_mu;
+  std::string output_tail;
 };
+
+namespace {
+
+// Keeps this much of a call's output: enough for its last line.
+constexpr size_t kOutputTail = 4096;
+constexpr size_t kMessageLine = 200;
+
+// The last line with any text of `tail`, without its '\n' or '\r'.
+std::string_view LastLine(std::string_view tail) {
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.remove_suffix(1);
+  size_t nl = tail.find_last_of('\n');
+  std::string_view line = nl == std::string_view::npos ? tail : tail.substr(nl + 1);
+  // A progress bar redraws with '\r': its latest state is after the last one.
+  if (size_t cr = line.find_last_of('\r'); cr != std::string_view::npos) line = line.substr(cr + 1);
+  return line;
+}
+
+}  // namespace
+
+std::string ProgressMessage(const std::string& tool, int64_t seconds, std::string_view last_line) {
+  std::string msg = tool + ": running for " + std::to_string(seconds) + " s";
+  if (last_line.empty()) return msg;
+  if (last_line.size() > kMessageLine) {
+    size_t cut = kMessageLine;
+    // Back up to the start of a UTF-8 character.
+    while (cut > 0 && (static_cast<unsigned char>(last_line[cut]) & 0xC0) == 0x80) --cut;
+    last_line = last_line.substr(0, cut);
+  }
+  return msg + "; output: " + std::string(last_line);
+}
 
 class Server::Context : public CallContext {
  public:
   explicit Context(std::shared_ptr<Call> call) : call_(std::move(call)) {}
   bool cancelled() const override { return call_->cancelled.load(); }
+  bool wants_progress() const override { return call_->progress_token.has_value(); }
+  void AddOutput(std::string_view data) const override {
+    std::lock_guard lock(call_->output_mu);
+    std::string& tail = call_->output_tail;
+    tail.append(data);
+    if (tail.size() > kOutputTail) {
+      size_t cut = tail.size() - kOutputTail;
+      // Never keep half a character at the front.
+      while (cut < tail.size() && (static_cast<unsigned char>(tail[cut]) & 0xC0) == 0x80) ++cut;
+      tail.erase(0, cut);
+    }
+  }
 
  private:
   std::shared_ptr<Call> call_;
@@ -266,9 +313,12 @@ void Server::Tick() {
         continue;
       }
       call->last_progress = progress;
-      Json params{{"progressToken", *call->progress_token},
-                  {"progress", progress},
-                  {"message", call->tool + ": running for " + std::to_string(static_cast<int64_t>(elapsed)) + " s"}};
+      std::string message;
+      {
+        std::lock_guard out(call->output_mu);
+        message = ProgressMessage(call->tool, static_cast<int64_t>(elapsed), LastLine(call->output_tail));
+      }
+      Json params{{"progressToken", *call->progress_token}, {"progress", progress}, {"message", message}};
       Write(EncodeNotification("notifications/progress", params));
     }
   }

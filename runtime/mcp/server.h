@@ -55,7 +55,19 @@ class CallContext {
   // The client cancelled the request (notifications/cancelled): its reply
   // will be dropped.
   virtual bool cancelled() const = 0;
+  // Whether the client asked for progress (_meta.progressToken): only then
+  // is the call's live output worth fetching.
+  virtual bool wants_progress() const { return false; }
+  // The call's output so far, as it comes (any pieces): its last line goes
+  // into the message of the next progress notification (docs/mcp.md
+  // "Progress"). Safe from the tool's thread while the ticker reads.
+  virtual void AddOutput(std::string_view data) const { (void)data; }
 };
+
+// The `message` of a progress notification: the elapsed whole seconds,
+// and the last line of output when there is one, cut to about 200 bytes
+// on a UTF-8 boundary. E.g. "bash: running for 12 s; output: [ 40%] Linking".
+std::string ProgressMessage(const std::string& tool, int64_t seconds, std::string_view last_line);
 
 class ToolHandler {
  public:

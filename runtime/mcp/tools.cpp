@@ -143,6 +143,12 @@ Result<Json> DaemonBackend::Call(std::string_view method, const Json& params) {
   return client.Call(method, params, std::chrono::milliseconds(timeout_ms_.load()));
 }
 
+Result<Json> DaemonBackend::CallNotifying(std::string_view method, const Json& params,
+                                          const rpc::NotificationHandler& on_notification) {
+  SPECULA_ASSIGN_OR_RETURN(rpc::Client client, rpc::Client::Connect(socket_));
+  return client.Call(method, params, std::chrono::milliseconds(timeout_ms_.load()), on_notification);
+}
+
 ToolResult ToolError(const Error& error) {
   std::string text = "error (" + std::string(CodeName(error.code())) + "): " + error.message();
   if (!error.hint().empty()) text += "\nhint: " + error.hint();
@@ -299,8 +305,8 @@ std::vector<ToolSpec> SpeculaTools::Tools() const {
   return tools;
 }
 
-Result<ToolResult> SpeculaTools::Call(const std::string& name, const Json& arguments, const CallContext&) {
-  if (name == "bash") return Bash(arguments);
+Result<ToolResult> SpeculaTools::Call(const std::string& name, const Json& arguments, const CallContext& ctx) {
+  if (name == "bash") return Bash(arguments, ctx);
   if (name == "checkpoints") return Checkpoints(arguments);
   if (name == "diff") return Diff(arguments);
   if (name == "rollback") return Rollback(arguments);
@@ -308,7 +314,7 @@ Result<ToolResult> SpeculaTools::Call(const std::string& name, const Json& argum
   return Error(Code::kInvalidArgument, "unknown tool \"" + name + "\"");
 }
 
-Result<ToolResult> SpeculaTools::Bash(const Json& args) {
+Result<ToolResult> SpeculaTools::Bash(const Json& args, const CallContext& ctx) {
   SPECULA_TRY(OnlyKnown("bash", args, {"command", "timeout_ms"}));
   SPECULA_ASSIGN_OR_RETURN(std::string command, StringArg("bash", args, "command", true));
   uint64_t timeout_ms = 0;
@@ -324,7 +330,23 @@ Result<ToolResult> SpeculaTools::Bash(const Json& args) {
   req.session = *session;
   req.command = std::move(command);
   req.timeout_ms = timeout_ms;
-  auto r = CallDaemon(backend_, req);
+  // Live output only feeds progress messages: asked for only when the
+  // client wants progress and the backend can deliver it. The result below
+  // is the same either way.
+  Result<api::CommitResponse> r = Error(Code::kInternal, "bash: no reply");
+  if (ctx.wants_progress() && backend_.streams()) {
+    req.stream = true;
+    auto reply = backend_.CallNotifying(api::CommitRequest::kMethod, api::ToJson(req),
+                                        [&ctx](std::string_view method, const Json& params) {
+                                          if (method != api::OutputChunk::kMethod) return;
+                                          auto chunk = api::FromJson<api::OutputChunk>(params, method);
+                                          if (chunk.ok()) ctx.AddOutput(chunk->data);
+                                        });
+    r = reply.ok() ? api::FromJson<api::CommitResponse>(*reply, api::CommitRequest::kMethod)
+                   : Result<api::CommitResponse>(reply.error());
+  } else {
+    r = CallDaemon(backend_, req);
+  }
   if (!r.ok()) return ToolError(r.error());
   return ToolResult{RenderCommit(*r), api::ToJson(*r), false};
 }

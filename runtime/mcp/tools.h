@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "runtime/api/wire.h"
 #include "runtime/mcp/server.h"
+#include "runtime/rpc/client.h"
 
 namespace specula::mcp {
 
@@ -24,6 +25,16 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Result<Json> Call(std::string_view method, const Json& params) = 0;
+  // The same, handing the daemon's notifications for this call (e.g. a
+  // streaming commit's action.output) to on_notification as they arrive.
+  // A backend that cannot (the default) just calls: no notification comes.
+  virtual Result<Json> CallNotifying(std::string_view method, const Json& params,
+                                     const rpc::NotificationHandler& on_notification) {
+    (void)on_notification;
+    return Call(method, params);
+  }
+  // Whether CallNotifying delivers notifications.
+  virtual bool streams() const { return false; }
 };
 
 // A typed call: a request of the wire contract in, its response out.
@@ -40,6 +51,9 @@ class DaemonBackend : public Backend {
  public:
   explicit DaemonBackend(std::string socket) : socket_(std::move(socket)) {}
   Result<Json> Call(std::string_view method, const Json& params) override;
+  Result<Json> CallNotifying(std::string_view method, const Json& params,
+                             const rpc::NotificationHandler& on_notification) override;
+  bool streams() const override { return true; }
   const std::string& socket() const { return socket_; }
   // Bounds every later call (0, the default: wait as long as a commit runs).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ms_ = timeout.count(); }
@@ -72,7 +86,7 @@ class SpeculaTools : public ToolHandler {
   Result<ToolResult> Call(const std::string& name, const Json& arguments, const CallContext& ctx) override;
 
  private:
-  Result<ToolResult> Bash(const Json& args);
+  Result<ToolResult> Bash(const Json& args, const CallContext& ctx);
   Result<ToolResult> Checkpoints(const Json& args);
   Result<ToolResult> Diff(const Json& args);
   Result<ToolResult> Rollback(const Json& args);

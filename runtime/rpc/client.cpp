@@ -80,6 +80,23 @@ std::optional<Error> Client::PendingRefusal() {
 }
 
 Result<Json> Client::Call(std::string_view method, const Json& params, std::chrono::milliseconds timeout) {
+  return Call(method, params, timeout, NotificationHandler());
+}
+
+Result<api::CommitResponse> Client::Call(const api::CommitRequest& request, std::chrono::milliseconds timeout,
+                                         const std::function<void(const api::OutputChunk&)>& on_chunk) {
+  NotificationHandler notes = [&on_chunk](std::string_view method, const Json& params) {
+    if (method != api::OutputChunk::kMethod || !on_chunk) return;
+    // A chunk this client cannot read is skipped: the reply still has it all.
+    auto chunk = api::FromJson<api::OutputChunk>(params, method);
+    if (chunk.ok()) on_chunk(*chunk);
+  };
+  SPECULA_ASSIGN_OR_RETURN(Json reply, Call(api::CommitRequest::kMethod, api::ToJson(request), timeout, notes));
+  return api::FromJson<api::CommitResponse>(reply, api::CommitRequest::kMethod);
+}
+
+Result<Json> Client::Call(std::string_view method, const Json& params, std::chrono::milliseconds timeout,
+                          const NotificationHandler& on_notification) {
   if (!fd_) return Error(Code::kFailedPrecondition, "client connection is closed");
   int64_t id = next_id_++;
   std::string line = EncodeRequest(id, method, params);
@@ -96,7 +113,10 @@ Result<Json> Client::Call(std::string_view method, const Json& params, std::chro
     while (auto reply_line = in_.NextLine()) {
       if (reply_line->empty()) continue;
       SPECULA_ASSIGN_OR_RETURN(Reply reply, DecodeReply(*reply_line));
-      if (reply.notification) continue;  // not a reply to anyone
+      if (reply.notification) {  // not a reply to anyone
+        if (on_notification) on_notification(reply.method, reply.params);
+        continue;
+      }
       // id null carries errors the daemon could not attribute to a request
       // (refused connection, oversized message): they are ours too.
       if (reply.id == Json(id) || (reply.id.is_null() && !reply.result.ok())) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +23,10 @@ namespace specula::rpc {
 // $SPECULA_SOCKET when set, else /run/specula/speculad.sock.
 std::string DefaultSocketPath();
 
+// What a call does with the daemon's notifications that arrive while it
+// waits for its reply (e.g. action.output, docs/api.md "Streaming output").
+using NotificationHandler = std::function<void(std::string_view method, const Json& params)>;
+
 class Client {
  public:
   // Fails with kUnavailable (and a hint on how to start it) when no daemon
@@ -34,6 +39,10 @@ class Client {
   // (the connection is then unusable: a late reply would be misattributed).
   Result<Json> Call(std::string_view method, const Json& params = Json::object(),
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The same, handing every notification that arrives before the reply to
+  // on_notification (in arrival order, on this thread); Call skips them.
+  Result<Json> Call(std::string_view method, const Json& params, std::chrono::milliseconds timeout,
+                    const NotificationHandler& on_notification);
 
   // A typed call: the request's method and params, the reply decoded.
   template <api::WireRequest Request>
@@ -42,6 +51,10 @@ class Client {
     SPECULA_ASSIGN_OR_RETURN(Json reply, Call(Request::kMethod, api::ToJson(request), timeout));
     return api::FromJson<typename Request::Response>(reply, Request::kMethod);
   }
+  // A streaming commit (request.stream set by the caller): each
+  // action.output notification before the reply goes to on_chunk.
+  Result<api::CommitResponse> Call(const api::CommitRequest& request, std::chrono::milliseconds timeout,
+                                   const std::function<void(const api::OutputChunk&)>& on_chunk);
 
   const std::string& socket_path() const { return socket_path_; }
   int fd() const { return fd_.get(); }

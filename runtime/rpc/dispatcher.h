@@ -20,8 +20,16 @@ namespace specula::rpc {
 // ping) keep answering while every blocking worker is busy.
 enum class MethodKind { kQuick, kBlocking };
 
+// A notification to the caller: a method name and its params, sent on the
+// caller's connection. Sent in call order, and all before the call's reply.
+using Notifier = std::function<void(std::string_view method, const Json& params)>;
+
 struct CallContext {
   PeerCredentials peer;
+  // Empty when the transport cannot notify (the call is a notification
+  // itself, or a test calls the handler directly). Valid only until the
+  // handler returns; a caller gone meanwhile makes it a no-op.
+  Notifier notify;
 };
 
 using Handler = std::function<Result<Json>(const Json& params, const CallContext& ctx)>;

@@ -259,7 +259,13 @@ Result<Reply> DecodeReply(std::string_view line) {
   if (doc.is_discarded() || !doc.is_object()) {
     return Error(Code::kInternal, "daemon sent a reply that is not a JSON object");
   }
-  if (doc.contains("method") && !doc.contains("id")) return Reply{nullptr, Result<Json>(Json(nullptr)), true};
+  if (doc.contains("method") && !doc.contains("id")) {
+    Reply note{nullptr, Result<Json>(Json(nullptr)), true};
+    if (auto m = doc.find("method"); m->is_string()) note.method = m->get<std::string>();
+    auto p = doc.find("params");
+    note.params = p != doc.end() && p->is_object() ? std::move(*p) : Json::object();
+    return note;
+  }
   Json id = doc.contains("id") ? doc["id"] : Json(nullptr);
   if (auto res = doc.find("result"); res != doc.end()) {
     return Reply{std::move(id), Result<Json>(std::move(*res))};

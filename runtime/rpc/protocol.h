@@ -93,11 +93,14 @@ std::string EncodeError(const RawId& id, const Error& error, int protocol_code =
 // Error whose Code is taken from data.kind (falling back to the code number),
 // with the daemon's message and hint. Malformed replies are kInternal errors.
 // A notification from the daemon (an object with a "method" and no "id")
-// is no reply: it comes back with notification set, for the client to skip.
+// is no reply: it comes back with notification set, its method and params
+// (an object; {} when absent or not one) for a client that wants them.
 struct Reply {
   Json id;
   Result<Json> result;
   bool notification = false;
+  std::string method = {};
+  Json params = {};
 };
 Result<Reply> DecodeReply(std::string_view line);
 

@@ -49,6 +49,10 @@ struct Connection {
 struct Completion {
   uint64_t conn;
   std::string line;  // "" for a notification: nothing to send
+  // False for a notification a running call sends its caller: the call is
+  // still in flight. A call's notifications and then its reply go through
+  // the one queue, so they reach the connection in that order.
+  bool ends_call = true;
 };
 
 // Whether a daemon at addr answers a ping within a second.
@@ -158,10 +162,10 @@ struct Server::Impl {
     ssize_t n = ::write(wake_fd.get(), &one, sizeof(one));
     (void)n;  // only fails when the counter is saturated: a wakeup is pending anyway
   }
-  void PostCompletion(uint64_t conn, std::string line) {
+  void PostCompletion(uint64_t conn, std::string line, bool ends_call = true) {
     {
       std::lock_guard lock(done_mu);
-      done.push_back({conn, std::move(line)});
+      done.push_back({conn, std::move(line), ends_call});
     }
     Wake();
   }
@@ -296,10 +300,18 @@ struct Server::Impl {
       return;
     }
     WorkerPool& pool = method->kind == MethodKind::kBlocking ? *blocking_pool : *quick_pool;
-    CallContext ctx{c.peer};
+    CallContext ctx{c.peer, {}};
     uint64_t conn_id = c.id;
     RawId id = req.raw_id;
     bool has_id = req.id.has_value();
+    // Only the I/O thread writes to a connection: a worker's notification
+    // is queued like a reply (DrainCompletions drops it if the caller left).
+    if (has_id) {
+      ctx.notify = [this, conn_id](std::string_view name, const Json& params) {
+        Json note{{"jsonrpc", "2.0"}, {"method", name}, {"params", params}};
+        PostCompletion(conn_id, DumpJson(note), /*ends_call=*/false);
+      };
+    }
     bool queued = pool.Submit([this, conn_id, req = std::move(req), ctx = std::move(ctx), id, has_id](bool cancelled) {
       if (cancelled) {
         PostCompletion(conn_id, has_id ? EncodeError(id, Error(Code::kAborted, "speculad is shutting down; the call did not run")) : "");
@@ -381,6 +393,13 @@ struct Server::Impl {
       batch.swap(done);
     }
     for (auto& item : batch) {
+      if (!item.ends_call) {
+        auto it = conns.find(item.conn);
+        if (it == conns.end()) continue;  // the client left mid-call: the call runs on
+        Queue(*it->second, item.line);
+        if (conns.contains(item.conn)) Flush(*it->second);
+        continue;
+      }
       --total_inflight;
       auto it = conns.find(item.conn);
       if (it == conns.end()) continue;  // the client left mid-call

@@ -2,7 +2,10 @@
 // thread for all I/O (accept, read, frame, decode, write), and two worker
 // pools for method calls (quick and blocking, see MethodKind). Workers hand
 // replies back through a queue and an eventfd, so the loop never waits on a
-// method. SIGTERM/SIGINT arrive on a signalfd: the server stops accepting,
+// method. A running call's notifications to its caller (CallContext::notify,
+// e.g. a streaming commit's output) take the same queue, so only the loop
+// writes to a connection and they precede the call's reply; a caller gone
+// meanwhile makes them no-ops while the call runs on. SIGTERM/SIGINT arrive on a signalfd: the server stops accepting,
 // stops reading, answers queued calls with "aborted", lets running calls
 // finish (up to a grace period), flushes replies, and returns.
 #pragma once

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "common/spawn.h"
 #include "common/time.h"
 #include "common/unique_fd.h"
 #include "policies/policy_parser.h"
+#include "runtime/api/output_chunker.h"
 #include "sandbox/overlay.h"
 #include "sandbox/sandbox.h"
 
@@ -316,9 +318,20 @@ Result<api::SpeculateResponse> CoreSessionService::Speculate(const api::Speculat
   return api::SpeculateResponse{std::move(branch)};
 }
 
-Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest& req) {
-  SPECULA_ASSIGN_OR_RETURN(core::CommitResult r,
-                           manager_->Commit(req.session, req.command, std::chrono::milliseconds(req.timeout_ms)));
+Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest& req,
+                                                       const OutputChunkSink& on_chunk) {
+  std::optional<api::OutputChunker> chunker;
+  core::CommitOutputSink live;
+  if (on_chunk) {
+    chunker.emplace(req.session, on_chunk);
+    live = [&chunker](const std::string& branch, sandbox::OutputStream stream, std::string_view data) {
+      chunker->Add(branch, stream == sandbox::OutputStream::kStderr ? "stderr" : "stdout", data);
+    };
+  }
+  auto committed = manager_->Commit(req.session, req.command, std::chrono::milliseconds(req.timeout_ms), live);
+  // Before the reply: a character held back at the end of a stream.
+  if (chunker) chunker->Flush();
+  SPECULA_ASSIGN_OR_RETURN(core::CommitResult r, std::move(committed));
   api::CommitResponse out;
   out.hit = r.hit;
   out.branch = r.branch;

@@ -37,7 +37,7 @@ class CoreSessionService final : public SessionService {
   Result<api::DestroySessionResponse> DestroySession(const api::DestroySessionRequest& req) override;
   Result<api::RollbackResponse> Rollback(const api::RollbackRequest& req) override;
   Result<api::SpeculateResponse> Speculate(const api::SpeculateRequest& req) override;
-  Result<api::CommitResponse> Commit(const api::CommitRequest& req) override;
+  Result<api::CommitResponse> Commit(const api::CommitRequest& req, const OutputChunkSink& on_chunk) override;
   Result<api::AbortResponse> Abort(const api::AbortRequest& req) override;
   Result<std::vector<api::BranchSummary>> ListBranches(const api::ListBranchesRequest& req) override;
   Result<api::BranchDetail> ShowBranch(const api::ShowBranchRequest& req) override;

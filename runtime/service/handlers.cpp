@@ -32,7 +32,19 @@ void RegisterSessionMethods(rpc::Dispatcher& d, SessionService& svc) {
   On<api::RollbackRequest>(d, kBlocking, [&svc](const auto& r) { return svc.Rollback(r); });
 
   On<api::SpeculateRequest>(d, kBlocking, [&svc](const auto& r) { return svc.Speculate(r); });
-  On<api::CommitRequest>(d, kBlocking, [&svc](const auto& r) { return svc.Commit(r); });
+  // Not through On: a commit with stream: true sends its output to the
+  // caller as notifications while it runs (docs/api.md "Streaming output").
+  d.Register(api::CommitRequest::kMethod, kBlocking,
+             [&svc](const api::Json& params, const rpc::CallContext& ctx) -> Result<api::Json> {
+               api::CommitRequest req;
+               SPECULA_TRY(api::DecodeParams(params, req));
+               OutputChunkSink sink;
+               if (req.stream && ctx.notify) {
+                 sink = [&ctx](const api::OutputChunk& c) { ctx.notify(api::OutputChunk::kMethod, api::ToJson(c)); };
+               }
+               SPECULA_ASSIGN_OR_RETURN(api::CommitResponse resp, svc.Commit(req, sink));
+               return api::ToJson(resp);
+             });
   On<api::AbortRequest>(d, kBlocking, [&svc](const auto& r) { return svc.Abort(r); });
 
   On<api::ListBranchesRequest>(d, kQuick, [&svc](const auto& r) { return svc.ListBranches(r); });

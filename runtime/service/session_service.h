@@ -6,12 +6,17 @@
 // core. Every method may be called concurrently from several threads.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "common/error.h"
 #include "runtime/api/wire.h"
 
 namespace specula::service {
+
+// Where a streaming commit's output goes (api::OutputChunk, docs/api.md
+// "Streaming output"): called on the commit's thread, before it returns.
+using OutputChunkSink = std::function<void(const api::OutputChunk&)>;
 
 class SessionService {
  public:
@@ -28,7 +33,9 @@ class SessionService {
   virtual Result<api::RollbackResponse> Rollback(const api::RollbackRequest& req) = 0;
 
   virtual Result<api::SpeculateResponse> Speculate(const api::SpeculateRequest& req) = 0;
-  virtual Result<api::CommitResponse> Commit(const api::CommitRequest& req) = 0;
+  // on_chunk (may be empty) gets the output as OutputChunks before the
+  // reply; the handler passes one only for a request with stream: true.
+  virtual Result<api::CommitResponse> Commit(const api::CommitRequest& req, const OutputChunkSink& on_chunk) = 0;
   virtual Result<api::AbortResponse> Abort(const api::AbortRequest& req) = 0;
 
   virtual Result<std::vector<api::BranchSummary>> ListBranches(const api::ListBranchesRequest& req) = 0;

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -61,6 +62,28 @@ class FakeDaemon : public Backend {
     }
     return h(params);
   }
+  // With `streaming` set, CallNotifying is available (as with the real
+  // daemon) and a handler can send notifications through Notify.
+  bool streams() const override { return streaming; }
+  Result<Json> CallNotifying(std::string_view method, const Json& params,
+                             const rpc::NotificationHandler& on_notification) override {
+    {
+      std::lock_guard lock(mu_);
+      notify_ = on_notification;
+    }
+    auto r = Call(method, params);
+    std::lock_guard lock(mu_);
+    notify_ = nullptr;
+    return r;
+  }
+  void Notify(std::string_view method, const Json& params) {
+    rpc::NotificationHandler h;
+    {
+      std::lock_guard lock(mu_);
+      h = notify_;
+    }
+    if (h) h(method, params);
+  }
   std::vector<std::pair<std::string, Json>> Calls(const std::string& method) {
     std::lock_guard lock(mu_);
     std::vector<std::pair<std::string, Json>> out;
@@ -72,9 +95,11 @@ class FakeDaemon : public Backend {
 
   api::CreateSessionRequest created_with;
   std::vector<std::pair<std::string, Json>> calls;
+  bool streaming = false;
 
  private:
   std::mutex mu_;
+  rpc::NotificationHandler notify_;
   std::map<std::string, Handler> handlers_;
 };
 
@@ -389,6 +414,66 @@ struct Gate {
     cv.wait_for(lock, std::chrono::seconds(20), [&] { return open; });
   }
 };
+
+TEST(McpProgress, MessageCarriesTheLastLineCutOnACharacter) {
+  EXPECT_EQ(ProgressMessage("bash", 3, ""), "bash: running for 3 s");
+  EXPECT_EQ(ProgressMessage("bash", 12, "[ 40%] Linking"), "bash: running for 12 s; output: [ 40%] Linking");
+  // 199 ASCII bytes, then a 2-byte character straddling byte 200: cut before it.
+  std::string line(199, 'x');
+  line += "\xc3\xa9tail";
+  std::string msg = ProgressMessage("bash", 1, line);
+  EXPECT_EQ(msg, "bash: running for 1 s; output: " + std::string(199, 'x'));
+}
+
+TEST_F(McpServerTest, ProgressCarriesTheLatestOutputWhenTheDaemonStreams) {
+  daemon_.streaming = true;
+  Gate gate;
+  std::atomic<bool> streamed{false}, asked_to_stream{false};
+  daemon_.On("action.commit", [&](const Json& p) -> Result<Json> {
+    api::CommitRequest req;
+    SPECULA_TRY(api::DecodeParams(p, req));  // the daemon's own strict decoding
+    asked_to_stream = req.stream;
+    if (req.stream) {
+      api::OutputChunk c{"s1", "b9", "stdout", "step 1\nstep 2 of 3\n"};
+      daemon_.Notify(api::OutputChunk::kMethod, api::ToJson(c));
+      streamed = true;
+      gate.Wait();
+    }
+    api::CommitResponse r;
+    r.exit_code = 0;
+    r.branch = "b9";
+    r.stdout_text = "step 1\nstep 2 of 3\ndone\n";
+    r.head = "c3";
+    return api::ToJson(r);
+  });
+  Start();
+  Initialize();
+  server_->HandleLine(Req(1, "tools/call", {{"name", "bash"}, {"arguments", {{"command", "make"}}},
+                                            {"_meta", {{"progressToken", "tok"}}}}));
+  // Waits (no time is asserted) for a progress note that shows the output.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool shown = false;
+  while (!shown && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& l : out_.Lines()) {
+      if (l.value("method", "") == "notifications/progress" &&
+          l["params"].value("message", "").find("; output: step 2 of 3") != std::string::npos) {
+        shown = true;
+      }
+    }
+    if (!shown) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(streamed.load());
+  EXPECT_TRUE(shown) << "no progress message carried the output";
+  gate.Open();
+  Json r = out_.Reply(1);
+  EXPECT_EQ(r["result"]["isError"], false);
+  // The result is the whole output, as without streaming.
+  EXPECT_EQ(r["result"]["structuredContent"]["stdout"], "step 1\nstep 2 of 3\ndone\n");
+  // Without a progress token nobody would see live output: no stream.
+  Json quiet = CallTool(2, "bash", {{"command", "make"}});
+  EXPECT_EQ(quiet["result"]["isError"], false);
+  EXPECT_FALSE(asked_to_stream.load());
+}
 
 TEST_F(McpServerTest, ProgressWhileALongCommandRunsAndPingIsAnsweredMeanwhile) {
   Gate gate;

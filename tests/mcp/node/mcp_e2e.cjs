@@ -120,11 +120,14 @@ async function main() {
   // A long command sends progress notifications (with a token) and survives
   // the SDK's request timeout because each progress resets it.
   const progress = [];
-  r = await client.callTool({ name: 'bash', arguments: { command: 'sleep 2; echo slept' } }, CallToolResultSchema,
+  r = await client.callTool({ name: 'bash', arguments: { command: 'echo started; sleep 2; echo slept' } },
+                            CallToolResultSchema,
                             { onprogress: (p) => progress.push(p), timeout: 1500, resetTimeoutOnProgress: true });
-  check(r.structuredContent.stdout === 'slept\n', 'the long command finished', r.structuredContent);
+  check(r.structuredContent.stdout === 'started\nslept\n', 'the long command finished', r.structuredContent);
   check(progress.length >= 3, 'progress notifications arrived', progress);
   check(progress.every((p, i) => i === 0 || p.progress > progress[i - 1].progress), 'progress increases', progress);
+  // The daemon streams the output: progress shows the line printed before the sleep.
+  check(progress.some((p) => /; output: started$/.test(p.message || '')), 'progress carries the latest output', progress);
 
   // The log, then a rollback to the first checkpoint.
   cps = await client.callTool({ name: 'checkpoints', arguments: {} });
