@@ -63,7 +63,12 @@ int CriuChildSetup(void* arg) {
   if (s->kdat_dir != nullptr) {
     if (::unshare(CLONE_NEWNS) != 0) return errno;
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
-    if (::mount(s->kdat_dir, "/run", nullptr, MS_BIND, nullptr) != 0) return errno;
+    // Recursive: the binds staged for a restore are mounts below kdat_dir
+    // (restore/<branch>/<i>). A plain bind showed CRIU the empty staging
+    // files under them, so a restored sandbox's lossy path was that file,
+    // not the host's, and a later restore of its image failed on the
+    // then deleted file ("mnt-v2: Can't re-create deleted file").
+    if (::mount(s->kdat_dir, "/run", nullptr, MS_BIND | MS_REC, nullptr) != 0) return errno;
   }
   for (const char* const* p = s->cgroup_procs; p != nullptr && *p != nullptr; ++p) {
     if (int e = WriteSelfPid(*p); e != 0) return e;

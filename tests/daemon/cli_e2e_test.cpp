@@ -366,6 +366,36 @@ TEST_F(CliE2E, ClientVanishingMidCommitStillCommits) {
   EXPECT_TRUE(daemon_->Alive());
 }
 
+// A lossy file bind in a sandbox restored by CRIU must be the host's file:
+// CRIU saw its staged bind through a non-recursive bind of its /run, so a
+// restored sandbox got the empty staging file instead (the write never
+// reached the host), and the next generation's restore failed with
+// "mnt-v2: Can't re-create deleted file /run/restore/<branch>/0" once that
+// file was removed (the soak's sporadic failure).
+TEST_F(CliE2E, LossyWritesOfRestoredSandboxesReachTheHostGenerationAfterGeneration) {
+  std::string lossy = dir_.path() + "/lossy-file";
+  std::ofstream(lossy) << "start\n";
+  std::string policy = dir_.path() + "/lossy-restore.toml";
+  std::ofstream(policy) << "extends = \"default\"\n[filesystem]\nlossy = [{ path = \"" << lossy
+                        << "\", tag = \"l\", compensation = \"restore\" }]\n";
+  auto created = Cli({"--json", "session", "create", "--name", "lossy-restore", "--policy", policy});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  std::string s = ParseOut(created)["session"];
+  // A live process: every later commit restores the head's CRIU image.
+  auto bg = Cli({"run", s, "--", "(sleep 3600 &) ; true"});
+  ASSERT_EQ(bg.exit_code, 0) << bg.err;
+  for (int gen = 1; gen <= 3; ++gen) {
+    const std::string text = "gen" + std::to_string(gen);
+    auto r = Cli({"run", s, "--", "echo " + text + " > " + lossy + "; cat " + lossy});
+    ASSERT_EQ(r.exit_code, 0) << "generation " << gen << ": " << r.err << daemon_->Log();
+    EXPECT_EQ(r.out, text + "\n");
+    std::ostringstream host;
+    host << std::ifstream(lossy).rdbuf();
+    EXPECT_EQ(host.str(), text + "\n") << "generation " << gen << ": the lossy write did not reach the host";
+  }
+  EXPECT_EQ(Cli({"session", "rm", s}).exit_code, 0);
+}
+
 // Issue 16 changed this contract: SIGTERM used to let a running commit
 // finish; now it stops it (nothing of it kept, see CrashE2E.SigtermStops...)
 // and the waiting client is told the daemon is stopping, with exit 69.

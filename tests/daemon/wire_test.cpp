@@ -25,7 +25,7 @@ TEST(Wire, CommitResponseHasTheDocumentedShape) {
   EXPECT_EQ(j, Json::parse(R"({"hit":true,"branch":"b1","exit_code":0,"signal":0,"stdout":"hi\n","stderr":"",
       "truncated":false,"duration_ms":12,"saved_ms":11,"head":"c2","flags":["nondeterministic"],
       "lossy_effects":[{"tag":"cache","kind":"create","path":"/var/cache/x","rule":"/var/cache",
-                        "compensated":true,"detail":""}]})"));
+                        "compensated":true,"detail":""}],"promote_notes":[]})"));
   // Whole milliseconds stay integers on the wire.
   EXPECT_TRUE(j["duration_ms"].is_number_unsigned());
   auto back = FromJson<CommitResponse>(j, "action.commit");
@@ -34,6 +34,10 @@ TEST(Wire, CommitResponseHasTheDocumentedShape) {
   EXPECT_EQ(back->lossy_effects[0].kind, "create");
   EXPECT_TRUE(back->lossy_effects[0].compensated);
   EXPECT_EQ(back->stdout_text, "hi\n");
+  // What a promote onto the base left out (docs/api.md PromoteNote).
+  r.promote_notes.push_back({"usr/bin/x", "stripped", "setuid bit"});
+  EXPECT_EQ(ToJson(r)["promote_notes"],
+            Json::parse(R"([{"path":"usr/bin/x","action":"stripped","detail":"setuid bit"}])"));
 }
 
 TEST(Wire, BranchSummaryResultIsNullUntilDoneAndCheckpointRootHasNullParent) {
