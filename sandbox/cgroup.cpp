@@ -290,6 +290,22 @@ Result<std::vector<pid_t>> SandboxCgroup::Pids() const {
   return pids;
 }
 
+Result<uint64_t> SandboxCgroup::TaskCount() const {
+  if (!v2_dir_) return Error(Code::kFailedPrecondition, "cgroup removed");
+  UniqueFd threads(::openat(v2_dir_.get(), "cgroup.threads", O_RDONLY | O_CLOEXEC));
+  if (!threads) return Error::FromErrno("open " + v2_path_ + "/cgroup.threads");
+  char buf[4096];
+  uint64_t lines = 0;
+  for (;;) {
+    ssize_t n = ::read(threads.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("read " + v2_path_ + "/cgroup.threads");
+    if (n == 0) break;
+    for (ssize_t i = 0; i < n; ++i) lines += buf[i] == '\n' ? 1 : 0;
+  }
+  return lines;
+}
+
 Result<bool> SandboxCgroup::HasProcessOtherThan(pid_t except) const {
   if (!v2_dir_) return Error(Code::kFailedPrecondition, "cgroup removed");
   // A fresh fd per call: a shared one's file position would race between threads.

@@ -67,6 +67,8 @@ class SandboxCgroup {
   // other pid, no allocation) and exact: cgroup.procs lists thread-group
   // leaders with live threads, so exited zombies are not counted.
   Result<bool> HasProcessOtherThan(pid_t except) const;
+  // Tasks (threads) in the cgroup2 directory: what the pids limit counts.
+  Result<uint64_t> TaskCount() const;
   // SIGKILL to everything in the cgroup (cgroup.kill, or one by one).
   Status KillAll();
   // Removes the directories (waiting briefly for dying tasks). Idempotent.

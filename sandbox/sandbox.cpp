@@ -105,6 +105,10 @@ class LinuxSandbox final : public Sandbox {
   }
   pid_t init_pid() const override { return init_pid_; }
   Result<bool> HasLiveProcesses() const override;
+  Result<uint64_t> TaskCount() const override {
+    if (cgroup_.v2_path().empty()) return Gone();
+    return cgroup_.TaskCount();
+  }
   std::vector<std::pair<std::string, std::string>> ExternalMounts() const override {
     std::vector<std::pair<std::string, std::string>> out;
     for (const auto& e : externals_) out.emplace_back(e.sandbox_path, e.key);

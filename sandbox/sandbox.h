@@ -160,6 +160,8 @@ class Sandbox {
   virtual pid_t init_pid() const = 0;
   // True when processes other than init are alive in the sandbox.
   virtual Result<bool> HasLiveProcesses() const = 0;
+  // Tasks (threads) of the sandbox, init included: what resources.pids caps.
+  virtual Result<uint64_t> TaskCount() const = 0;
   // The external mounts a CRIU dump must name (`--external mnt[PATH]:KEY`):
   // pairs of (path inside the sandbox, key).
   virtual std::vector<std::pair<std::string, std::string>> ExternalMounts() const = 0;

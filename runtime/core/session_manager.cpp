@@ -624,6 +624,22 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   // processes the tracer never saw start) adds nothing to the exact cgroup
   // check; a dump decided from a complete trace does.
   bool tracer_saw_need = b.report && b.report->checkpoint.criu_dump && b.report->traced && !b.parent_has_image;
+  if (live) {
+    // A checkpoint that fills the pids limit could never run another
+    // command: its restore alone needs the room (CRIU's helpers count), and
+    // every later action restores it. Refuse it: the head stays where it was.
+    SPECULA_ASSIGN_OR_RETURN(uint64_t tasks, box->TaskCount());
+    const uint64_t limit = s.policy.resources.pids;
+    const uint64_t room = std::max<uint64_t>(8, limit / 8);
+    if (tasks + room > limit) {
+      return Error(Code::kResourceExhausted,
+                   "the action left " + std::to_string(tasks) + " tasks running, too close to the policy's pids limit (" +
+                       std::to_string(limit) + "): a checkpoint of them could not run another command, so it "
+                       "was not kept")
+          .WithHint("the head is unchanged; run the command without leaving so many background processes, or "
+                    "raise [resources] pids in the policy");
+    }
+  }
   if (live || tracer_saw_need || !opts_.elide_checkpoints) {
     SPECULA_TRY_CTX(box->DropUplink(), "promote " + b.id);
     criu::DumpRequest dr;

@@ -16,11 +16,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -57,6 +59,20 @@ size_t FdCount(pid_t pid) {
     ++n;
   }
   return n;
+}
+
+// What each fd of `pid` names ("socket:[123]", a path, "anon_inode:[bpf-map]"),
+// sorted: printed when the count grew, so a failure names the leak.
+std::vector<std::string> FdTargets(pid_t pid) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code rec;
+    out.push_back(fs::read_symlink(it->path(), rec).string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 int64_t RssKiB(pid_t pid) {
@@ -218,6 +234,7 @@ TEST_F(Soak, SessionsOfHitsMissesProcessesAndLossyWritesLeaveNothingBehind) {
   SessionStats warm = RunSession(sessions, 12, 1);
   ASSERT_TRUE(warm.failures.empty()) << warm.failures.front();
   const size_t fds_before = FdCount(daemon_->pid());
+  const std::vector<std::string> fd_targets_before = FdTargets(daemon_->pid());
   const int64_t rss_before = RssKiB(daemon_->pid());
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -237,7 +254,14 @@ TEST_F(Soak, SessionsOfHitsMissesProcessesAndLossyWritesLeaveNothingBehind) {
     checked += s.checked;
     for (const auto& f : s.failures) ADD_FAILURE() << f;
   }
-  const size_t fds_after = FdCount(daemon_->pid());
+  // A client's connection closes on the daemon's side a moment after the
+  // client let go (its I/O thread sees the hangup): wait for that, a leak
+  // stays.
+  size_t fds_after = FdCount(daemon_->pid());
+  for (int i = 0; i < 100 && fds_after > fds_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    fds_after = FdCount(daemon_->pid());
+  }
   const int64_t rss_after = RssKiB(daemon_->pid());
   std::cout << "soak: " << sessions << " sessions x " << actions << " actions x k=" << k << " in " << secs
             << " s: " << hits << " hits, " << misses << " misses, " << checked << " outputs checked; daemon fds "
@@ -249,7 +273,14 @@ TEST_F(Soak, SessionsOfHitsMissesProcessesAndLossyWritesLeaveNothingBehind) {
   // Nothing left while the daemon still runs (every session destroyed).
   // At most the baseline (it may hold the warm-up client's connection for a
   // moment longer): growth is a leak.
-  EXPECT_LE(fds_after, fds_before) << "the daemon's fd count grew";
+  if (fds_after > fds_before) {
+    std::vector<std::string> now = FdTargets(daemon_->pid()), grown;
+    std::set_difference(now.begin(), now.end(), fd_targets_before.begin(), fd_targets_before.end(),
+                        std::back_inserter(grown));
+    std::string list;
+    for (const auto& g : grown) list += " " + g;
+    ADD_FAILURE() << "the daemon's fd count grew " << fds_before << " -> " << fds_after << "; new:" << list;
+  }
   // Flat: a leak of 8 KiB per action would show at the full size.
   EXPECT_LT(rss_after - rss_before, 64 * 1024) << "daemon RSS grew by " << (rss_after - rss_before) << " KiB";
   EXPECT_TRUE(SandboxProcessesUsing(dir_.path()).empty()) << "sandbox processes left";
