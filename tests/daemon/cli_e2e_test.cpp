@@ -396,6 +396,20 @@ TEST_F(CliE2E, LossyWritesOfRestoredSandboxesReachTheHostGenerationAfterGenerati
   EXPECT_EQ(Cli({"session", "rm", s}).exit_code, 0);
 }
 
+// Issue 12: output capture never changes a command's behaviour. 200 MiB on
+// stdout (the policy keeps 1 MiB; more than 64 MiB once made the writer
+// fail and lost its stderr) leaves the command's exit status and stderr
+// intact: capture truncates, it never fails the writer.
+TEST_F(CliE2E, OutputPastTheCapIsTruncatedAndTheCommandStillSucceeds) {
+  std::string s = CreateSession("big-output");
+  // Plain `run` (the JSON reply would carry the kept MiB, more than the
+  // harness captures): the CLI's exit status is the command's.
+  auto r = Cli({"run", s, "--", "head -c 200M /dev/zero | tr '\\0' a; echo \"rc=${PIPESTATUS[*]}\" >&2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("rc=0 0\n"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("output truncated"), std::string::npos) << r.err;
+}
+
 // Issue 16 changed this contract: SIGTERM used to let a running commit
 // finish; now it stops it (nothing of it kept, see CrashE2E.SigtermStops...)
 // and the waiting client is told the daemon is stopping, with exit 69.

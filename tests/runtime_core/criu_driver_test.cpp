@@ -168,10 +168,15 @@ TEST_F(CriuDriverTest, DumpsNamespacedTreeAndRestoresTwoIndependentCopies) {
     ASSERT_TRUE(res.ok()) << res.error().ToString();
     restored.push_back(res->pid);
   }
-  std::this_thread::sleep_for(300ms);
   for (int i = 0; i < 2; ++i) {
-    // Each copy counts on from the dumped value, in its own upper only.
-    int now = std::atoi(ReadFile(dir_ + "/r" + std::to_string(i) + "/upper/counter").c_str());
+    // Each copy counts on from the dumped value, in its own upper only. The
+    // writer truncates before it writes (`echo > /counter`), and a loaded
+    // machine may take a while to schedule it: read until it has moved on.
+    int now = 0;
+    for (int t = 0; t < 200 && now <= at_dump; ++t) {
+      std::this_thread::sleep_for(50ms);
+      now = std::atoi(ReadFile(dir_ + "/r" + std::to_string(i) + "/upper/counter").c_str());
+    }
     EXPECT_GT(now, at_dump) << "copy " << i;
     EXPECT_EQ(::kill(restored[i], 0), 0);
   }

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "tests/security/security_test_util.h"
@@ -59,6 +61,27 @@ TEST_F(PromoteToBase, StrippedAndLeftOutEntriesAreListedInTheResultInspectAndLog
   EXPECT_NE(reason.find("suid (stripped: setuid bit)"), std::string::npos) << reason;
   EXPECT_NE(reason.find("fifo (not applied: fifo)"), std::string::npos) << reason;
   EXPECT_NE(daemon_->Log().find("stripped"), std::string::npos) << daemon_->Log();
+}
+
+// Two sessions on one base: each promote lands on the live host, so B sees
+// what A promoted, and A's rollback, which would revert A's write, must not
+// clobber what B wrote over it since: refused, the host keeps B's file.
+TEST_F(PromoteToBase, TwoSessionsOnOneBaseNeverUndoEachOther) {
+  std::string a = CreateSession("", "/", "base");
+  std::string b = CreateSession("", "/", "base");
+  auto shown = Call("session.show", {{"session", a}});
+  ASSERT_TRUE(shown.ok()) << shown.error().ToString();
+  const std::string a_root = (*shown)["head"];
+  const std::string d = dir_.path() + "/shared-" + marker();
+  ASSERT_EQ(Run("mkdir -p " + d + " && echo a > " + d + "/f", a).exit_code, 0);
+  RunOut rb = Run("cat " + d + "/f && echo b > " + d + "/f", b);
+  ASSERT_EQ(rb.exit_code, 0) << rb.err;
+  EXPECT_EQ(rb.out, "a\n") << "B did not see A's promote";
+  auto rolled = Call("session.rollback", {{"session", a}, {"checkpoint", a_root}});
+  EXPECT_FALSE(rolled.ok()) << "A's rollback reverted over B's write";
+  std::ostringstream now;
+  now << std::ifstream(d + "/f").rdbuf();
+  EXPECT_EQ(now.str(), "b\n");
 }
 
 }  // namespace
