@@ -27,6 +27,13 @@ struct CgroupLayout {
 // Reads /proc/self/mountinfo.
 Result<CgroupLayout> DetectCgroupLayout();
 
+// Removes `parent` (relative to each hierarchy root, as given to
+// SandboxCgroup::Create) in every hierarchy where it exists and is empty:
+// the owner of a cgroup parent gives it back when it closes. A directory
+// that still holds sandboxes (EBUSY) stays and is reported; one already
+// gone is fine.
+Status RemoveCgroupParent(const std::string& parent);
+
 // Owns the directories; Remove() (or the destructor) deletes them once empty.
 class SandboxCgroup {
  public:

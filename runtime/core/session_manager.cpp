@@ -24,6 +24,7 @@
 #include "runtime/core/layer_squash.h"
 #include "runtime/core/session_base.h"
 #include "runtime/core/session_internal.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox_watch.h"
 
 namespace specula::core {
@@ -166,6 +167,12 @@ SessionManager::~SessionManager() {
   for (auto& s : all) {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: daemon stopped");
+  }
+  // The instance's cgroup parent was made for this manager's sandboxes
+  // (SandboxCgroup::Create); with them gone it is given back. In the daemon
+  // the sandbox watch does the same after a crash.
+  if (Status st = sandbox::RemoveCgroupParent(opts_.cgroup_parent); !st.ok()) {
+    spdlog::debug("close: cgroup parent {}: {}", opts_.cgroup_parent, st.error().ToString());
   }
 }
 

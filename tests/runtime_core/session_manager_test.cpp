@@ -8,6 +8,8 @@
 
 #include "core_test_util.h"
 #include "runtime/core/crash_recovery.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/sandbox_watch.h"
 
 namespace specula::core::testing {
 namespace {
@@ -31,6 +33,27 @@ TEST_F(SessionManagerTest, RejectsBadSessionsAndCommands) {
   EXPECT_EQ(mgr_->Commit("snope", "true").error().code(), Code::kNotFound);
   std::string s = NewSession();
   EXPECT_EQ(mgr_->Speculate(s, std::string("a\0b", 3)).error().code(), Code::kInvalidArgument);
+}
+
+// No resource left behind: every SessionManager puts its sandboxes under
+// specula/i-<hash of its state dir>/ in each cgroup hierarchy. Once the
+// manager is gone, so is that directory (not only the sandboxes' own
+// directories below it): CI runs leaked hundreds of empty i-* directories.
+TEST_F(SessionManagerTest, AClosedManagerLeavesNoInstanceCgroupDirectory) {
+  std::string s = NewSession();
+  ASSERT_TRUE(mgr_->Speculate(s, "sleep 30").ok());
+  MustCommit(s, "true");
+  const std::string instance = sandbox::InstanceCgroupParent(dir_ + "/state");
+  auto layout = sandbox::DetectCgroupLayout();
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  std::vector<std::string> dirs;
+  if (!layout->v2_root.empty()) dirs.push_back(layout->v2_root + "/" + instance);
+  for (const auto& [controller, mount] : layout->v1) dirs.push_back(mount + "/" + instance);
+  bool any = false;
+  for (const auto& d : dirs) any = any || HostHas(d);
+  ASSERT_TRUE(any) << "the manager's sandboxes were not under " << instance;
+  mgr_.reset();
+  for (const auto& d : dirs) EXPECT_FALSE(HostHas(d)) << d << " left behind";
 }
 
 // docs/api.md: a name is unique among live sessions (already_exists), and
