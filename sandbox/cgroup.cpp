@@ -342,19 +342,23 @@ Status SandboxCgroup::KillAll() {
   return Status::Ok();
 }
 
-Status RemoveCgroupParent(const std::string& parent) {
-  if (parent.empty() || parent.find("..") != std::string::npos || parent.front() == '/') {
-    return Error(Code::kInvalidArgument, "cgroup parent \"" + parent + "\" is not a relative path");
-  }
-  SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
+std::vector<std::string> CgroupParentDirs(const CgroupLayout& layout, const std::string& parent) {
   std::vector<std::string> dirs;
   if (!layout.v2_root.empty()) dirs.push_back(layout.v2_root + "/" + parent);
   for (const auto& [controller, mount] : layout.v1) {
     std::string d = mount + "/" + parent;
     if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(std::move(d));
   }
+  return dirs;
+}
+
+Status RemoveCgroupParent(const std::string& parent) {
+  if (parent.empty() || parent.find("..") != std::string::npos || parent.front() == '/') {
+    return Error(Code::kInvalidArgument, "cgroup parent \"" + parent + "\" is not a relative path");
+  }
+  SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
   Status result;
-  for (const auto& dir : dirs) {
+  for (const auto& dir : CgroupParentDirs(layout, parent)) {
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) continue;
     if (result.ok()) result = Error::FromErrno("rmdir " + dir);
   }

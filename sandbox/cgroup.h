@@ -27,6 +27,10 @@ struct CgroupLayout {
 // Reads /proc/self/mountinfo.
 Result<CgroupLayout> DetectCgroupLayout();
 
+// The directory of `parent` (relative to each hierarchy root) in every
+// hierarchy: the cgroup2 one first, then each distinct v1 mount.
+std::vector<std::string> CgroupParentDirs(const CgroupLayout& layout, const std::string& parent);
+
 // Removes `parent` (relative to each hierarchy root, as given to
 // SandboxCgroup::Create) in every hierarchy where it exists and is empty:
 // the owner of a cgroup parent gives it back when it closes. A directory

@@ -134,13 +134,7 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
   // Everything the watch needs later, built now: after the fork it only
   // makes system calls.
   const std::string events = dir + "/cgroup.events";
-  std::vector<std::string> instance_dirs{dir};
-  for (const auto& [controller, mount] : layout.v1) {
-    std::string d = mount + "/" + cgroup_parent;
-    if (std::find(instance_dirs.begin(), instance_dirs.end(), d) == instance_dirs.end()) {
-      instance_dirs.push_back(std::move(d));
-    }
-  }
+  const std::vector<std::string> instance_dirs = CgroupParentDirs(layout, cgroup_parent);
   pid_t pid = ::fork();
   if (pid < 0) return Error::FromErrno("fork sandbox watch");
   if (pid == 0) {

@@ -170,7 +170,7 @@ SessionManager::~SessionManager() {
   }
   // The instance's cgroup parent was made for this manager's sandboxes
   // (SandboxCgroup::Create); with them gone it is given back. In the daemon
-  // the sandbox watch does the same after a crash.
+  // the sandbox watch also removes it once the daemon is gone, crash or not.
   if (Status st = sandbox::RemoveCgroupParent(opts_.cgroup_parent); !st.ok()) {
     spdlog::debug("close: cgroup parent {}: {}", opts_.cgroup_parent, st.error().ToString());
   }

@@ -46,9 +46,7 @@ TEST_F(SessionManagerTest, AClosedManagerLeavesNoInstanceCgroupDirectory) {
   const std::string instance = sandbox::InstanceCgroupParent(dir_ + "/state");
   auto layout = sandbox::DetectCgroupLayout();
   ASSERT_TRUE(layout.ok()) << layout.error().ToString();
-  std::vector<std::string> dirs;
-  if (!layout->v2_root.empty()) dirs.push_back(layout->v2_root + "/" + instance);
-  for (const auto& [controller, mount] : layout->v1) dirs.push_back(mount + "/" + instance);
+  const std::vector<std::string> dirs = sandbox::CgroupParentDirs(*layout, instance);
   bool any = false;
   for (const auto& d : dirs) any = any || HostHas(d);
   ASSERT_TRUE(any) << "the manager's sandboxes were not under " << instance;
