@@ -134,8 +134,14 @@ TEST_F(CriuDriverTest, DumpsNamespacedTreeAndRestoresTwoIndependentCopies) {
   NamespacedTree tree(dir_ + "/t");
   pid_t init = tree.Start();
   ASSERT_GT(init, 1);
-  std::this_thread::sleep_for(200ms);
-  int before = std::atoi(ReadFile(tree.dir() + "/upper/counter").c_str());
+  // The workload is running once it has counted: read until it has (the
+  // writer truncates before it writes, and a loaded machine may not have
+  // scheduled it yet: a single read after 200 ms saw an empty file in CI).
+  int before = 0;
+  for (int t = 0; t < 200 && before <= 0; ++t) {
+    std::this_thread::sleep_for(50ms);
+    before = std::atoi(ReadFile(tree.dir() + "/upper/counter").c_str());
+  }
   ASSERT_GT(before, 0);
 
   auto dump = (*d)->Dump(DumpRequest{init, dir_ + "/img", {{"/dev/null", "dnull"}}, false});
