@@ -9,6 +9,8 @@ namespace specula {
 
 // Milliseconds since the Unix epoch (system clock).
 int64_t NowMs();
+// Nanoseconds since the Unix epoch: orders events milliseconds cannot tell apart.
+int64_t NowUnixNs();
 
 // "2026-11-28T16:41:46.123Z" for a time in Unix milliseconds.
 std::string Rfc3339(int64_t unix_ms);

@@ -93,6 +93,18 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   }
   CommitResult out;
   if (hit) {
+    // Its siblings are discarded once it is in; those not started yet never
+    // start, so it does not queue behind them for a slot (a session with
+    // lossy paths runs one branch at a time).
+    {
+      std::lock_guard lock(s->mu);
+      for (auto& [id, b] : s->live) {
+        if (b == hit) continue;
+        std::lock_guard bl(b->mu);
+        if (b->state == BranchState::kStarting) b->cancelled = true;
+      }
+    }
+    s->slot_cv.notify_all();
     // The command is now authorised: let its deferred syscalls through and
     // wait for the action to finish.
     bool authorised = false;
@@ -163,15 +175,19 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       // head, so running the command afresh keeps the commit lossless.
       spdlog::warn("commit {}: promote of hit {} failed, running non-speculatively: {}", session, hit->id,
                    promoted.error().ToString());
-      if (hit->sandbox) (void)hit->sandbox->Destroy();
-      hit->sandbox.reset();
-      if (hit->probe) (void)hit->probe->Discard();
+      // Back among its siblings: its lossy restore has its place in their
+      // order (lossy_journal.h), so it is discarded with them.
       {
         std::lock_guard bl(hit->mu);
         hit->error = "promote: " + promoted.error().ToString();
+        hit->discard_reason = "discarded: matched the commit but its promote failed";
       }
-      (void)RecordBranch(*hit, BranchState::kFailed, "");
-      (void)RemoveTree(store_->BranchDir(hit->id));
+      {
+        std::lock_guard lock(s->mu);
+        s->live[hit->id] = hit;
+      }
+      std::lock_guard lock(mu_);
+      branches_[hit->id] = hit;
     }
   }
   DiscardAllLocked(*s, kOtherCommand);

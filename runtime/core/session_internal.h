@@ -40,6 +40,7 @@ struct SessionManager::Branch {
   std::optional<sandbox::ActionResult> result;
   std::vector<PromoteNote> promote_notes;  // set by PromoteLocked onto a base
   std::string error;
+  std::string discard_reason;  // overrides the discard's own (a hit whose promote failed)
   std::chrono::steady_clock::time_point run_started{}, run_finished{};
   // What RecordBranch already wrote. Result and report do not change once
   // written. The upper size is kept only while it cannot change: measured

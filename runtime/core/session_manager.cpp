@@ -50,6 +50,16 @@ std::vector<std::string> MaskedHostPaths(const SessionManagerOptions& o) {
   return out;
 }
 
+// How many of a session's branches may run their actions at once. Siblings
+// share the host's lossy paths, so with any in the policy they run one at a
+// time: each one's pre-image is then what the previous one finished with,
+// never a write half done (lossy_journal.h).
+uint32_t RunningLimit(const policy::Policy& p) {
+  bool lossy = std::any_of(p.paths.begin(), p.paths.end(),
+                           [](const policy::PathRule& r) { return r.mode == policy::PathMode::kLossy; });
+  return lossy ? 1 : p.speculation.max_concurrent_branches;
+}
+
 }  // namespace
 
 const char* ToString(BranchState s) {
@@ -446,10 +456,11 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
 void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, milliseconds timeout) {
   // Wait for a running slot (policy.speculation.max_concurrent_branches).
   {
+    const uint32_t limit = RunningLimit(s->policy);
     std::unique_lock lock(s->slot_mu);
     s->slot_cv.wait(lock, [&] {
       std::lock_guard bl(b->mu);
-      return b->cancelled || s->running < s->policy.speculation.max_concurrent_branches;
+      return b->cancelled || s->running < limit;
     });
     ++s->running;
   }
@@ -519,28 +530,37 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
 
 void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
                                    const lossy::LossyJournal::CommittedState* committed) {
+  StopBranch(s, *b);
+  FinishDiscard(s, b, reason, committed);
+}
+
+void SessionManager::StopBranch(Session& s, Branch& b) {
   sandbox::Sandbox* box = nullptr;
   {
-    std::lock_guard lock(b->mu);
-    b->cancelled = true;
-    b->state = BranchState::kDiscarded;
-    box = b->sandbox.get();
+    std::lock_guard lock(b.mu);
+    b.cancelled = true;
+    b.state = BranchState::kDiscarded;
+    box = b.sandbox.get();
   }
   s.slot_cv.notify_all();
   // Destroy kills the action, which ends the worker's Run.
   if (box != nullptr) {
-    if (Status st = box->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b->id, st.ToString());
+    if (Status st = box->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b.id, st.ToString());
   }
-  if (b->worker.joinable()) b->worker.join();
+  if (b.worker.joinable()) b.worker.join();
   // Taken out under the lock: ShowBranch may be asking it for deferred calls.
   std::unique_ptr<sandbox::Sandbox> doomed;
   {
-    std::lock_guard lock(b->mu);
-    doomed = std::move(b->sandbox);
+    std::lock_guard lock(b.mu);
+    doomed = std::move(b.sandbox);
   }
   if (doomed) {
-    if (Status st = doomed->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b->id, st.ToString());
+    if (Status st = doomed->Destroy(); !st.ok()) spdlog::warn("discard {}: {}", b.id, st.ToString());
   }
+}
+
+void SessionManager::FinishDiscard(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                                   const lossy::LossyJournal::CommittedState* committed) {
   // After the sandbox is gone, so nothing writes a lossy path again.
   if (b->probe) {
     if (Status st = b->probe->Discard(committed); !st.ok()) spdlog::error("discard {}: lossy restore: {}", b->id, st.ToString());
@@ -548,9 +568,11 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   // Measured before the dir goes (the record keeps what the branch wrote),
   // unless it was measured when the branch finished and froze.
   std::optional<uint64_t> upper;
+  std::string why = reason;
   {
     std::lock_guard lock(b->mu);
     upper = b->recorded_upper;
+    if (!b->discard_reason.empty()) why = b->discard_reason;
   }
   if (!upper) {
     if (auto bytes = DiskUsage(store_->BranchUpperDir(b->id)); bytes.ok()) upper = *bytes;
@@ -558,7 +580,7 @@ void SessionManager::DiscardLocked(Session& s, const std::shared_ptr<Branch>& b,
   if (Status st = RemoveTree(store_->BranchDir(b->id)); !st.ok()) {
     spdlog::warn("discard {}: {}", b->id, st.ToString());
   }
-  if (Status st = RecordBranch(*b, BranchState::kDiscarded, reason, upper); !st.ok()) {
+  if (Status st = RecordBranch(*b, BranchState::kDiscarded, why, upper); !st.ok()) {
     spdlog::warn("discard {}: record: {}", b->id, st.ToString());
   }
   {
@@ -581,7 +603,13 @@ void SessionManager::DiscardAllLocked(Session& s, const std::string& reason,
     std::lock_guard lock(b->mu);
     b->cancelled = true;
   }
-  for (auto& b : all) DiscardLocked(s, b, reason, committed);
+  for (auto& b : all) StopBranch(s, *b);
+  // Newest lossy pre-images first: each is what the sibling before it left
+  // (lossy_journal.h), so the oldest one's restore is the one that stays.
+  // The workers are joined, so b->probe is settled.
+  auto prepared = [](const Branch& b) { return b.probe ? b.probe->lossy_journal().prepared_unix_ns() : 0; };
+  std::stable_sort(all.begin(), all.end(), [&](const auto& x, const auto& y) { return prepared(*x) > prepared(*y); });
+  for (auto& b : all) FinishDiscard(s, b, reason, committed);
 }
 
 Status SessionManager::Abort(const std::string& session) {

@@ -255,6 +255,12 @@ class SessionManager {
   // (lossy::LossyJournal::Restore).
   void DiscardLocked(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
                      const lossy::LossyJournal::CommittedState* committed = nullptr);
+  // DiscardLocked in two halves: stop (cancel, kill, join the worker), then
+  // restore lossy paths, record and forget. DiscardAllLocked stops every
+  // branch before it restores any, in the order lossy_journal.h asks for.
+  void StopBranch(Session& s, Branch& b);
+  void FinishDiscard(Session& s, const std::shared_ptr<Branch>& b, const std::string& reason,
+                     const lossy::LossyJournal::CommittedState* committed);
   void DiscardAllLocked(Session& s, const std::string& reason,
                         const lossy::LossyJournal::CommittedState* committed = nullptr);
   // Records state `st` with all the branch knows (result, report JSON,

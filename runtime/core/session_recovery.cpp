@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "common/files.h"
 #include "runtime/apply/apply.h"
@@ -56,20 +59,34 @@ Status SessionManager::RecoverAfterCrash() {
                   .status());
   // Nothing is mounted there any more, so removal cannot reach through an
   // overlay into a lower layer or the base.
+  // A crashed branch's writes to lossy paths are undone like a discard's:
+  // its pre-images are in its dir (instrument::BranchProbe keeps them
+  // there), newest first as siblings' discards are (lossy_journal.h).
+  std::vector<std::pair<std::string, lossy::LossyJournal>> lossy_journals;
   for (const auto& d : dirs) {
     std::string dir = branches_root + "/" + d;
-    // A crashed branch's writes to lossy paths are undone like a discard's:
-    // its pre-images are in its dir (instrument::BranchProbe keeps them there).
     struct stat st;
-    if (::stat((dir + "/lossy").c_str(), &st) == 0) {
-      auto journal = lossy::LossyJournal::Load(dir);
-      auto restored = journal.ok() ? journal->Restore() : Result<std::vector<lossy::LossyRecord>>(journal.error());
-      if (!restored.ok()) {
-        spdlog::error("crash recovery: branch {}: lossy restore: {}", d, restored.error().ToString());
-      } else if (!restored->empty()) {
-        spdlog::warn("crash recovery: branch {}: restored {} lossy pre-image(s)", d, restored->size());
-      }
+    if (::stat((dir + "/lossy").c_str(), &st) != 0) continue;
+    auto journal = lossy::LossyJournal::Load(dir);
+    if (!journal.ok()) {
+      spdlog::error("crash recovery: branch {}: lossy restore: {}", d, journal.error().ToString());
+      continue;
     }
+    lossy_journals.emplace_back(d, std::move(*journal));
+  }
+  std::stable_sort(lossy_journals.begin(), lossy_journals.end(), [](const auto& x, const auto& y) {
+    return x.second.prepared_unix_ns() > y.second.prepared_unix_ns();
+  });
+  for (auto& [d, journal] : lossy_journals) {
+    auto restored = journal.Restore();
+    if (!restored.ok()) {
+      spdlog::error("crash recovery: branch {}: lossy restore: {}", d, restored.error().ToString());
+    } else if (!restored->empty()) {
+      spdlog::warn("crash recovery: branch {}: restored {} lossy pre-image(s)", d, restored->size());
+    }
+  }
+  for (const auto& d : dirs) {
+    std::string dir = branches_root + "/" + d;
     // What the branch wrote before the crash, for branch.show afterwards
     // (its report and result were recorded when its action finished).
     if (unfinished.count(d) != 0) {

@@ -156,6 +156,7 @@ Result<LossyJournal> LossyJournal::Prepare(const policy::Policy& policy, const s
   LossyJournal j;
   j.options_ = options;
   j.state_dir_ = state_dir;
+  j.prepared_unix_ns_ = NowUnixNs();
   j.root_ = UniqueFd(::open(options.host_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!j.root_) return Error::FromErrno("lossy journal: open host root " + options.host_root);
   std::string dir = state_dir + "/" + kDir;
@@ -269,6 +270,7 @@ Status LossyJournal::WriteManifest() const {
   for (const auto& b : binds_) binds.push_back({{"host_path", b.host_path}, {"sandbox_path", b.sandbox_path}});
   nlohmann::json m = {{"version", kManifestVersion},
                       {"host_root", options_.host_root},
+                      {"prepared_unix_ns", prepared_unix_ns_},
                       {"entries", entries},
                       {"binds", binds}};
   // Durable if any pre-image is: it is what finds them again after a crash.
@@ -301,6 +303,7 @@ Result<LossyJournal> LossyJournal::Load(const std::string& state_dir, LossyOptio
     j.options_ = options;
     j.options_.host_root = m.at("host_root").get<std::string>();
     j.state_dir_ = state_dir;
+    j.prepared_unix_ns_ = m.value("prepared_unix_ns", int64_t{0});
     j.root_ = UniqueFd(::open(j.options_.host_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!j.root_) return Error::FromErrno("lossy journal: open host root " + j.options_.host_root);
     for (const auto& je : m.at("entries")) {

@@ -20,11 +20,15 @@
 //
 // Limits, by design: detection is by comparison (content, mode, size,
 // mtime), so a write that leaves the same content is not journaled, and a
-// file the journal cannot read (a write-only knob) is never compared. Two
-// branches writing the same lossy path at once capture each other's writes
-// (a promoted branch's siblings restore to its state, not their pre-images:
-// Restore(committed)); policies that have lossy paths should run one branch at a time
-// (kernel-tuning.toml sets max_concurrent = 1).
+// file the journal cannot read (a write-only knob) is never compared.
+//
+// Siblings (branches of one head) share the host's lossy paths, so each
+// one's pre-image is what the previous one left. The caller keeps that a
+// stack: a session whose policy has lossy paths runs one branch at a time
+// (else one could capture another's half-done `>` write, an empty file, as
+// its pre-image), discards restore newest Prepare first (prepared_unix_ns()),
+// and a promoted branch's siblings restore to its state (Restore(committed)).
+// Two sessions writing one lossy path at once remain the operator's to avoid.
 #pragma once
 
 #include <sys/types.h>
@@ -120,6 +124,10 @@ class LossyJournal {
   // discards). Paths in it are put back to the committed state instead.
   Result<std::vector<LossyRecord>> Restore(const CommittedState* committed = nullptr);
 
+  // When Prepare() captured the pre-images (CLOCK_REALTIME, kept in the
+  // manifest): journals sharing a path are undone in the reverse order.
+  int64_t prepared_unix_ns() const { return prepared_unix_ns_; }
+
   // Everything journaled so far, oldest first.
   const std::vector<LossyRecord>& records() const { return records_; }
   // {"entries":[{rule,path,tag,compensation,directory}],"records":[...]}
@@ -168,6 +176,7 @@ class LossyJournal {
   std::string state_dir_;
   UniqueFd root_;  // options_.host_root, O_PATH
   std::vector<Entry> entries_;
+  int64_t prepared_unix_ns_ = 0;  // 0: a manifest from before it was kept
   // CollectEffects ran (the branch's action ended): `reported` is what the
   // branch left, so Restore leaves alone what it did not change (another
   // session's or sibling's later write to a shared lossy path). False after
