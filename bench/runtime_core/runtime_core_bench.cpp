@@ -3,7 +3,8 @@
 //   fork+criu the same from a checkpoint with live processes, next to the
 //             `criu restore` part of that same fork (the peer)
 //   8 vs 1    eight concurrent forks until all are done, vs one
-//   discard   DiscardBranch of a done branch
+//   discard   DiscardBranch of a done branch as the caller sees it, and
+//             until its background teardown is done
 //   promote   Commit of a hit on a done branch (seal layer + checkpoint)
 // and the checkpoint sizes. Usage: runtime_core_bench [iterations] (default 10).
 #include <unistd.h>
@@ -34,7 +35,7 @@ void Print(const char* name, std::vector<double> v) {
   if (v.empty()) return;
   std::sort(v.begin(), v.end());
   auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
-  std::printf("%-34s n=%-3zu p50=%8.1f ms  p90=%8.1f ms\n", name, v.size(), at(0.5), at(0.9));
+  std::printf("%-34s n=%-3zu p50=%8.2f ms  p90=%8.2f ms\n", name, v.size(), at(0.5), at(0.9));
 }
 
 template <typename T>
@@ -96,13 +97,16 @@ int main(int argc, char** argv) {
       return std::make_pair(b, Ms(t0, Clock::now()));
     };
 
-    std::vector<double> fork, discard, promote, fork_criu, one, eight;
+    std::vector<double> fork, discard, teardown, promote, fork_criu, one, eight;
     for (int i = 0; i < iters; ++i) {
       auto [b, ms] = fork_until_done("true");
       fork.push_back(ms);
       auto t0 = Clock::now();
       Must(mgr->DiscardBranch(b), "discard");
       discard.push_back(Ms(t0, Clock::now()));
+      // The teardown it queued (kill, unmount, cgroups, upper dir, record).
+      mgr->WaitForDiscards();
+      teardown.push_back(Ms(t0, Clock::now()));
     }
     for (int i = 0; i < iters; ++i) {
       std::string cmd = "echo " + std::to_string(i) + " > /var/tmp/bench-" + std::to_string(::getpid());
@@ -137,7 +141,8 @@ int main(int argc, char** argv) {
 
     std::printf("runtime_core_bench: %d iterations, state dir on %s\n", iters, dir.c_str());
     Print("fork (shell-state ckpt) -> done", fork);
-    Print("discard (done branch)", discard);
+    Print("discard (done branch), caller", discard);
+    Print("  discard + background teardown", teardown);
     Print("promote to layer (commit hit)", promote);
     Print("1 fork -> done", one);
     Print("8 concurrent forks -> all done", eight);

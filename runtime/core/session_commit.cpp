@@ -153,7 +153,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         // undo them.
         lossy::LossyJournal::CommittedState committed;
         if (hit->probe) committed = hit->probe->lossy_journal().Committed();
-        DiscardAllLocked(*s, kOtherCommand, &committed);
+        DiscardAllInBackground(s, kOtherCommand, &committed);
         out.hit = true;
         out.branch = hit->id;
         FillResult(out, *hit->result);
@@ -190,7 +190,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
       branches_[hit->id] = hit;
     }
   }
-  DiscardAllLocked(*s, kOtherCommand);
+  DiscardAllInBackground(s, kOtherCommand);
 
   // Miss: run the command itself in a fresh sandbox from the head.
   auto run = std::make_shared<Branch>();
@@ -330,6 +330,7 @@ Result<BranchInfo> SessionManager::ShowBranch(const std::string& branch) {
     info.state = b->state;
     info.result = b->result;
     info.error = b->error;
+    if (info.state == BranchState::kDiscarded) info.reason = b->discard_reason;  // teardown still running
     info.created_ms = b->created_ms;
     if (!b->finished && b->sandbox) info.deferred = b->sandbox->PendingDeferred();
     if (b->report) info.report = instrument::ToJson(*b->report);

@@ -40,7 +40,10 @@ struct SessionManager::Branch {
   std::optional<sandbox::ActionResult> result;
   std::vector<PromoteNote> promote_notes;  // set by PromoteLocked onto a base
   std::string error;
-  std::string discard_reason;  // overrides the discard's own (a hit whose promote failed)
+  // Why it is discarded, once a discard is decided: shown while its teardown
+  // runs in the background; overrides the discard's own reason when set
+  // first (a hit whose promote failed).
+  std::string discard_reason;
   std::chrono::steady_clock::time_point run_started{}, run_finished{};
   // What RecordBranch already wrote. Result and report do not change once
   // written. The upper size is kept only while it cannot change: measured
@@ -62,6 +65,11 @@ struct SessionManager::Session {
   std::mutex slot_mu;
   std::condition_variable slot_cv;
   uint32_t running = 0;
+  // Branches out of `live` whose teardown the background queue has not
+  // finished: destroying the session (its layers) waits for them.
+  std::mutex reap_mu;
+  std::condition_variable reap_cv;
+  size_t reaping = 0;
 };
 
 }  // namespace specula::core

@@ -54,10 +54,12 @@ std::vector<std::string> MaskedHostPaths(const SessionManagerOptions& o) {
 // share the host's lossy paths, so with any in the policy they run one at a
 // time: each one's pre-image is then what the previous one finished with,
 // never a write half done (lossy_journal.h).
+bool HasLossyPaths(const policy::Policy& p) {
+  return std::any_of(p.paths.begin(), p.paths.end(),
+                     [](const policy::PathRule& r) { return r.mode == policy::PathMode::kLossy; });
+}
 uint32_t RunningLimit(const policy::Policy& p) {
-  bool lossy = std::any_of(p.paths.begin(), p.paths.end(),
-                           [](const policy::PathRule& r) { return r.mode == policy::PathMode::kLossy; });
-  return lossy ? 1 : p.speculation.max_concurrent_branches;
+  return HasLossyPaths(p) ? 1 : p.speculation.max_concurrent_branches;
 }
 
 }  // namespace
@@ -139,6 +141,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   // the database) is garbage.
   SPECULA_TRY_CTX(m->store_->RemoveOrphans().status(), "open " + m->opts_.state_dir);
   if (m->opts_.instrument) m->instr_ = std::make_unique<instrument::Instrumentation>(m->opts_.instrumentation);
+  m->reaper_ = std::make_unique<BackgroundQueue>();
   // Sessions survive a restart; live branches do not (their sandboxes were
   // killed above): their records become discarded.
   SPECULA_ASSIGN_OR_RETURN(auto sessions, m->store_->ListSessions());
@@ -178,6 +181,7 @@ SessionManager::~SessionManager() {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: daemon stopped");
   }
+  if (reaper_) reaper_->Drain();
   // The instance's cgroup parent was made for this manager's sandboxes
   // (SandboxCgroup::Create); with them gone it is given back. In the daemon
   // the sandbox watch also removes it once the daemon is gone, crash or not.
@@ -314,6 +318,7 @@ Status SessionManager::DestroySession(const std::string& id) {
   {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: session destroyed");
+    WaitReaped(*s);  // their overlays stack the layers that go next
     SPECULA_TRY_CTX(store_->DeleteSession(id), "destroy session " + id);
   }
   std::lock_guard lock(mu_);
@@ -623,9 +628,64 @@ Status SessionManager::DiscardBranch(const std::string& branch) {
   SPECULA_ASSIGN_OR_RETURN(auto b, FindBranch(branch));
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(b->session));
   std::lock_guard op(s->op_mu);
-  DiscardLocked(*s, b, "discarded: branch.discard");
+  {
+    std::lock_guard lock(s->mu);
+    if (s->live.count(b->id) == 0) return Status::Ok();  // already being discarded
+  }
+  // Its lossy restore must be done before the session's next action.
+  if (HasLossyPaths(s->policy)) {
+    DiscardLocked(*s, b, "discarded: branch.discard");
+  } else {
+    DiscardInBackground(s, b, "discarded: branch.discard");
+  }
   return Status::Ok();
 }
+
+void SessionManager::DiscardInBackground(const std::shared_ptr<Session>& s, const std::shared_ptr<Branch>& b,
+                                         const std::string& reason) {
+  {
+    std::lock_guard lock(b->mu);
+    b->cancelled = true;
+    b->state = BranchState::kDiscarded;
+    if (b->discard_reason.empty()) b->discard_reason = reason;
+  }
+  s->slot_cv.notify_all();  // a worker waiting for a slot sees the cancel
+  {
+    std::lock_guard lock(s->mu);
+    s->live.erase(b->id);
+  }
+  {
+    std::lock_guard lock(s->reap_mu);
+    ++s->reaping;
+  }
+  reaper_->Post([this, s, b, reason] {
+    StopBranch(*s, *b);
+    FinishDiscard(*s, b, reason, nullptr);
+    {
+      std::lock_guard lock(s->reap_mu);
+      --s->reaping;
+    }
+    s->reap_cv.notify_all();
+  });
+}
+
+void SessionManager::DiscardAllInBackground(const std::shared_ptr<Session>& s, const std::string& reason,
+                                            const lossy::LossyJournal::CommittedState* committed) {
+  if (HasLossyPaths(s->policy)) return DiscardAllLocked(*s, reason, committed);
+  std::vector<std::shared_ptr<Branch>> all;
+  {
+    std::lock_guard lock(s->mu);
+    for (auto& [id, b] : s->live) all.push_back(b);
+  }
+  for (auto& b : all) DiscardInBackground(s, b, reason);
+}
+
+void SessionManager::WaitReaped(Session& s) {
+  std::unique_lock lock(s.reap_mu);
+  s.reap_cv.wait(lock, [&] { return s.reaping == 0; });
+}
+
+void SessionManager::WaitForDiscards() { reaper_->Drain(); }
 
 Result<std::vector<std::string>> SessionManager::CheckpointLayerDirs(const std::string& checkpoint) {
   SPECULA_ASSIGN_OR_RETURN(auto c, store_->GetCheckpoint(checkpoint));

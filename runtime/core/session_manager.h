@@ -28,6 +28,7 @@
 
 #include "common/error.h"
 #include "policies/policy.h"
+#include "runtime/core/background_queue.h"
 #include "runtime/criu/criu_driver.h"
 #include "runtime/instrument/branch_instrument.h"
 #include "runtime/store/checkpoint_store.h"
@@ -230,6 +231,12 @@ class SessionManager {
 
   store::CheckpointStore& store() { return *store_; }
 
+  // Returns once every discard asked for so far has released its
+  // resources. Commits and branch.discard tear discarded branches down in
+  // the background (BackgroundQueue); session.destroy and closing the
+  // manager wait for them by themselves.
+  void WaitForDiscards();
+
  private:
   struct Branch;
   struct Session;
@@ -263,6 +270,17 @@ class SessionManager {
                      const lossy::LossyJournal::CommittedState* committed);
   void DiscardAllLocked(Session& s, const std::string& reason,
                         const lossy::LossyJournal::CommittedState* committed = nullptr);
+  // Off the caller's path: the branch is cancelled, marked discarded and out
+  // of `live` at once; its teardown (StopBranch, FinishDiscard) is queued.
+  void DiscardInBackground(const std::shared_ptr<Session>& s, const std::shared_ptr<Branch>& b,
+                           const std::string& reason);
+  // Every live branch so, unless the policy has lossy paths: their restores
+  // must be done, in order, before the session's next action runs, so
+  // they are discarded here and now (DiscardAllLocked).
+  void DiscardAllInBackground(const std::shared_ptr<Session>& s, const std::string& reason,
+                              const lossy::LossyJournal::CommittedState* committed = nullptr);
+  // Until no teardown of `s` is queued or running.
+  void WaitReaped(Session& s);
   // Records state `st` with all the branch knows (result, report JSON,
   // error) so branch.show can say what it did once it is gone. upper_bytes
   // unset: measured now if the upper dir still exists. `reason` empty keeps
@@ -281,6 +299,8 @@ class SessionManager {
   std::unique_ptr<store::CheckpointStore> store_;
   std::unique_ptr<criu::CriuDriver> criu_;
   std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
+  // After the members its jobs use, so it is destroyed (drained) before them.
+  std::unique_ptr<BackgroundQueue> reaper_;
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
   // Held for a whole CreateSession: the check that a name is free and the
   // session's insertion are one step (sessions are created rarely).

@@ -262,11 +262,66 @@ TEST_F(SessionManagerTest, DiscardKillsAndRemovesEverything) {
     std::this_thread::sleep_for(20ms);
   }
   ASSERT_TRUE(mgr_->DiscardBranch(*b).ok());
+  // Discarded at once; the teardown runs in the background (BackgroundQueue).
+  auto shown = mgr_->ShowBranch(*b);
+  ASSERT_TRUE(shown.ok());
+  EXPECT_EQ(shown->state, BranchState::kDiscarded);
+  EXPECT_EQ(shown->reason, "discarded: branch.discard");
+  mgr_->WaitForDiscards();
   EXPECT_EQ(mgr_->ShowBranch(*b)->state, BranchState::kDiscarded);
   EXPECT_FALSE(HostHas(mgr_->store().BranchDir(*b)));
   std::ifstream mounts("/proc/self/mountinfo");
   std::string line;
   while (std::getline(mounts, line)) EXPECT_EQ(line.find(*b), std::string::npos) << line;
+}
+
+TEST_F(SessionManagerTest, DestroyingASessionWaitsForTheDiscardsItsCommitLeftBehind) {
+  std::string s = NewSession();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto b = mgr_->Speculate(s, "sleep 300 # " + std::to_string(i));
+    ASSERT_TRUE(b.ok()) << b.error().ToString();
+    ids.push_back(*b);
+  }
+  // A miss: the three are discarded in the background while it runs.
+  auto r = MustCommit(s, "echo other");
+  EXPECT_FALSE(r.hit);
+  EXPECT_EQ(r.stdout_data, "other\n");
+  for (const auto& id : ids) {
+    auto info = mgr_->ShowBranch(id);
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->state, BranchState::kDiscarded);
+    EXPECT_EQ(info->reason, "discarded: commit of a different command");
+  }
+  // Four more (max_concurrent) discarded one by one (each call returns before its teardown),
+  // then the session destroyed at once. No WaitForDiscards: destroy itself
+  // waits before the layers go.
+  std::vector<std::string> more;
+  for (int i = 0; i < 4; ++i) {
+    auto b = mgr_->Speculate(s, "sleep 300 # again " + std::to_string(i));
+    ASSERT_TRUE(b.ok()) << b.error().ToString();
+    more.push_back(*b);
+  }
+  for (const auto& id : more) {
+    for (int i = 0; i < 500; ++i) {
+      auto info = mgr_->ShowBranch(id);
+      if (info.ok() && info->state == BranchState::kRunning) break;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  for (const auto& id : more) ASSERT_TRUE(mgr_->DiscardBranch(id).ok());
+  ids.insert(ids.end(), more.begin(), more.end());
+  ASSERT_TRUE(mgr_->DestroySession(s).ok());
+  for (const auto& id : ids) {
+    EXPECT_FALSE(HostHas(mgr_->store().BranchDir(id))) << id;
+    auto rec = mgr_->store().GetBranch(id);
+    if (rec.ok()) {
+      EXPECT_EQ(rec->state, "discarded") << id;
+    }
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mounts, line)) EXPECT_EQ(line.find(id), std::string::npos) << line;
+  }
 }
 
 TEST_F(SessionManagerTest, LiveProcessesAreCheckpointedAndRestoredIntoBranches) {
