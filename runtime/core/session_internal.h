@@ -1,10 +1,11 @@
 // Private to runtime/core: the in-memory state of sessions and live
-// branches shared by session_manager.cpp (lifecycle) and session_commit.cpp
-// (commit, rollback, queries).
+// branches shared by session_manager.cpp (lifecycle), session_commit.cpp
+// (commit, rollback, queries) and session_discard.cpp (discards).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,13 @@ std::optional<BranchState> StateFromString(const std::string& s);
 std::string ResultToJson(const sandbox::ActionResult& r);
 std::optional<sandbox::ActionResult> ResultFromJson(const std::string& text);
 bool IsFinal(BranchState s);
+// Whether the policy binds any lossy path into branches.
+bool HasLossyPaths(const policy::Policy& p);
+// How many of a session's branches may run their actions at once. Siblings
+// share the host's lossy paths, so with any in the policy they run one at a
+// time: each one's pre-image is then what the previous one finished with,
+// never a write half done (lossy_journal.h).
+uint32_t RunningLimit(const policy::Policy& p);
 
 struct SessionManager::Branch {
   std::string id, session, parent_checkpoint, command, normalised;
