@@ -248,7 +248,9 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   run->result = std::move(*r);
   NoteDiskLimit(*s, *run);
   FinishProbe(*run);
-  (void)RecordBranch(*run, BranchState::kDone, "");
+  // Result and report recorded before the promote (a crash in it still
+  // leaves them); the size comes with the promoted record, from the seal.
+  (void)RecordBranch(*run, BranchState::kDone, "", std::nullopt, MeasureUpper::kNo);
   auto promoted = PromoteLocked(*s, *run);
   if (!promoted.ok()) return fail(std::move(promoted).error());
   out.hit = false;
@@ -441,7 +443,7 @@ Result<store::CheckpointRecord> SessionManager::ShowCheckpoint(const std::string
 }
 
 Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string& reason,
-                                    std::optional<uint64_t> upper_bytes) {
+                                    std::optional<uint64_t> upper_bytes, MeasureUpper measure) {
   store::BranchUpdate u;
   u.state = ToString(st);
   bool first = false;
@@ -462,7 +464,7 @@ Status SessionManager::RecordBranch(Branch& b, BranchState st, const std::string
     else if (st == BranchState::kFailed) u.reason = "failed: " + (b.error.empty() ? "unknown error" : b.error);
     if (!upper_bytes) upper_bytes = b.recorded_upper;
   }
-  if (!upper_bytes) {
+  if (!upper_bytes && measure == MeasureUpper::kIfUnknown) {
     // Gone (promoted into a layer, removed by a discard): the last figure stays.
     std::string upper = store_->BranchUpperDir(b.id);
     if (::access(upper.c_str(), F_OK) == 0) {

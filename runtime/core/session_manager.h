@@ -283,10 +283,14 @@ class SessionManager {
   void WaitReaped(Session& s);
   // Records state `st` with all the branch knows (result, report JSON,
   // error) so branch.show can say what it did once it is gone. upper_bytes
-  // unset: measured now if the upper dir still exists. `reason` empty keeps
-  // the stored one. Takes b.mu.
+  // unset: measured now if the upper dir still exists, unless `measure` is
+  // kNo (the caller records the size soon anyway: a commit's own run is
+  // sealed next, and the seal measures the layer; one walk, not two).
+  // `reason` empty keeps the stored one. Takes b.mu.
+  enum class MeasureUpper { kIfUnknown, kNo };
   Status RecordBranch(Branch& b, BranchState st, const std::string& reason,
-                      std::optional<uint64_t> upper_bytes = std::nullopt);
+                      std::optional<uint64_t> upper_bytes = std::nullopt,
+                      MeasureUpper measure = MeasureUpper::kIfUnknown);
   Result<std::vector<std::string>> MaybeSquash(Session& s, std::vector<std::string> layers);
   // After the branch's action: logs if its writes reached the policy's disk
   // limit (the action saw EDQUOT; its result is the action's own).
