@@ -193,6 +193,30 @@ Status OpenImagesToRestoredTasks(const std::string& dir) {
 
 }  // namespace
 
+Result<std::string> CriuDriver::Check() const {
+  SpawnOptions so;
+  so.argv = {opts_.criu_path, "check"};
+  so.env_set = Env();
+  so.timeout = opts_.timeout;
+  std::string kdat = opts_.kdat_dir;
+  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, nullptr};
+  so.child_setup = &CriuChildSetup;
+  so.child_setup_arg = &setup;
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  if (!r.success()) {
+    std::string how = r.timed_out ? "timed out" : "exit " + std::to_string(r.exit_code);
+    return Error(r.timed_out ? Code::kDeadlineExceeded : Code::kFailedPrecondition,
+                 "criu check failed (" + how + "): " + ErrorLines(r.out + r.err, 3))
+        .WithHint("run `criu check` by hand; a kernel newer than the CRIU is the usual cause");
+  }
+  return ErrorLines(r.out + r.err, 3);
+}
+
+bool CriuDriver::KernelFeaturesCached() const {
+  struct stat st;
+  return kdat_mounted_ && ::stat((opts_.kdat_dir + "/criu.kdat").c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   if (req.pid <= 1) return Error(Code::kInvalidArgument, "criu dump: bad pid " + std::to_string(req.pid));
   if (req.image_dir.empty() || req.image_dir[0] != '/') {

@@ -80,6 +80,13 @@ class CriuDriver {
 
   const CriuOptions& options() const { return opts_; }
 
+  // `criu check` run as Dump and Restore run CRIU (same namespace, same /run):
+  // CRIU's own summary ("Looks good."), or why it failed.
+  Result<std::string> Check() const;
+  // CRIU's kernel-feature cache is in the driver's tmpfs: its calls after
+  // the first skip the kernel probe (tens of ms each). False without a tmpfs.
+  bool KernelFeaturesCached() const;
+
   // Where a restore's external binds should be staged (empty: anywhere).
   // CRIU runs with the kdat tmpfs as its /run, so a host path below the
   // state dir (0700) would be unreachable to a restored task in a user

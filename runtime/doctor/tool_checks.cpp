@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@
 #include "common/spawn.h"
 #include "ebpf/probe.h"
 #include "runtime/criu/breakpoint_probe.h"
+#include "runtime/criu/criu_driver.h"
 #include "runtime/doctor/checks.h"
 
 namespace specula::doctor {
@@ -154,24 +156,44 @@ DoctorCheck UplinkCheck() {
             /*required=*/false);
 }
 
-DoctorCheck RunTmpfsCheck() {
+// CRIU only keeps its kernel-feature cache (criu.kdat) on a tmpfs /run.
+// speculad never relies on the host's /run: its CriuDriver runs every CRIU
+// call in a mount namespace whose /run is the driver's own tmpfs. So the
+// check is that mechanism, end to end: a driver over a scratch dir, one
+// `criu check` through it, and the cache file it must leave there.
+DoctorCheck KdatCacheCheck(const DoctorOptions& o, const std::string& criu, bool usable) {
   const char* name = "criu.kdat_cache";
-  struct statfs fs {};
-  if (::statfs("/run", &fs) != 0) {
-    return Degraded(name, Error::FromErrno("statfs /run").message(),
-                    "create /run as a tmpfs; CRIU works without its cache, only slower");
+  if (!usable) return Degraded(name, "not run: no usable CRIU", kInstallCriu);
+  std::string tmpl = o.scratch_dir + "/specula-doctor-kdat-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    return Degraded(name, Error::FromErrno("mkdtemp in " + o.scratch_dir).message(),
+                    "make " + o.scratch_dir + " writable; CRIU works without its cache, only slower");
   }
-  if (static_cast<unsigned long>(fs.f_type) == TMPFS_MAGIC) {
-    return Ok(name, "/run is a tmpfs: CRIU caches its kernel probe in /run/criu.kdat",
-              /*required=*/false);
-  }
-  char magic[32];
-  std::snprintf(magic, sizeof(magic), "0x%lx", static_cast<unsigned long>(fs.f_type));
-  return Degraded(name,
-                  std::string("/run is not a tmpfs (f_type ") + magic +
-                      "): CRIU re-probes the kernel on every call (tens of ms)",
-                  "mount a tmpfs on /run, or run CRIU in a mount namespace with its own tmpfs "
-                  "/run; specula works either way");
+  DoctorCheck out;
+  {
+    criu::CriuOptions co;
+    co.criu_path = criu;
+    co.kdat_dir = tmpl + "/run";
+    co.timeout = o.criu_timeout;
+    auto driver = criu::CriuDriver::Create(co);
+    if (!driver.ok()) {
+      out = Degraded(name, "speculad's private tmpfs /run for CRIU: " + driver.error().message(),
+                     "CRIU works without its cache, only slower (tens of ms per call)");
+    } else if (auto checked = (*driver)->Check(); !checked.ok()) {
+      out = Degraded(name, checked.error().message(), checked.error().hint());
+    } else if (!(*driver)->KernelFeaturesCached()) {
+      out = Degraded(name, "criu check through speculad's private tmpfs /run left no criu.kdat there",
+                     "CRIU re-probes the kernel on every call (tens of ms); specula works either way");
+    } else {
+      out = Ok(name,
+               "speculad runs CRIU with its own tmpfs /run (<state>/criu-run): criu check through it left "
+               "criu.kdat there, so later calls skip the kernel probe",
+               /*required=*/false);
+    }
+  }  // the driver unmounts its tmpfs
+  std::error_code ec;
+  std::filesystem::remove_all(tmpl, ec);
+  return out;
 }
 
 }  // namespace
@@ -220,7 +242,7 @@ std::vector<DoctorCheck> CriuChecks(const DoctorOptions& o) {
   out.push_back(BreakpointCheck(o));
   out.back().duration = Since(start);
   start = Clock::now();
-  out.push_back(RunTmpfsCheck());
+  out.push_back(KdatCacheCheck(o, criu, usable));
   out.back().duration = Since(start);
   start = Clock::now();
   out.push_back(UplinkCheck());

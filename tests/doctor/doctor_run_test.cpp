@@ -115,8 +115,17 @@ TEST_F(DoctorRunTest, BreakpointCheckMatchesTheCacheAndTheCriuDriverAnswer) {
   EXPECT_EQ(criu::CriuNeedsNoBreakpoints(*dir_ + "/hw-breakpoints"), !fires);
 }
 
-TEST_F(DoctorRunTest, RunIsNotATmpfsHere) {
-  EXPECT_EQ(StatusOf("criu.kdat_cache"), CheckStatus::kDegraded) << Describe("criu.kdat_cache");
+// The host's /run is ext4 here (ENVIRONMENT.md), which is why speculad's
+// CRIU driver gives CRIU a tmpfs /run of its own: the check probes that, not
+// the host's /run (it said "degraded" here while every CRIU call of the
+// daemon did have the cache).
+TEST_F(DoctorRunTest, KdatCacheIsCheckedThroughTheDriversOwnRun) {
+  EXPECT_EQ(StatusOf("criu.kdat_cache"), CheckStatus::kOk) << Describe("criu.kdat_cache");
+  for (const auto& c : report_->checks) {
+    if (c.name == "criu.kdat_cache") {
+      EXPECT_NE(c.reason.find("criu.kdat"), std::string::npos) << c.reason;
+    }
+  }
 }
 
 TEST_F(DoctorRunTest, EveryCheckHasAUniqueNameAReasonAndAnActionUnlessOk) {

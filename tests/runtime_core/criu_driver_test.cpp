@@ -125,6 +125,22 @@ TEST_F(CriuDriverTest, FailedDumpQuotesCriuLog) {
   EXPECT_NE(r.error().hint().find("dump.log"), std::string::npos);
 }
 
+TEST_F(CriuDriverTest, KernelFeatureCacheLivesInTheDriversOwnRunWhateverTheHostsIs) {
+  CriuOptions opts;
+  opts.kdat_dir = dir_ + "/kdat";
+  auto d = CriuDriver::Create(opts);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_FALSE((*d)->KernelFeaturesCached());  // a fresh tmpfs
+  auto said = (*d)->Check();
+  ASSERT_TRUE(said.ok()) << said.error().ToString();
+  EXPECT_NE(said->find("Looks good"), std::string::npos) << *said;
+  EXPECT_TRUE((*d)->KernelFeaturesCached());
+  // Without a tmpfs of its own, nothing is cached by the driver.
+  auto bare = CriuDriver::Create(CriuOptions{});
+  ASSERT_TRUE(bare.ok());
+  EXPECT_FALSE((*bare)->KernelFeaturesCached());
+}
+
 TEST_F(CriuDriverTest, DumpsNamespacedTreeAndRestoresTwoIndependentCopies) {
   CriuOptions opts;
   opts.kdat_dir = dir_ + "/kdat";
