@@ -23,6 +23,7 @@
 #include "common/unique_fd.h"
 #include "common/version.h"
 #include "runtime/rpc/server.h"
+#include "runtime/rpc/systemd.h"
 #include "runtime/service/core_session_service.h"
 #include "runtime/service/handlers.h"
 #include "sandbox/sandbox_watch.h"
@@ -113,6 +114,27 @@ int DaemonMain(int argc, char** argv) {
     spdlog::error("{}", err.ToString());
     return status;
   };
+  // Before any thread (they read and unset the environment) and before the
+  // sandbox watch forks: a socket passed by the service manager
+  // (packaging/speculad.socket) replaces --socket, and NOTIFY_SOCKET
+  // (Type=notify) gets READY=1 once calls are served. A malformed one is
+  // a bad invocation, like a bad flag.
+  auto activated = rpc::TakeActivatedSocket();
+  if (!activated.ok()) return fail(activated.error(), 2);
+  auto notifier = rpc::ManagerNotifier::FromEnvironment();
+  if (!notifier.ok()) return fail(notifier.error(), 2);
+  if (*activated) {
+    const rpc::ActivatedSocket& a = **activated;
+    if (!a.path.empty() && app.count("--socket") > 0 && a.path != socket) {
+      spdlog::warn("--socket {} ignored: serving the activated socket {}", socket, a.path);
+    }
+    // The path masks the socket in every branch and is what daemon.version
+    // reports; an unnamed socket keeps --socket for both.
+    if (!a.path.empty()) socket = a.path;
+    spdlog::info("socket activation: serving fd {} ({}{})", a.fd.get(), socket,
+                 a.name.empty() ? "" : ", name " + a.name);
+  }
+
   auto lock = LockStateDir(state_dir);
   if (!lock.ok()) return fail(lock.error(), lock.error().code() == Code::kAlreadyExists ? kExitUnavailable : 1);
 
@@ -139,7 +161,17 @@ int DaemonMain(int argc, char** argv) {
   opts.quick_workers = quick_workers;
   opts.blocking_workers = blocking_workers;
   opts.shutdown_grace = std::chrono::milliseconds(grace_ms);
-  opts.on_shutdown = [svc = service.get()] { svc->BeginShutdown(); };
+  if (*activated) opts.listener = std::move((*activated)->fd);
+  const rpc::ManagerNotifier& notify = *notifier;
+  opts.on_ready = [&notify, socket] {
+    Status st = notify.Send("READY=1\nSTATUS=serving JSON-RPC on " + socket);
+    if (!st.ok()) spdlog::warn("{}", st.ToString());
+  };
+  opts.on_shutdown = [&notify, svc = service.get()] {
+    Status st = notify.Send("STOPPING=1\nSTATUS=shutting down: finishing running calls");
+    if (!st.ok()) spdlog::warn("{}", st.ToString());
+    svc->BeginShutdown();
+  };
   auto server = rpc::Server::Create(std::move(opts), dispatcher);
   if (!server.ok()) {
     Code code = server.error().code();
