@@ -22,10 +22,13 @@
 #include "common/paths.h"
 #include "common/unique_fd.h"
 #include "common/version.h"
+#include "runtime/metrics/endpoint.h"
+#include "runtime/metrics/registry.h"
 #include "runtime/rpc/server.h"
 #include "runtime/rpc/systemd.h"
 #include "runtime/service/core_session_service.h"
 #include "runtime/service/handlers.h"
+#include "runtime/service/metered_session_service.h"
 #include "sandbox/sandbox_watch.h"
 
 namespace specula::service {
@@ -86,6 +89,7 @@ int DaemonMain(int argc, char** argv) {
   std::string log_level = "info";
   size_t quick_workers = 4, blocking_workers = 16;
   uint64_t grace_ms = 30000;
+  std::string metrics_listen;
   bool version = false;
   app.add_option("--socket", socket, "Unix socket to serve")->capture_default_str();
   app.add_option("--state-dir", state_dir, "state directory (database, layers, images)")->capture_default_str();
@@ -98,6 +102,9 @@ int DaemonMain(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--shutdown-grace-ms", grace_ms, "on SIGTERM, how long running calls may take to finish")
       ->capture_default_str();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics (GET /metrics) on HOST:PORT or an absolute Unix socket path; "
+                 "off by default");
   app.add_flag("--version", version, "print the version and exit");
   try {
     app.parse(argc, argv);
@@ -151,8 +158,29 @@ int DaemonMain(int argc, char** argv) {
   if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
   std::unique_ptr<SessionService> service = std::move(*opened);
 
+  // Metrics only when asked for: without the flag the methods call the
+  // core's service directly and nothing listens. The registry belongs to
+  // this function; the endpoint (declared after the service) stops before
+  // the service it reads goes.
+  metrics::Registry registry;
+  std::unique_ptr<MeteredSessionService> metered;
+  std::unique_ptr<metrics::Endpoint> endpoint;
+  SessionService* served = service.get();
+  if (!metrics_listen.empty()) {
+    metered = std::make_unique<MeteredSessionService>(*service, registry);
+    served = metered.get();
+    auto started = metrics::Endpoint::Start(metrics_listen, [&registry] { return registry.Scrape(); });
+    if (!started.ok()) {
+      Code code = started.error().code();
+      return fail(Error(started.error()).Context("metrics"),
+                  code == Code::kInvalidArgument ? 2 : code == Code::kAlreadyExists ? kExitUnavailable : 1);
+    }
+    endpoint = std::move(*started);
+    spdlog::info("metrics: http://{}/metrics", endpoint->address());
+  }
+
   rpc::Dispatcher dispatcher;
-  RegisterSessionMethods(dispatcher, *service);
+  RegisterSessionMethods(dispatcher, *served);
   RegisterDaemonMethods(dispatcher, DaemonInfo{Version(), socket, state_dir, ""});
 
   rpc::ServerOptions opts;
