@@ -32,6 +32,18 @@ Error BadListen(const std::string& listen, const std::string& why) {
       .WithHint("give HOST:PORT (e.g. 127.0.0.1:9464) or an absolute path for a Unix socket");
 }
 
+// A bind failure as what it says about the address: taken by another
+// process, or not one of this machine's.
+Error BindError(const std::string& what) {
+  int err = errno;
+  if (err == EADDRINUSE) {
+    return Error(Code::kAlreadyExists, what + ": " + std::strerror(err), err)
+        .WithHint("another process listens there: pick another --metrics-listen");
+  }
+  if (err == EADDRNOTAVAIL) return Error(Code::kInvalidArgument, what + ": " + std::strerror(err), err);
+  return Error::FromErrno(what, err);
+}
+
 Result<UniqueFd> ListenUnix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -51,7 +63,7 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Error::FromErrno("socket");
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Error::FromErrno("bind metrics socket " + path);
+    return BindError("bind metrics socket " + path);
   }
   // Metrics name sessions: not for everyone on the machine.
   if (::chmod(path.c_str(), 0660) != 0) return Error::FromErrno("chmod " + path);
@@ -79,7 +91,7 @@ Result<UniqueFd> ListenTcp(const std::string& listen, std::string& address) {
   if (!fd) return Error::FromErrno("socket");
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // restart within TIME_WAIT
-  if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) return Error::FromErrno("bind metrics address " + listen);
+  if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) return BindError("bind metrics address " + listen);
   if (::listen(fd.get(), 16) != 0) return Error::FromErrno("listen " + listen);
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);

@@ -240,6 +240,14 @@ TEST_F(MetricsE2E, ServesTcpOnThePortItReportsAndOnlyMetrics) {
   EXPECT_NE(body.find("# TYPE specula_sessions gauge\n"), std::string::npos) << body;
   EXPECT_EQ(Value(Parse(body), "specula_sessions"), 0);
   EXPECT_EQ(HttpTcp(port, "/").rfind("HTTP/1.0 404", 0), 0u);
+  // A second daemon asking for the same port cannot serve: exit 69.
+  std::string log2;
+  int status = RunDaemonToExit(dir_.path(), {"--socket", dir_.path() + "/two.sock", "--state-dir",
+                                             dir_.path() + "/two-state", "--metrics-listen",
+                                             "127.0.0.1:" + std::to_string(port)},
+                               &log2);
+  EXPECT_EQ(status, 69) << log2;
+  EXPECT_NE(log2.find("Address already in use"), std::string::npos) << log2;
 }
 
 TEST_F(MetricsE2E, OffByDefaultAndABadAddressIsABadFlag) {
