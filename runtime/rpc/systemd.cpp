@@ -73,7 +73,8 @@ Result<std::optional<ActivatedSocket>> TakeActivatedSocket() {
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");
   ::unsetenv("LISTEN_FDNAMES");
-  if (pid_s.empty() && fds_s.empty()) return std::optional<ActivatedSocket>();
+  // As sd_listen_fds: without both variables nothing was passed.
+  if (pid_s.empty() || fds_s.empty()) return std::optional<ActivatedSocket>();
   auto pid = ParseDecimal(pid_s);
   if (!pid) return BadActivation("LISTEN_PID=\"" + pid_s + "\" is not a process id");
   // Meant for another process (a parent that exec'ed us without cleaning

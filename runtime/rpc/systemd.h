@@ -35,8 +35,8 @@ struct ActivatedSocket {
 };
 
 // nullopt when the environment passes no socket to this process (no
-// LISTEN_PID, or one naming another process: the variables were meant for
-// a parent). invalid_argument when it does but the variables are malformed,
+// LISTEN_PID or LISTEN_FDS, LISTEN_FDS=0, or a LISTEN_PID naming another
+// process: the variables were meant for a parent). invalid_argument when it does but the variables are malformed,
 // pass more than one fd, or fd 3 is not a listening AF_UNIX stream socket.
 Result<std::optional<ActivatedSocket>> TakeActivatedSocket();
 

@@ -243,6 +243,10 @@ TEST_F(SystemdE2E, VariablesMeantForAnotherProcessAreIgnored) {
   ManagedDaemon d(dir_.path(), Args(own), listener.get(), {"LISTEN_FDS=1", "LISTEN_PID=1"}, false);
   ASSERT_TRUE(Answers(own, d)) << d.Log();
   EXPECT_EQ(d.Terminate(), 0) << d.Log();
+  // Our LISTEN_PID without LISTEN_FDS: nothing was passed (sd_listen_fds).
+  ManagedDaemon e(dir_.path(), Args(own), listener.get(), {}, true);
+  ASSERT_TRUE(Answers(own, e)) << e.Log();
+  EXPECT_EQ(e.Terminate(), 0) << e.Log();
 }
 
 // NOTIFY_SOCKET as a path and as an abstract name.
