@@ -12,9 +12,11 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -227,6 +229,79 @@ TEST_F(MetricsE2E, CountersAddUpToWhatTheClientsDid) {
   // The endpoint's socket goes with the daemon.
   EXPECT_EQ(daemon_->Terminate(), 0);
   EXPECT_NE(::access(metrics.c_str(), F_OK), 0) << "metrics socket left behind";
+}
+
+// The sum of a sample over its series (all label sets), 0 when absent.
+double Total(const Json& families, const std::string& name) {
+  double sum = 0;
+  for (const auto& [family, f] : families.items()) {
+    for (const auto& s : f["samples"]) {
+      if (s[0] == name && s[2].is_number()) sum += s[2].get<double>();
+    }
+  }
+  return sum;
+}
+
+TEST_F(MetricsE2E, ScrapedDuringABenchTheCountersMatchItsReport) {
+  const std::string metrics = dir_.path() + "/metrics.sock";
+  StartWith({"--metrics-listen", metrics});
+  // One trajectory, k = 1: speculation off, the built-in speculator and the
+  // synthetic oracle, each in fresh sessions of this daemon (docs/agents.md).
+  std::atomic<bool> done{false};
+  SpawnResult bench;
+  std::thread runner([&] {
+    bench = RunCli(daemon_->socket(), {"bench", "--only", "build-c-hello", "--k", "1", "--json"});
+    done = true;
+  });
+  std::vector<std::string> scrapes;
+  while (!done) {
+    std::string body = Body(HttpUnix(metrics));
+    EXPECT_FALSE(body.empty());
+    scrapes.push_back(std::move(body));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  runner.join();
+  ASSERT_EQ(bench.exit_code, 0) << bench.out << bench.err;
+  Json report = Json::parse(bench.out, nullptr, false);
+  ASSERT_TRUE(report.is_object() && report.contains("overall")) << bench.out;
+
+  // Every scrape parses, and no counter goes back.
+  const char* counters[] = {"specula_branches_launched_total", "specula_branches_promoted_total",
+                            "specula_branches_discarded_total", "specula_commit_duration_seconds_count",
+                            "specula_fork_duration_seconds_count"};
+  std::map<std::string, double> last;
+  int mid_activity = 0;
+  for (const auto& text : scrapes) {
+    Json m = Parse(text);
+    for (const char* c : counters) {
+      double v = Total(m, c);
+      EXPECT_GE(v, last[c]) << c << " went back";
+      last[c] = v;
+    }
+    if (Total(m, "specula_commit_duration_seconds_count") > 0 && Value(m, "specula_sessions") > 0) ++mid_activity;
+  }
+  EXPECT_GE(mid_activity, 2) << "no scrape saw the bench at work (" << scrapes.size() << " scrapes)";
+
+  Json m = Parse(Body(HttpUnix(metrics)));
+  double hits = 0, branches = 0, steps = 0;
+  for (const auto& run : report["overall"]) {
+    hits += run.value("hits", 0.0);
+    branches += run.value("branches", 0.0);
+    steps += run.value("steps", 0.0);
+  }
+  EXPECT_GT(branches, 0);
+  EXPECT_GT(hits, 0) << "the oracle p=0.5 run hits";
+  EXPECT_EQ(Value(m, "specula_branches_launched_total"), branches);
+  EXPECT_EQ(Value(m, "specula_branches_promoted_total"), hits);
+  EXPECT_EQ(Value(m, "specula_commit_duration_seconds_count", {{"result", "hit"}}), hits);
+  // Every step is a commit (the bench adds its digest commits).
+  EXPECT_GE(Total(m, "specula_commit_duration_seconds_count"), steps);
+  // The bench cleaned up: every launched branch was promoted or discarded.
+  EXPECT_EQ(Value(m, "specula_sessions"), 0);
+  EXPECT_EQ(Value(m, "specula_branches_live"), 0);
+  EXPECT_EQ(Value(m, "specula_branches_launched_total"),
+            Value(m, "specula_branches_promoted_total") + Value(m, "specula_branches_discarded_total"));
+  EXPECT_EQ(Value(m, "specula_errors_total"), -1) << "the bench's calls failed";
 }
 
 TEST_F(MetricsE2E, ServesTcpOnThePortItReportsAndOnlyMetrics) {
