@@ -4,7 +4,9 @@
 #
 #  1. Debian 12 packages (compilers, libraries, test and bench tools;
 #     btrfs-progs: the store's filesystem is btrfs, whose quotas enforce the
-#     policy's per-branch disk limit, docs/checkpoints.md "Disk limits").
+#     policy's per-branch disk limit, docs/checkpoints.md "Disk limits";
+#     python3-prometheus-client: the metrics test parses speculad's
+#     exposition with it, docs/operations.md).
 #  2. The MCP clients the tests drive `specula mcp` with (npm, pinned).
 #  3. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
 #     change); 4.1 cannot dump a process holding an inet socket on kernels
@@ -39,7 +41,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3
   bubblewrap slirp4netns iproute2 util-linux procps psmisc file xz-utils
   btrfs-progs e2fsprogs
-  python3 libcurl4-openssl-dev
+  python3 python3-prometheus-client libcurl4-openssl-dev
   rsync
 )
 

@@ -147,6 +147,7 @@ struct Server::Impl {
   bool stopping = false;
   std::chrono::steady_clock::time_point stop_deadline{};
   ino_t socket_ino = 0;
+  bool owns_socket_file = true;  // false for an activated socket
 
   std::atomic<bool> stop_requested{false};
   std::mutex done_mu;
@@ -422,7 +423,9 @@ struct Server::Impl {
     // Remove the socket only if it is still ours (a new daemon may have
     // replaced a file we thought stale).
     struct stat st {};
-    if (::lstat(opts.socket_path.c_str(), &st) == 0 && st.st_ino == socket_ino) ::unlink(opts.socket_path.c_str());
+    if (owns_socket_file && ::lstat(opts.socket_path.c_str(), &st) == 0 && st.st_ino == socket_ino) {
+      ::unlink(opts.socket_path.c_str());
+    }
     if (opts.on_shutdown) opts.on_shutdown();
     quick_pool->CancelPending();
     blocking_pool->CancelPending();
@@ -446,9 +449,14 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options, const Disp
   auto impl = std::make_unique<Impl>(std::move(options), dispatcher);
   impl->group = LookupGroup(impl->opts.group);
   if (!impl->group) spdlog::info("group \"{}\" does not exist: only root may connect", impl->opts.group);
-  SPECULA_ASSIGN_OR_RETURN(impl->listen_fd, BindListener(impl->opts, impl->group));
-  struct stat st {};
-  if (::stat(impl->opts.socket_path.c_str(), &st) == 0) impl->socket_ino = st.st_ino;
+  if (impl->opts.listener) {
+    impl->listen_fd = std::move(impl->opts.listener);
+    impl->owns_socket_file = false;
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(impl->listen_fd, BindListener(impl->opts, impl->group));
+    struct stat st {};
+    if (::stat(impl->opts.socket_path.c_str(), &st) == 0) impl->socket_ino = st.st_ino;
+  }
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -475,7 +483,8 @@ void Server::RequestStop() {
 
 Status Server::Run() {
   Impl& s = *impl_;
-  spdlog::info("serving JSON-RPC on {}", s.opts.socket_path);
+  spdlog::info("serving JSON-RPC on {}{}", s.opts.socket_path, s.owns_socket_file ? "" : " (socket activation)");
+  if (s.opts.on_ready) s.opts.on_ready();
   epoll_event events[256];
   for (;;) {
     int timeout = -1;

@@ -27,6 +27,10 @@ namespace specula::rpc {
 
 struct ServerOptions {
   std::string socket_path;
+  // An already listening socket to serve instead of binding socket_path
+  // (socket activation, systemd.h). The server never chmods, chowns or
+  // unlinks the file behind it: the service manager made it and keeps it.
+  UniqueFd listener;
   // Besides root, members of this group may connect; a missing group means
   // root only. The socket file gets mode 0660 and this group.
   std::string group = "specula";
@@ -42,6 +46,9 @@ struct ServerOptions {
   // Called once on SIGTERM/SIGINT (on the I/O thread) before waiting for
   // running calls: the place to ask the service to abort long actions.
   std::function<void()> on_shutdown;
+  // Called once when Run starts serving (on the I/O thread, before its
+  // first accept): the place to tell a service manager the daemon is ready.
+  std::function<void()> on_ready;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread, and so in every thread it
@@ -52,7 +59,7 @@ Status BlockShutdownSignals();
 class Server {
  public:
   // Binds and listens (refusing when another daemon serves the path; a stale
-  // socket file is replaced), creates the signalfd and the worker pools.
+  // socket file is replaced) unless options.listener is given, creates the signalfd and the worker pools.
   static Result<std::unique_ptr<Server>> Create(ServerOptions options, const Dispatcher& dispatcher);
   ~Server();
   Server(const Server&) = delete;

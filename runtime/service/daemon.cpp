@@ -22,9 +22,13 @@
 #include "common/paths.h"
 #include "common/unique_fd.h"
 #include "common/version.h"
+#include "runtime/metrics/endpoint.h"
+#include "runtime/metrics/registry.h"
 #include "runtime/rpc/server.h"
+#include "runtime/rpc/systemd.h"
 #include "runtime/service/core_session_service.h"
 #include "runtime/service/handlers.h"
+#include "runtime/service/metered_session_service.h"
 #include "sandbox/sandbox_watch.h"
 
 namespace specula::service {
@@ -85,6 +89,7 @@ int DaemonMain(int argc, char** argv) {
   std::string log_level = "info";
   size_t quick_workers = 4, blocking_workers = 16;
   uint64_t grace_ms = 30000;
+  std::string metrics_listen;
   bool version = false;
   app.add_option("--socket", socket, "Unix socket to serve")->capture_default_str();
   app.add_option("--state-dir", state_dir, "state directory (database, layers, images)")->capture_default_str();
@@ -97,6 +102,9 @@ int DaemonMain(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--shutdown-grace-ms", grace_ms, "on SIGTERM, how long running calls may take to finish")
       ->capture_default_str();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics (GET /metrics) on HOST:PORT or an absolute Unix socket path; "
+                 "off by default");
   app.add_flag("--version", version, "print the version and exit");
   try {
     app.parse(argc, argv);
@@ -113,6 +121,27 @@ int DaemonMain(int argc, char** argv) {
     spdlog::error("{}", err.ToString());
     return status;
   };
+  // Before any thread (they read and unset the environment) and before the
+  // sandbox watch forks: a socket passed by the service manager
+  // (packaging/speculad.socket) replaces --socket, and NOTIFY_SOCKET
+  // (Type=notify) gets READY=1 once calls are served. A malformed one is
+  // a bad invocation, like a bad flag.
+  auto activated = rpc::TakeActivatedSocket();
+  if (!activated.ok()) return fail(activated.error(), 2);
+  auto notifier = rpc::ManagerNotifier::FromEnvironment();
+  if (!notifier.ok()) return fail(notifier.error(), 2);
+  if (*activated) {
+    const rpc::ActivatedSocket& a = **activated;
+    if (!a.path.empty() && app.count("--socket") > 0 && a.path != socket) {
+      spdlog::warn("--socket {} ignored: serving the activated socket {}", socket, a.path);
+    }
+    // The path masks the socket in every branch and is what daemon.version
+    // reports; an unnamed socket keeps --socket for both.
+    if (!a.path.empty()) socket = a.path;
+    spdlog::info("socket activation: serving fd {} ({}{})", a.fd.get(), socket,
+                 a.name.empty() ? "" : ", name " + a.name);
+  }
+
   auto lock = LockStateDir(state_dir);
   if (!lock.ok()) return fail(lock.error(), lock.error().code() == Code::kAlreadyExists ? kExitUnavailable : 1);
 
@@ -129,8 +158,29 @@ int DaemonMain(int argc, char** argv) {
   if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
   std::unique_ptr<SessionService> service = std::move(*opened);
 
+  // Metrics only when asked for: without the flag the methods call the
+  // core's service directly and nothing listens. The registry belongs to
+  // this function; the endpoint (declared after the service) stops before
+  // the service it reads goes.
+  metrics::Registry registry;
+  std::unique_ptr<MeteredSessionService> metered;
+  std::unique_ptr<metrics::Endpoint> endpoint;
+  SessionService* served = service.get();
+  if (!metrics_listen.empty()) {
+    metered = std::make_unique<MeteredSessionService>(*service, registry);
+    served = metered.get();
+    auto started = metrics::Endpoint::Start(metrics_listen, [&registry] { return registry.Scrape(); });
+    if (!started.ok()) {
+      Code code = started.error().code();
+      return fail(Error(started.error()).Context("metrics"),
+                  code == Code::kInvalidArgument ? 2 : code == Code::kAlreadyExists ? kExitUnavailable : 1);
+    }
+    endpoint = std::move(*started);
+    spdlog::info("metrics: http://{}/metrics", endpoint->address());
+  }
+
   rpc::Dispatcher dispatcher;
-  RegisterSessionMethods(dispatcher, *service);
+  RegisterSessionMethods(dispatcher, *served);
   RegisterDaemonMethods(dispatcher, DaemonInfo{Version(), socket, state_dir, ""});
 
   rpc::ServerOptions opts;
@@ -139,7 +189,17 @@ int DaemonMain(int argc, char** argv) {
   opts.quick_workers = quick_workers;
   opts.blocking_workers = blocking_workers;
   opts.shutdown_grace = std::chrono::milliseconds(grace_ms);
-  opts.on_shutdown = [svc = service.get()] { svc->BeginShutdown(); };
+  if (*activated) opts.listener = std::move((*activated)->fd);
+  const rpc::ManagerNotifier& notify = *notifier;
+  opts.on_ready = [&notify, socket] {
+    Status st = notify.Send("READY=1\nSTATUS=serving JSON-RPC on " + socket);
+    if (!st.ok()) spdlog::warn("{}", st.ToString());
+  };
+  opts.on_shutdown = [&notify, svc = service.get()] {
+    Status st = notify.Send("STOPPING=1\nSTATUS=shutting down: finishing running calls");
+    if (!st.ok()) spdlog::warn("{}", st.ToString());
+    svc->BeginShutdown();
+  };
   auto server = rpc::Server::Create(std::move(opts), dispatcher);
   if (!server.ok()) {
     Code code = server.error().code();

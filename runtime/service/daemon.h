@@ -5,7 +5,8 @@
 
 namespace specula::service {
 
-// Exit status: 0 after a clean SIGTERM shutdown, 2 for bad flags, 69 when it
+// Exit status: 0 after a clean SIGTERM shutdown, 2 for bad flags or a bad
+// socket-activation / NOTIFY_SOCKET environment (rpc/systemd.h), 69 when it
 // cannot serve (socket taken, state dir locked by another speculad), 1 for
 // other failures.
 int DaemonMain(int argc, char** argv);
