@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-node capacity measurement for docs/kubernetes.md: against a running
 # speculad (SPECULA_SOCKET), for N in $COUNTS, one session launches N
-# branches of `sleep 300` and, once all run, prints the daemon's RSS (main
+# branches of $CMD (default `sleep 300`) and, once all run, prints the daemon's RSS (main
 # process and its sandbox-watch child), each branch cgroup's memory charge,
 # the PSS of the branch's processes and the state dir's disk use (du -x:
 # the allocated blocks of the store image layers.img and the database, not
@@ -11,6 +11,7 @@
 set -euo pipefail
 BIN=$1 STATE=$2 POLICY=$3
 COUNTS=${COUNTS:-1 4 8}
+CMD=${CMD:-sleep 300}   # must keep running (the branch is measured while it runs)
 specula() { "$BIN" "$@"; }
 kb() { awk '{printf "%d", $1/1024}'; }
 daemon_rss() { # kB, speculad and its children (the sandbox watch)
@@ -32,7 +33,7 @@ for n in $COUNTS; do
   S=$(specula --json session create --policy "$POLICY" --name "cap-$n" | sed -n 's/.*"session":"\([^"]*\)".*/\1/p')
   du0=$(du -skx "$STATE" | cut -f1)
   bs=()
-  for i in $(seq 1 "$n"); do bs+=("$(specula spec "$S" -- sleep 300 "#$i")"); done
+  for i in $(seq 1 "$n"); do bs+=("$(specula spec "$S" -- "$CMD #$i")"); done
   for _ in $(seq 1 60); do  # until every branch runs its sleep
     r=$(specula branches "$S" | grep -c ' running ' || true)
     [ "$r" -ge "$n" ] && break; sleep 0.5
