@@ -47,9 +47,16 @@ for n in $COUNTS; do
     for p in $(cat "$cg/cgroup.procs"); do
       pss=$((pss + $(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup 2>/dev/null || echo 0)))
     done
-    echo "  n=$n branch=$b cgroup_kB=$u pss_kB=$pss procs=$(wc -l < "$cg/cgroup.procs")"
+    # The branch's upper dir (its writes) on the store; btrfs counts
+    # delayed-allocation bytes in st_blocks, so this is current even before
+    # the store's image file has its blocks.
+    up=$(du -skx "$STATE/fs/branches/$b/vol/upper" 2>/dev/null | cut -f1)
+    echo "  n=$n branch=$b cgroup_kB=$u pss_kB=$pss procs=$(wc -l < "$cg/cgroup.procs") upper_kB=${up:-?}"
     tot_cg=$((tot_cg + u)) tot_pss=$((tot_pss + pss))
   done
+  # Flush the store first: the image file (layers.img) gets its blocks only
+  # when btrfs writes back, so a du before that misses fresh writes.
+  sync -f "$STATE/fs" 2>/dev/null || sync
   du1=$(du -skx "$STATE" | cut -f1)
   echo "n=$n running=$r daemon_rss_kB=$(daemon_rss) branches_cgroup_kB=$tot_cg branches_pss_kB=$tot_pss" \
        "per_branch_cgroup_kB=$((tot_cg / n)) per_branch_pss_kB=$((tot_pss / n))" \
