@@ -7,7 +7,8 @@
 #     policy's per-branch disk limit, docs/checkpoints.md "Disk limits";
 #     python3-prometheus-client: the metrics test parses speculad's
 #     exposition with it, docs/operations.md).
-#  2. The MCP clients the tests drive `specula mcp` with (npm, pinned).
+#  2. The MCP clients the tests drive `specula mcp` with (npm, pinned), and
+#     the Kubernetes manifest validator's packages (npm, pinned).
 #  3. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
 #     change); 4.1 cannot dump a process holding an inet socket on kernels
 #     >= 6.16 (getsockopt SO_PASSCRED is refused there: criu issue #2718,
@@ -30,6 +31,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# SPECULA_SETUP_ONLY_CRIU=1: only the CRIU part (deploy/kubernetes/Dockerfile
+# uses it; the image installs its own runtime packages).
+if [ "${SPECULA_SETUP_ONLY_CRIU:-0}" != 1 ]; then
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   clang llvm lld libclang-rt-14-dev
@@ -80,6 +84,24 @@ else
   cp "$MCP_PINS/package.json" "$MCP_PINS/package-lock.json" "$MCP_NODE_DIR/"
   (cd "$MCP_NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+
+# --- Kubernetes manifest validator -------------------------------------
+# kubernetes-models (the Kubernetes OpenAPI schemas, compiled) and yaml, at
+# the versions pinned by deploy/kubernetes/validate/package-lock.json, for
+# scripts/validate-k8s.sh (CTest KubernetesManifestsValidate). Same private
+# prefix scheme as the MCP clients.
+K8S_VALIDATE_DIR=${SPECULA_K8S_VALIDATE_DIR:-/opt/specula/k8s-validate}
+K8S_PINS="$(dirname "$0")/../deploy/kubernetes/validate"
+if cmp -s "$K8S_PINS/package-lock.json" "$K8S_VALIDATE_DIR/package-lock.json" &&
+   [ -f "$K8S_VALIDATE_DIR/node_modules/kubernetes-models/package.json" ]; then
+  log "Kubernetes validator: present in $K8S_VALIDATE_DIR"
+else
+  log "Kubernetes validator: npm ci into $K8S_VALIDATE_DIR"
+  mkdir -p "$K8S_VALIDATE_DIR"
+  cp "$K8S_PINS/package.json" "$K8S_PINS/package-lock.json" "$K8S_VALIDATE_DIR/"
+  (cd "$K8S_VALIDATE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+fi  # SPECULA_SETUP_ONLY_CRIU
 
 # --- CRIU ---------------------------------------------------------------
 criu_ok() { # $1: criu command; succeeds if version >= 4.2 and `criu check` passes
