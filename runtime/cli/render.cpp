@@ -46,6 +46,15 @@ std::string RenderSession(const api::Session& s) {
     if (sp->config.min_p > 0) o << ", min_p " << sp->config.min_p;
     o << "\n             " << sp->proposals << " rounds, " << sp->launched << " branches, " << sp->hits
       << " hits; cost " << sp->cost_ms << " ms vs saving " << sp->saving_ms << " ms\n";
+    // round_head: the head whose proposal round is over (docs/api.md); a
+    // script waits for it to equal the head before it times a commit.
+    if (sp->round_head.empty()) {
+      o << "             no round finished yet\n";
+    } else if (sp->round_head == s.head) {
+      o << "             round for the head done\n";
+    } else {
+      o << "             round for the head running (last done for " << sp->round_head << ")\n";
+    }
     if (!sp->last_error.empty()) o << "             last error: " << sp->last_error << "\n";
   }
   return o.str();

@@ -157,6 +157,15 @@ TEST_F(SpeculationE2E, TheCliTurnsItOn) {
   EXPECT_EQ(show["speculation"]["config"]["k"], 2);
   SpawnResult text = RunCli(daemon_->socket(), {"session", "show", s});
   EXPECT_NE(text.out.find("speculation  builtin, k 2"), std::string::npos) << text.out;
+  // The text says whether the round for the head is over (round_head).
+  Json c = Commit(s, "echo one");
+  std::string head = c["head"];
+  for (int i = 0; i < 600; ++i) {
+    if (Call("session.show", {{"session", s}})["speculation"].value("round_head", "") == head) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  text = RunCli(daemon_->socket(), {"session", "show", s});
+  EXPECT_NE(text.out.find("round for the head done"), std::string::npos) << text.out;
 }
 
 }  // namespace
