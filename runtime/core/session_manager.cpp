@@ -410,8 +410,22 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
     return Error(Code::kUnavailable, "speculad is stopping: no new branch").WithHint("speculate again once it is back");
   }
   auto b = std::make_shared<Branch>();
+  b->normalised = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   {
     std::lock_guard lock(s->mu);
+    // A launch for a head (transparent speculation) never doubles a live
+    // branch of that head the match rule calls the same command: checked
+    // and started under the op lock, so a client's speculate cannot slip in
+    // between.
+    if (!from_head.empty() && s->rec.head == from_head) {
+      for (auto& [id, other] : s->live) {
+        std::lock_guard bl(other->mu);
+        if (other->parent_checkpoint == from_head && other->normalised == b->normalised && !other->cancelled &&
+            other->state != BranchState::kFailed) {
+          return other->id;
+        }
+      }
+    }
     if (s->live.size() >= s->policy.speculation.max_branches_per_session) {
       return Error(Code::kResourceExhausted,
                    "session " + session + " already has " + std::to_string(s->live.size()) +
@@ -427,7 +441,6 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   b->session = session;
   b->command = command;
   b->origin = origin;
-  b->normalised = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   b->created_ms = NowMs();
   b->parent_has_image = ckpt.has_process_image;
   store::BranchRecord rec{b->id, session, b->parent_checkpoint, command,

@@ -190,7 +190,9 @@ class SessionManager {
   // `origin` (JSON text, "" for none) is kept in the branch's record.
   // `from_head` ("" for any): aborted unless the head is still that
   // checkpoint once this operation runs (after a commit in flight), so that
-  // a guess made for one head never starts from the next.
+  // a guess made for one head never starts from the next. With `from_head`
+  // set, a live branch of that head running the same command (the match
+  // rule's form) is returned instead of starting another one.
   Result<std::string> Speculate(const std::string& session, const std::string& command,
                                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
                                 const std::string& origin = "", const std::string& from_head = "");

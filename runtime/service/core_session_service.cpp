@@ -216,18 +216,11 @@ Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& ses
                                                           const speculation::Launch& launch) {
   SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(session));
   if (s.record.head != head) return Error(Code::kAborted, "session " + session + " moved on from " + head);
-  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(session));
-  for (const auto& b : branches) {
-    bool live = b.state == core::BranchState::kStarting || b.state == core::BranchState::kRunning ||
-                b.state == core::BranchState::kBlocked || b.state == core::BranchState::kDone;
-    if (live && b.parent_checkpoint == head && speculators::TrimCommand(b.command) ==
-                                                   speculators::TrimCommand(launch.command)) {
-      return b.id;  // a client (or an earlier round) already runs it
-    }
-  }
-  // The check above is only a shortcut: a commit may move the head before
-  // the core runs this (it waits for a commit in flight); the core checks
-  // again under the session's operation lock.
+  // The head check above is only a shortcut: a commit may move the head
+  // before the core runs this (it waits for a commit in flight). The core
+  // checks the head again, and returns a live branch of that head already
+  // running the command (a client's, or an earlier round's), under the
+  // session's operation lock.
   return manager_->Speculate(session, launch.command, std::chrono::milliseconds(0),
                              api::ToJson(launch.origin).dump(), head);
 }

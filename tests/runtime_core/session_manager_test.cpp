@@ -275,6 +275,28 @@ TEST_F(SessionManagerTest, DiscardKillsAndRemovesEverything) {
   while (std::getline(mounts, line)) EXPECT_EQ(line.find(*b), std::string::npos) << line;
 }
 
+TEST_F(SessionManagerTest, ALaunchForAHeadReusesALiveBranchOfTheSameCommand) {
+  std::string s = NewSession();
+  auto head = mgr_->ShowSession(s);
+  ASSERT_TRUE(head.ok());
+  const std::string h = head->record.head;
+  auto client = mgr_->Speculate(s, "sleep 30 # guessed by both");
+  ASSERT_TRUE(client.ok()) << client.error().ToString();
+  // Transparent speculation's launch (from_head set) of the same command,
+  // also in a form the match rule calls the same: no second branch. The
+  // check and the start are one step under the session's lock.
+  auto launch = mgr_->Speculate(s, "  sleep 30 # guessed by both ", 0ms, "{}", h);
+  ASSERT_TRUE(launch.ok()) << launch.error().ToString();
+  EXPECT_EQ(*launch, *client);
+  auto other = mgr_->Speculate(s, "sleep 31", 0ms, "{}", h);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(*other, *client);
+  auto info = mgr_->ShowSession(s);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->live_branches, 2u);
+  ASSERT_TRUE(mgr_->Abort(s).ok());
+}
+
 TEST_F(SessionManagerTest, DestroyingASessionWaitsForTheDiscardsItsCommitLeftBehind) {
   std::string s = NewSession();
   std::vector<std::string> ids;
