@@ -75,15 +75,21 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
-if cmp -s "$MCP_PINS/package-lock.json" "$MCP_NODE_DIR/package-lock.json" &&
-   [ -f "$MCP_NODE_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ]; then
-  log "MCP clients: present in $MCP_NODE_DIR"
-else
-  log "MCP clients: npm ci into $MCP_NODE_DIR"
-  mkdir -p "$MCP_NODE_DIR"
-  cp "$MCP_PINS/package.json" "$MCP_PINS/package-lock.json" "$MCP_NODE_DIR/"
-  (cd "$MCP_NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+# npm_pinned WHAT DIR PINS MARKER: `npm ci` the package.json and
+# package-lock.json of PINS into DIR, unless DIR already holds that lock and
+# MARKER (a file below DIR/node_modules) is there.
+npm_pinned() {
+  local what=$1 dir=$2 pins=$3 marker=$4
+  if cmp -s "$pins/package-lock.json" "$dir/package-lock.json" && [ -f "$dir/node_modules/$marker" ]; then
+    log "$what: present in $dir"
+    return
+  fi
+  log "$what: npm ci into $dir"
+  mkdir -p "$dir"
+  cp "$pins/package.json" "$pins/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+}
+npm_pinned "MCP clients" "$MCP_NODE_DIR" "$MCP_PINS" "@modelcontextprotocol/sdk/package.json"
 
 # --- Kubernetes manifest validator -------------------------------------
 # kubernetes-models (the Kubernetes OpenAPI schemas, compiled) and yaml, at
@@ -92,15 +98,7 @@ fi
 # prefix scheme as the MCP clients.
 K8S_VALIDATE_DIR=${SPECULA_K8S_VALIDATE_DIR:-/opt/specula/k8s-validate}
 K8S_PINS="$(dirname "$0")/../deploy/kubernetes/validate"
-if cmp -s "$K8S_PINS/package-lock.json" "$K8S_VALIDATE_DIR/package-lock.json" &&
-   [ -f "$K8S_VALIDATE_DIR/node_modules/kubernetes-models/package.json" ]; then
-  log "Kubernetes validator: present in $K8S_VALIDATE_DIR"
-else
-  log "Kubernetes validator: npm ci into $K8S_VALIDATE_DIR"
-  mkdir -p "$K8S_VALIDATE_DIR"
-  cp "$K8S_PINS/package.json" "$K8S_PINS/package-lock.json" "$K8S_VALIDATE_DIR/"
-  (cd "$K8S_VALIDATE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+npm_pinned "Kubernetes validator" "$K8S_VALIDATE_DIR" "$K8S_PINS" "kubernetes-models/package.json"
 fi  # SPECULA_SETUP_ONLY_CRIU
 
 # --- CRIU ---------------------------------------------------------------

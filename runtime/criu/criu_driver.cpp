@@ -152,6 +152,15 @@ CriuDriver::~CriuDriver() {
   }
 }
 
+Result<SpawnResult> CriuDriver::RunCriu(SpawnOptions so, const char* const* cgroup_procs) const {
+  so.env_set = Env();
+  so.timeout = opts_.timeout;
+  ChildSetup setup{kdat_mounted_ ? opts_.kdat_dir.c_str() : nullptr, cgroup_procs};
+  so.child_setup = &CriuChildSetup;
+  so.child_setup_arg = &setup;
+  return Spawn(so);
+}
+
 std::vector<std::string> CriuDriver::Env() const {
   std::vector<std::string> env;
   if (opts_.no_breakpoints) env.push_back("CRIU_FAULT=130");
@@ -196,13 +205,7 @@ Status OpenImagesToRestoredTasks(const std::string& dir) {
 Result<std::string> CriuDriver::Check() const {
   SpawnOptions so;
   so.argv = {opts_.criu_path, "check"};
-  so.env_set = Env();
-  so.timeout = opts_.timeout;
-  std::string kdat = opts_.kdat_dir;
-  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, nullptr};
-  so.child_setup = &CriuChildSetup;
-  so.child_setup_arg = &setup;
-  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, RunCriu(std::move(so)));
   if (!r.success()) {
     std::string how = r.timed_out ? "timed out" : "exit " + std::to_string(r.exit_code);
     return Error(r.timed_out ? Code::kDeadlineExceeded : Code::kFailedPrecondition,
@@ -249,13 +252,7 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
     so.argv.push_back("--external");
     so.argv.push_back("mnt[" + path + "]:" + key);
   }
-  so.env_set = Env();
-  so.timeout = opts_.timeout;
-  std::string kdat = opts_.kdat_dir;
-  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, nullptr};
-  so.child_setup = &CriuChildSetup;
-  so.child_setup_arg = &setup;
-  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, RunCriu(std::move(so)));
   if (!r.success()) return CriuFailed("dump of pid " + std::to_string(req.pid), r, req.image_dir + "/dump.log");
   if (req.in_user_namespace) {
     SPECULA_TRY_CTX(OpenImagesToRestoredTasks(req.image_dir),
@@ -287,18 +284,12 @@ Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
     so.argv.push_back("--external");
     so.argv.push_back("mnt[" + key + "]:" + path);
   }
-  so.env_set = Env();
-  so.timeout = opts_.timeout;
   std::vector<std::string> procs;
   for (const auto& cg : req.cgroup_paths) procs.push_back(cg + "/cgroup.procs");
   std::vector<const char*> procs_c;
   for (const auto& p : procs) procs_c.push_back(p.c_str());
   procs_c.push_back(nullptr);
-  std::string kdat = opts_.kdat_dir;
-  ChildSetup setup{kdat_mounted_ ? kdat.c_str() : nullptr, procs_c.data()};
-  so.child_setup = &CriuChildSetup;
-  so.child_setup_arg = &setup;
-  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, Spawn(so));
+  SPECULA_ASSIGN_OR_RETURN(SpawnResult r, RunCriu(std::move(so), procs_c.data()));
   std::string log = req.work_dir + "/restore.log";
   if (!r.success()) return CriuFailed("restore of " + req.image_dir, r, log);
   std::string pid_text = ReadFileOrEmpty(pidfile);

@@ -17,6 +17,11 @@
 
 #include "common/error.h"
 
+namespace specula {
+struct SpawnOptions;
+struct SpawnResult;
+}  // namespace specula
+
 namespace specula::criu {
 
 struct CriuOptions {
@@ -98,6 +103,11 @@ class CriuDriver {
  private:
   explicit CriuDriver(CriuOptions opts) : opts_(std::move(opts)) {}
   std::vector<std::string> Env() const;
+  // Runs CRIU as every call does: the driver's environment and timeout, in
+  // its own mount namespace with the kdat tmpfs as /run, dying with the
+  // runtime; `cgroup_procs` (NULL-terminated, may be null): cgroups it
+  // joins first (a restore's tasks inherit them).
+  Result<SpawnResult> RunCriu(SpawnOptions so, const char* const* cgroup_procs = nullptr) const;
 
   CriuOptions opts_;
   bool kdat_mounted_ = false;
