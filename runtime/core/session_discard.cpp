@@ -130,12 +130,17 @@ Status SessionManager::DiscardBranch(const std::string& branch) {
 
 void SessionManager::DiscardInBackground(const std::shared_ptr<Session>& s, const std::shared_ptr<Branch>& b,
                                          const std::string& reason) {
+  std::string cgroup;
   {
     std::lock_guard lock(b->mu);
     b->cancelled = true;
     b->state = BranchState::kDiscarded;
     if (b->discard_reason.empty()) b->discard_reason = reason;
+    if (b->sandbox) cgroup = b->sandbox->cgroup2_path();
   }
+  // Stopped now, torn down later: a discarded branch must not run on (and
+  // compete with the committed path) while the low-priority queue catches up.
+  KillCgroup(cgroup);
   s->slot_cv.notify_all();  // a worker waiting for a slot sees the cancel
   {
     std::lock_guard lock(s->mu);

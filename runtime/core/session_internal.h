@@ -23,6 +23,9 @@ std::optional<BranchState> StateFromString(const std::string& s);
 std::string ResultToJson(const sandbox::ActionResult& r);
 std::optional<sandbox::ActionResult> ResultFromJson(const std::string& text);
 bool IsFinal(BranchState s);
+// SIGKILL to every process of one sandbox, by its cgroup2 dir (cgroup.kill;
+// "" or a gone dir: nothing). One write: cheap enough for a caller's path.
+void KillCgroup(const std::string& cgroup2_dir);
 // Whether the policy binds any lossy path into branches.
 bool HasLossyPaths(const policy::Policy& p);
 // How many of a session's branches may run their actions at once. Siblings

@@ -178,16 +178,14 @@ SessionManager::~SessionManager() {
   }
 }
 
-namespace {
 // SIGKILL to every process of one sandbox, by its cgroup2 dir.
 void KillCgroup(const std::string& cgroup2_dir) {
   if (cgroup2_dir.empty()) return;
   int fd = ::open((cgroup2_dir + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return;
-  if (::write(fd, "1", 1) != 1) spdlog::debug("shutdown: cgroup.kill {}: {}", cgroup2_dir, std::strerror(errno));
+  if (::write(fd, "1", 1) != 1) spdlog::debug("cgroup.kill {}: {}", cgroup2_dir, std::strerror(errno));
   ::close(fd);
 }
-}  // namespace
 
 void SessionManager::BeginShutdown() {
   if (shutting_down_.exchange(true)) return;
