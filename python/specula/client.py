@@ -2,7 +2,8 @@
 
 One JSON object per line; calls are sent one at a time per Client (a Client
 is not shared between threads: make one per thread). Replies are matched by
-id, notifications skipped. Errors raise the SpeculaError subclass of the
+id; notifications before a reply go to the call's handler (a streaming
+commit's output, docs/api.md "Streaming output") or are skipped. Errors raise the SpeculaError subclass of the
 daemon's kind (specula.errors).
 """
 
@@ -12,14 +13,19 @@ import dataclasses
 import json
 import os
 import socket as _socket
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import errors
-from .wire import (BranchDetail, BranchDiff, BranchSummary, Checkpoint, CheckpointDiff, CommitResult,
-                    SessionInfo, SpeculationConfig, Version, decode, decode_list)
+from .wire import (OUTPUT_METHOD, BranchDetail, BranchDiff, BranchSummary, Checkpoint, CheckpointDiff, CommitResult,
+                    OutputChunk, SessionInfo, SpeculationConfig, Version, decode, decode_list)
 
 DEFAULT_SOCKET = "/run/specula/speculad.sock"
 MAX_MESSAGE_BYTES = 4 << 20
+
+# on_notification(method, params) of Client.call.
+NotificationHandler = Callable[[str, Any], None]
+# on_output(stream, data) of Client.commit: stream is "stdout" or "stderr".
+OutputHandler = Callable[[str, str], None]
 
 
 def default_socket() -> str:
@@ -80,8 +86,15 @@ class Client:
         return errors.Unavailable(f"{method}: speculad closed the connection ({why})",
                                   hint=_start_hint(self.socket_path), method=method)
 
-    def call(self, method: str, params: Optional[dict[str, Any]] = None) -> Any:
-        """One raw call: the reply's ``result``, or the daemon's error raised."""
+    def call(self, method: str, params: Optional[dict[str, Any]] = None,
+             on_notification: Optional[NotificationHandler] = None) -> Any:
+        """One raw call: the reply's ``result``, or the daemon's error raised.
+
+        Notifications (a ``method`` and no ``id``) that arrive before the reply
+        go to ``on_notification(method, params)`` in order, else are skipped.
+        If the handler raises, the connection is closed (the rest of the
+        call's messages would be read as the next call's) and the exception
+        propagates; the daemon finishes the call regardless."""
         self.connect()
         assert self._sock is not None
         request_id = self._next_id
@@ -93,6 +106,27 @@ class Client:
             self._sock.sendall(line)
         except OSError as e:
             raise self._gone(method, f"send: {e}") from None
+        while True:
+            message = self._read_message(method)
+            if "method" in message and "id" not in message:
+                if on_notification is not None:
+                    try:
+                        on_notification(str(message["method"]), message.get("params"))
+                    except BaseException:
+                        self.close()
+                        raise
+                continue
+            rid = message.get("id")
+            if rid == request_id or rid == str(request_id):
+                if "error" in message:
+                    raise errors.from_reply(message["error"], method)
+                return message.get("result")
+            if rid is None and "error" in message:  # a refusal the daemon could not attribute
+                raise errors.from_reply(message["error"], method)
+
+    def _read_message(self, method: str) -> dict[str, Any]:
+        """The next JSON object the daemon sent (blank lines skipped)."""
+        assert self._sock is not None
         while True:
             nl = self._buf.find(b"\n")
             while nl < 0:
@@ -116,20 +150,15 @@ class Client:
             if not raw.strip():
                 continue
             try:
-                reply = json.loads(raw.decode("utf-8", "replace"))
+                message = json.loads(raw.decode("utf-8", "replace"))
             except ValueError:
-                raise errors.Internal(f"{method}: the daemon sent a line that is not JSON", method=method) from None
-            if not isinstance(reply, dict):
-                raise errors.Internal(f"{method}: the daemon sent a reply that is not an object", method=method)
-            if "method" in reply and "id" not in reply:
-                continue  # a notification: no reply to anyone
-            rid = reply.get("id")
-            if rid == request_id or rid == str(request_id):
-                if "error" in reply:
-                    raise errors.from_reply(reply["error"], method)
-                return reply.get("result")
-            if rid is None and "error" in reply:  # a refusal the daemon could not attribute
-                raise errors.from_reply(reply["error"], method)
+                message = None
+            if not isinstance(message, dict):
+                # What else the call sent cannot be trusted to line up: the connection is done.
+                self.close()
+                raise errors.ProtocolError(f"{method}: the daemon sent a line that is not a JSON object",
+                                           method=method)
+            return message
 
     # ------------------------------------------------------------ daemon.*
 
@@ -193,9 +222,33 @@ class Client:
         """Starts a branch running ``command`` from the head; returns its id at once."""
         return str(self.call("action.speculate", self._action(session, command, timeout_ms))["branch"])
 
-    def commit(self, session: str, command: str, timeout_ms: int = 0) -> CommitResult:
-        """The authoritative action: a matching branch is promoted (hit), else the command runs."""
-        return decode(CommitResult, self.call("action.commit", self._action(session, command, timeout_ms)))
+    def commit(self, session: str, command: str, timeout_ms: int = 0,
+               on_output: Optional[OutputHandler] = None) -> CommitResult:
+        """The authoritative action: a matching branch is promoted (hit), else the command runs.
+
+        With ``on_output`` the daemon streams: ``on_output(stream, data)`` is
+        called with each chunk as the command writes it (a hit's whole output
+        at once, right before the reply), all before this returns; a stream's
+        chunks, concatenated, equal the result's ``stdout`` / ``stderr``. A
+        malformed chunk raises ProtocolError (and closes the connection)."""
+        params = self._action(session, command, timeout_ms)
+        if on_output is None:
+            return decode(CommitResult, self.call("action.commit", params))
+        params["stream"] = True
+
+        def dispatch(method: str, notification: Any) -> None:
+            if method != OUTPUT_METHOD:
+                return  # another notification: nothing of this call's
+            try:
+                chunk = OutputChunk.from_params(notification)
+            except ValueError as e:
+                raise errors.ProtocolError(str(e), method="action.commit") from None
+            if chunk.session != session:
+                raise errors.ProtocolError(f"{OUTPUT_METHOD}: a chunk of session {chunk.session!r} "
+                                           f"in a commit of {session!r}", method="action.commit")
+            on_output(chunk.stream, chunk.data)
+
+        return decode(CommitResult, self.call("action.commit", params, on_notification=dispatch))
 
     run = commit
 
@@ -267,8 +320,9 @@ class Session:
     def info(self) -> SessionInfo:
         return self.client.show_session(self.id)
 
-    def run(self, command: str, timeout_ms: int = 0) -> CommitResult:
-        return self.client.commit(self.id, command, timeout_ms)
+    def run(self, command: str, timeout_ms: int = 0, on_output: Optional[OutputHandler] = None) -> CommitResult:
+        """Client.commit in this session; ``on_output(stream, data)`` streams the output."""
+        return self.client.commit(self.id, command, timeout_ms, on_output)
 
     commit = run
 

@@ -83,7 +83,9 @@ class Internal(SpeculaError):
 
 
 class ProtocolError(SpeculaError):
-    """The daemon refused the message itself (-32700, -32600, -32601, -32602)."""
+    """The daemon refused the message itself (-32700, -32600, -32601, -32602), or the
+    client could not read what the daemon sent (not a JSON object, a malformed
+    ``action.output`` chunk)."""
 
     kind = "protocol"
 

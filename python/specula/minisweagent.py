@@ -10,7 +10,8 @@ patching mini-swe-agent (docs/python.md)::
 
 ``execute(command, cwd="", timeout=None)`` commits the command in the session
 and returns ``{"output", "returncode"}`` (plus specula's ``hit``, ``saved_ms``
-and ``checkpoint``); ``speculate(command)`` starts a branch for a command the
+and ``checkpoint``; ``on_output=callable(stream, data)`` streams the output as
+it is written); ``speculate(command)`` starts a branch for a command the
 agent is likely to run next, so that its ``execute`` is a hit.
 """
 
@@ -22,7 +23,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .client import Client
+from .client import Client, OutputHandler
 
 
 @dataclass
@@ -43,8 +44,14 @@ class SpeculaEnvironmentConfig:
 
 
 class SpeculaEnvironment:
-    def __init__(self, *, config_class: type = SpeculaEnvironmentConfig, **kwargs: Any) -> None:
+    """``on_output(stream, data)``, if given, receives each command's output as it is
+    written (streaming commits); it is not part of the config, which
+    get_template_vars() renders."""
+
+    def __init__(self, *, config_class: type = SpeculaEnvironmentConfig,
+                 on_output: Optional[OutputHandler] = None, **kwargs: Any) -> None:
         self.config = config_class(**kwargs)
+        self.on_output = on_output
         self.client = Client(self.config.socket)
         if self.config.session:
             self.session = self.client.attach(self.config.session)
@@ -60,9 +67,11 @@ class SpeculaEnvironment:
         # A subshell, so that an explicit cwd does not move the session's own.
         return f"(cd {shlex.quote(cwd)} && {command})" if cwd else command
 
-    def execute(self, command: str, cwd: str = "", *, timeout: Optional[int] = None) -> dict[str, Any]:
+    def execute(self, command: str, cwd: str = "", *, timeout: Optional[int] = None,
+                on_output: Optional[OutputHandler] = None) -> dict[str, Any]:
         seconds = self.config.timeout if timeout is None else timeout
-        result = self.session.run(self._command(command, cwd), timeout_ms=int(seconds * 1000))
+        result = self.session.run(self._command(command, cwd), timeout_ms=int(seconds * 1000),
+                                  on_output=on_output or self.on_output)
         output = result.stdout + result.stderr
         if "timed_out" in result.flags:
             # What mini-swe-agent's agents catch for a command that ran too long.

@@ -141,6 +141,35 @@ class CommitResult:
         return self.stdout + self.stderr
 
 
+OUTPUT_METHOD = "action.output"
+OUTPUT_STREAMS = ("stdout", "stderr")
+
+
+@dataclass
+class OutputChunk:
+    """action.output: a piece of a streaming commit's output (docs/api.md "Streaming output").
+
+    Sent as a notification before the commit's reply; a stream's chunks,
+    concatenated, are exactly the reply's ``stdout`` / ``stderr``."""
+    session: str = ""
+    branch: str = ""   # == the reply's branch
+    stream: str = ""   # "stdout" | "stderr"
+    data: str = ""
+
+    @classmethod
+    def from_params(cls, params: Any) -> "OutputChunk":
+        """Strict, unlike decode(): a chunk the client cannot place would corrupt the
+        output it reassembles, so every field must be there with its type."""
+        if not isinstance(params, dict):
+            raise ValueError(f"{OUTPUT_METHOD}: params is not an object")
+        for name in ("session", "branch", "stream", "data"):
+            if not isinstance(params.get(name), str):
+                raise ValueError(f"{OUTPUT_METHOD}: {name} is missing or not a string")
+        if params["stream"] not in OUTPUT_STREAMS:
+            raise ValueError(f"{OUTPUT_METHOD}: stream {params['stream']!r} is neither stdout nor stderr")
+        return cls(params["session"], params["branch"], params["stream"], params["data"])
+
+
 @dataclass
 class BranchResult:
     exit_code: int = -1

@@ -189,6 +189,55 @@ class ClientE2E(DaemonTestCase):
             self.assertTrue(all(b.state == "discarded" for b in s.branches()))
 
 
+class StreamingE2E(DaemonTestCase):
+    """action.commit with stream: true through Session.run(on_output=...)."""
+
+    @staticmethod
+    def collect():
+        got = []
+
+        def on_output(stream, data):
+            got.append((time.time(), stream, data))
+        return got, on_output
+
+    def test_a_miss_streams_its_lines_while_it_runs(self):
+        # The last line is the command's own clock when it wrote it: the
+        # first chunk must have reached the client before that (causality,
+        # not a duration), and every chunk before the reply.
+        command = "echo one; sleep 0.5; echo err >&2; echo two; sleep 0.5; date +%s.%N"
+        got, on_output = self.collect()
+        with self.client.session() as s:
+            r = s.run(command, on_output=on_output)
+            replied = time.time()
+        self.assertEqual((r.hit, r.exit_code), (False, 0))
+        out = [d for _, stream, d in got if stream == "stdout"]
+        self.assertEqual("".join(out), r.stdout)
+        self.assertEqual("".join(d for _, stream, d in got if stream == "stderr"), r.stderr)
+        self.assertEqual(r.stderr, "err\n")
+        self.assertGreaterEqual(len(out), 2, got)  # not one block at the end
+        self.assertEqual(out[0], "one\n")
+        last_written = float(r.stdout.splitlines()[-1])
+        self.assertLess(got[0][0], last_written, got)
+        self.assertTrue(all(t <= replied for t, _, _ in got))
+
+    def test_a_hit_sends_its_whole_output_before_the_reply(self):
+        command = "echo one; echo two; echo err >&2"
+        got, on_output = self.collect()
+        with self.client.session() as s:
+            branch = s.spec(command)
+            r = s.run(command, on_output=on_output)
+        self.assertTrue(r.hit)
+        self.assertEqual(r.branch, branch)
+        self.assertEqual([(stream, d) for _, stream, d in got], [("stdout", "one\ntwo\n"), ("stderr", "err\n")])
+
+    def test_the_environment_streams(self):
+        got = []
+        with SpeculaEnvironment(socket=self.socket, on_output=lambda s, d: got.append(d)) as env:
+            out = env.execute("printf 'a\\n'; sleep 0.2; printf 'b\\n'")
+        self.assertEqual(out["output"], "a\nb\n")
+        self.assertEqual("".join(got), out["output"])
+
+
 class MiniSweAgentE2E(DaemonTestCase):
     def test_execute_and_template_vars(self):
         with SpeculaEnvironment(socket=self.socket, env={"SPECULA_PY": "yes"}, timeout=30) as env:

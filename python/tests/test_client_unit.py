@@ -17,7 +17,9 @@ from specula import wire  # noqa: E402
 
 
 class FakeDaemon:
-    """Answers each request line with what `answer(request)` returns (a list of raw lines)."""
+    """Answers each request line with what `answer(request)` returns: a list of raw lines,
+    or a generator of them (each line is sent as it is yielded, so a generator
+    can wait between lines for what the client does)."""
 
     def __init__(self, answer):
         self.dir = tempfile.mkdtemp(prefix="specula-py-")
@@ -37,18 +39,24 @@ class FakeDaemon:
             except OSError:
                 return
             with conn:
-                buf = b""
-                while True:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        req = json.loads(line)
-                        self.requests.append(req)
-                        for out in self.answer(req):
-                            conn.sendall(out.encode() + b"\n")
+                try:
+                    self._converse(conn)
+                except OSError:
+                    pass  # the client closed mid-answer (it may, on an error): wait for the next
+
+    def _converse(self, conn):
+        buf = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                req = json.loads(line)
+                self.requests.append(req)
+                for out in self.answer(req):
+                    conn.sendall(out.encode() + b"\n")
 
     def close(self):
         self.server.close()
@@ -58,6 +66,14 @@ class FakeDaemon:
 
 def result(req, value):
     return json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": value})
+
+
+def notification(method, params):
+    return json.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def chunk(stream, data, session="s1", branch="b2"):
+    return notification("action.output", {"session": session, "branch": branch, "stream": stream, "data": data})
 
 
 class ClientUnitTest(unittest.TestCase):
@@ -191,6 +207,148 @@ class ClientUnitTest(unittest.TestCase):
         self.assertEqual(cp[1].parent, "c1")
         with self.assertRaises(TypeError):
             wire.decode(specula.CommitResult, [1, 2])
+
+
+class StreamingUnitTest(unittest.TestCase):
+    """action.commit with stream: true (docs/api.md "Streaming output")."""
+
+    REPLY = {"hit": False, "branch": "b2", "exit_code": 0, "signal": 0, "stdout": "one\ntwo\n", "stderr": "err\n",
+             "truncated": False, "duration_ms": 12, "saved_ms": 0, "head": "c4"}
+
+    def test_chunks_are_dispatched_as_they_come_and_concatenate_to_the_reply(self):
+        first_seen = threading.Event()
+        waited = []
+
+        def answer(req):
+            if req["method"] != "action.commit":
+                yield result(req, {"pong": True})
+                return
+            yield notification("session.changed", {"session": "s1"})  # another id-less method
+            yield chunk("stdout", "one\n")
+            # The reply is held back until the client has handed the first
+            # chunk on: a client that buffered chunks until the reply never would.
+            waited.append(first_seen.wait(30))
+            yield chunk("stderr", "err\n")
+            yield ""
+            yield chunk("stdout", "two\n")
+            yield notification("daemon.log", {"level": "info"})
+            yield result(req, self.REPLY)
+
+        got = []
+
+        def on_output(stream, data):
+            got.append((stream, data))
+            first_seen.set()
+
+        fake = FakeDaemon(answer)
+        try:
+            with specula.Client(fake.path) as c:
+                r = c.attach("s1").run("make", timeout_ms=900, on_output=on_output)
+                self.assertTrue(c.ping())  # the connection is still in step
+            self.assertEqual(waited, [True])
+            self.assertEqual(got, [("stdout", "one\n"), ("stderr", "err\n"), ("stdout", "two\n")])
+            self.assertEqual("".join(d for s, d in got if s == "stdout"), r.stdout)
+            self.assertEqual("".join(d for s, d in got if s == "stderr"), r.stderr)
+            self.assertEqual((r.branch, r.head, r.hit), ("b2", "c4", False))
+            commits = [q for q in fake.requests if q["method"] == "action.commit"]
+            self.assertEqual(commits[0]["params"], {"session": "s1", "command": "make", "timeout_ms": 900,
+                                                    "stream": True})
+        finally:
+            fake.close()
+
+    def test_without_a_handler_nothing_streams(self):
+        def answer(req):
+            if req["method"] == "action.commit":
+                return [chunk("stdout", "stray\n"), result(req, self.REPLY)]  # skipped, as before
+            return [result(req, {"session": "s1"})]
+
+        fake = FakeDaemon(answer)
+        try:
+            with specula.Client(fake.path) as c:
+                r = c.commit("s1", "make")
+            self.assertEqual(r.stdout, "one\ntwo\n")
+            self.assertNotIn("stream", fake.requests[-1]["params"])
+        finally:
+            fake.close()
+
+    def test_a_malformed_chunk_is_a_protocol_error_and_ends_the_connection(self):
+        malformed = [
+            notification("action.output", {"session": "s1", "branch": "b2", "stream": "stdout"}),  # no data
+            notification("action.output", {"session": "s1", "branch": "b2", "stream": "stdin", "data": "x"}),
+            notification("action.output", {"session": "s1", "branch": "b2", "stream": "stdout", "data": 7}),
+            notification("action.output", ["s1", "b2", "stdout", "x"]),
+            json.dumps({"jsonrpc": "2.0", "method": "action.output"}),  # no params
+            chunk("stdout", "x", session="s9"),  # another session's
+            '{"jsonrpc": "2.0", "method": "action.output", "params": {',  # not JSON
+            "[1, 2]",  # not an object
+        ]
+        pending = list(malformed)
+
+        def answer(req):
+            if req["method"] == "action.commit":
+                return [chunk("stdout", "ok\n"), pending.pop(0), result(req, self.REPLY)]
+            return [result(req, {"pong": True})]
+
+        fake = FakeDaemon(answer)
+        try:
+            c = specula.Client(fake.path)
+            for line in malformed:
+                got = []
+                with self.assertRaises(specula.ProtocolError, msg=line) as cm:
+                    c.commit("s1", "make", on_output=lambda s, d: got.append(d))
+                self.assertEqual(cm.exception.kind, "protocol")
+                self.assertEqual(cm.exception.method, "action.commit")
+                self.assertEqual(got, ["ok\n"], line)  # what came before was dispatched
+                self.assertIsNone(c._sock, line)  # the rest of the call must not be read as the next's
+                self.assertTrue(c.ping(), line)  # a new connection works
+            c.close()
+        finally:
+            fake.close()
+
+    def test_a_handler_that_raises_ends_the_call_and_the_connection(self):
+        def answer(req):
+            if req["method"] == "action.commit":
+                return [chunk("stdout", "one\n"), chunk("stdout", "two\n"), result(req, self.REPLY)]
+            return [result(req, {"pong": True})]
+
+        def on_output(stream, data):
+            raise KeyError(data)
+
+        fake = FakeDaemon(answer)
+        try:
+            c = specula.Client(fake.path)
+            with self.assertRaises(KeyError):
+                c.commit("s1", "make", on_output=on_output)
+            self.assertIsNone(c._sock)
+            self.assertTrue(c.ping())
+            c.close()
+        finally:
+            fake.close()
+
+    def test_the_environment_streams_through_its_callback(self):
+        from specula.minisweagent import SpeculaEnvironment
+
+        def answer(req):
+            if req["method"] == "session.create":
+                return [result(req, {"session": "s1", "head": "c0"})]
+            if req["method"] == "action.commit":
+                return [chunk("stdout", "one\ntwo\n"), chunk("stderr", "err\n"), result(req, self.REPLY)]
+            return [result(req, {})]
+
+        fake = FakeDaemon(answer)
+        try:
+            got, per_call = [], []
+            env = SpeculaEnvironment(socket=fake.path, on_output=lambda s, d: got.append((s, d)))
+            out = env.execute("make")
+            self.assertEqual(out["output"], "one\ntwo\nerr\n")
+            self.assertEqual(got, [("stdout", "one\ntwo\n"), ("stderr", "err\n")])
+            env.execute("make", on_output=lambda s, d: per_call.append(d))  # a call's own wins
+            self.assertEqual(per_call, ["one\ntwo\n", "err\n"])
+            self.assertEqual(len(got), 2)
+            self.assertNotIn("on_output", env.get_template_vars())
+            env.close()
+        finally:
+            fake.close()
 
 
 if __name__ == "__main__":
