@@ -147,7 +147,7 @@ async function main() {
     for (const n of names) console.log(`${label[n].padEnd(40)} ${r[n].p50.toFixed(1).padStart(7)}  ${r[n].p90.toFixed(1).padStart(7)}`);
     console.log(`ratio mcp / run: p50 ${(r.mcp.p50 / r.run.p50).toFixed(2)}x, p90 ${(r.mcp.p90 / r.run.p90).toFixed(2)}x`);
     console.log(`overhead over the bare commit: mcp +${(r.mcp.p50 - r.rpc.p50).toFixed(1)} ms, run +${(r.run.p50 - r.rpc.p50).toFixed(1)} ms (p50)`);
-    if (arg('json', null) !== null || process.argv.includes('--json')) console.log(JSON.stringify({ n: N, command: COMMAND, ...r }));
+    if (process.argv.includes('--json')) console.log(JSON.stringify({ n: N, command: COMMAND, ...r }));
   } finally {
     if (session) await rpc.call('session.destroy', { session }).catch(() => {});
     if (rpc) rpc.close();

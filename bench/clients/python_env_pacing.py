@@ -23,7 +23,7 @@ earlier command and its output), times --scale. A trajectory whose steps
 carry think_ms > 0 uses those instead.
 
     sudo python3 bench/clients/python_env_pacing.py --speculad build/bin/speculad \\
-        --trajectories 2 --scale 0.1 [--mcp --specula build/bin/specula] [--json]
+        --trajectories 2 --scale 0.1 [--launch all] [--mcp [--no-env] --specula build/bin/specula] [--json]
 
 Benchmarks never assert; a step whose output or exit code differs between
 off and on is reported (it should not happen).
@@ -126,8 +126,16 @@ class McpBackend:
 
     def __init__(self, cli: str, socket: str, speculation: Optional[dict[str, Any]]) -> None:
         args = [cli, "--socket", socket, "mcp"]
-        if speculation:
+        self.own_session: Optional[str] = None
+        if speculation and set(speculation) - {"speculator", "k"}:
+            # `specula mcp` has flags for the speculator and k only: a session
+            # with more (launch: all) is made here and served with --session.
+            with specula.Client(socket) as c:
+                self.own_session = c.create_session("/", speculation=speculation)
+            args += ["--session", self.own_session]
+        elif speculation:
             args += ["--speculation", speculation["speculator"], "--k", str(speculation["k"])]
+        self.socket = socket
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.next_id = 1
         self.call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -177,6 +185,9 @@ class McpBackend:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.own_session:  # a --session session is never the server's to destroy
+            with specula.Client(self.socket) as c:
+                c.destroy_session(self.own_session)
 
 
 @dataclass
@@ -284,6 +295,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--launch", default="rule", choices=("rule", "all"))
     ap.add_argument("--mcp", action="store_true", help="also through `specula mcp` over stdio")
+    ap.add_argument("--no-env", action="store_true", help="with --mcp: through `specula mcp` only")
     ap.add_argument("--json", action="store_true", help="print the runs and totals as JSON too")
     args = ap.parse_args(argv)
     if os.path.exists(WORK):
@@ -291,7 +303,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     speculation = SPECULATION | {"k": args.k} | ({"launch": "all"} if args.launch == "all" else {})
     trajectories = [load(p, args.max_steps) for p in choose(args.trajectories, args.trajectory)]
-    clients = ["env"] + (["mcp"] if args.mcp else [])
+    clients = ([] if args.no_env and args.mcp else ["env"]) + (["mcp"] if args.mcp else [])
     dir = tempfile.mkdtemp(prefix="specula-bench-clients-")
     proc, socket = start_daemon(args.speculad, dir)
     runs: list[Run] = []
