@@ -3,8 +3,8 @@
 One JSON object per line; calls are sent one at a time per Client (a Client
 is not shared between threads: make one per thread). Replies are matched by
 id; notifications before a reply go to the call's handler (a streaming
-commit's output, docs/api.md "Streaming output") or are skipped. Errors raise the SpeculaError subclass of the
-daemon's kind (specula.errors).
+commit's output, docs/api.md "Streaming output") or are skipped. Errors
+raise the SpeculaError subclass of the daemon's kind (specula.errors).
 """
 
 from __future__ import annotations
@@ -246,9 +246,17 @@ class Client:
             if chunk.session != session:
                 raise errors.ProtocolError(f"{OUTPUT_METHOD}: a chunk of session {chunk.session!r} "
                                            f"in a commit of {session!r}", method="action.commit")
+            branches.add(chunk.branch)
             on_output(chunk.stream, chunk.data)
 
-        return decode(CommitResult, self.call("action.commit", params, on_notification=dispatch))
+        branches: set[str] = set()
+        result = decode(CommitResult, self.call("action.commit", params, on_notification=dispatch))
+        if branches - {result.branch}:
+            # The reply was read, so the connection is still in step; what was
+            # printed may belong to another run, which the caller must know.
+            raise errors.ProtocolError(f"{OUTPUT_METHOD}: chunks of branch(es) {sorted(branches - {result.branch})} "
+                                       f"in a commit whose reply is branch {result.branch!r}", method="action.commit")
+        return result
 
     run = commit
 

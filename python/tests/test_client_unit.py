@@ -305,6 +305,22 @@ class StreamingUnitTest(unittest.TestCase):
         finally:
             fake.close()
 
+    def test_chunks_of_another_branch_than_the_reply_are_a_protocol_error(self):
+        def answer(req):
+            if req["method"] == "action.commit":
+                return [chunk("stdout", "one\n", branch="b9"), result(req, self.REPLY)]
+            return [result(req, {"pong": True})]
+
+        fake = FakeDaemon(answer)
+        try:
+            with specula.Client(fake.path) as c:
+                with self.assertRaises(specula.ProtocolError) as cm:
+                    c.commit("s1", "make", on_output=lambda s, d: None)
+                self.assertIn("b9", str(cm.exception))
+                self.assertTrue(c.ping())  # the reply was read: the connection is in step
+        finally:
+            fake.close()
+
     def test_a_handler_that_raises_ends_the_call_and_the_connection(self):
         def answer(req):
             if req["method"] == "action.commit":
