@@ -168,11 +168,17 @@ std::string PolicyErrors::ToString() const {
   return out;
 }
 
+// The package's policies (packaging/debian, cmake/Packaging.cmake): fixed,
+// whatever prefix the binary was configured with, since the package is
+// built from an ordinary build tree.
+constexpr const char* kPolicySysconfDir = "/etc/specula/policies";
+
 std::vector<std::string> ShippedPolicyDirs() {
   std::vector<std::string> dirs;
   if (const char* env = std::getenv("SPECULA_POLICY_DIR"); env != nullptr && *env != '\0') {
     dirs.emplace_back(env);
   }
+  dirs.emplace_back(kPolicySysconfDir);
 #ifdef SPECULA_POLICY_SOURCE_DIR
   dirs.emplace_back(SPECULA_POLICY_SOURCE_DIR);
 #endif

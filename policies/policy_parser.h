@@ -70,8 +70,10 @@ Result<Policy> ParsePolicy(std::string_view text, std::string_view source_name,
 // Reads `path` and parses it with FileResolver().
 Result<Policy> LoadPolicyFile(const std::string& path, PolicyErrors* errors = nullptr);
 
-// Where shipped policies are looked for, in order: $SPECULA_POLICY_DIR, the
-// source tree's policies/ (compiled in), the installed share directory.
+// Where shipped policies are looked for, in order: $SPECULA_POLICY_DIR,
+// /etc/specula/policies (the Debian package's conffiles, which an operator
+// edits: they win over the copies a build carries), the source tree's
+// policies/ (compiled in), the installed share directory.
 std::vector<std::string> ShippedPolicyDirs();
 // The path of shipped policy `name` ("sysadmin" or "sysadmin.toml"), or ""
 // when none is found or the name is not a plain file name.

@@ -373,9 +373,12 @@ Result<std::unique_ptr<sandbox::Sandbox>> SessionManager::ForkSandbox(const Sess
   const criu::CriuDriver* driver = criu_.get();
   std::string image = ckpt.image_dir;
   std::string work = dir + "/criu";
-  return attach(opts_.create_restored_sandbox(spec, [driver, image, work](const sandbox::RestoreTarget& t) -> Result<pid_t> {
+  uint64_t image_bytes = ckpt.image_bytes;
+  return attach(opts_.create_restored_sandbox(spec, [driver, image, work, image_bytes](
+                                                        const sandbox::RestoreTarget& t) -> Result<pid_t> {
     criu::RestoreRequest rr;
     rr.image_dir = image;
+    rr.image_bytes = image_bytes;
     rr.work_dir = work;
     rr.root = t.root;
     rr.external_mounts = t.external_mounts;

@@ -232,6 +232,8 @@ class SessionManager {
   Result<std::vector<std::string>> CheckpointLayerDirs(const std::string& checkpoint);
 
   store::CheckpointStore& store() { return *store_; }
+  // CRIU dumps and restores this manager ran (the daemon's metrics).
+  criu::CriuCounters criu_counters() const { return criu_->counters(); }
 
   // Returns once every discard asked for so far has released its
   // resources. Commits and branch.discard tear discarded branches down in

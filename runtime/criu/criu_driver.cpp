@@ -220,7 +220,7 @@ bool CriuDriver::KernelFeaturesCached() const {
   return kdat_mounted_ && ::stat((opts_.kdat_dir + "/criu.kdat").c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
+Result<DumpResult> CriuDriver::DumpOnce(const DumpRequest& req) const {
   if (req.pid <= 1) return Error(Code::kInvalidArgument, "criu dump: bad pid " + std::to_string(req.pid));
   if (req.image_dir.empty() || req.image_dir[0] != '/') {
     return Error(Code::kInvalidArgument, "criu dump: image dir must be absolute");
@@ -264,7 +264,7 @@ Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
   return out;
 }
 
-Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
+Result<RestoreResult> CriuDriver::RestoreOnce(const RestoreRequest& req) const {
   for (const auto* p : {&req.image_dir, &req.work_dir, &req.root}) {
     if (p->empty() || (*p)[0] != '/') return Error(Code::kInvalidArgument, "criu restore: paths must be absolute");
   }
@@ -299,6 +299,52 @@ Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
     return Error(Code::kInternal, "criu restore: no pid in " + pidfile + ": '" + pid_text + "'");
   }
   return RestoreResult{static_cast<pid_t>(pid), r.duration};
+}
+
+namespace {
+uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+}
+}  // namespace
+
+Result<DumpResult> CriuDriver::Dump(const DumpRequest& req) const {
+  auto start = std::chrono::steady_clock::now();
+  auto r = DumpOnce(req);
+  counts_.dump_us += MicrosSince(start);
+  ++counts_.dumps;
+  if (r.ok()) {
+    counts_.dumped_bytes += r->image_bytes;
+  } else {
+    ++counts_.dump_failures;
+  }
+  return r;
+}
+
+Result<RestoreResult> CriuDriver::Restore(const RestoreRequest& req) const {
+  auto start = std::chrono::steady_clock::now();
+  auto r = RestoreOnce(req);
+  counts_.restore_us += MicrosSince(start);
+  ++counts_.restores;
+  if (r.ok()) {
+    counts_.restored_bytes += req.image_bytes;
+  } else {
+    ++counts_.restore_failures;
+  }
+  return r;
+}
+
+CriuCounters CriuDriver::counters() const {
+  CriuCounters c;
+  c.dumps = counts_.dumps.load();
+  c.dump_failures = counts_.dump_failures.load();
+  c.restores = counts_.restores.load();
+  c.restore_failures = counts_.restore_failures.load();
+  c.dumped_bytes = counts_.dumped_bytes.load();
+  c.restored_bytes = counts_.restored_bytes.load();
+  c.dump_seconds = static_cast<double>(counts_.dump_us.load()) / 1e6;
+  c.restore_seconds = static_cast<double>(counts_.restore_us.load()) / 1e6;
+  return c;
 }
 
 }  // namespace specula::criu

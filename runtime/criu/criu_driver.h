@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -64,11 +65,22 @@ struct RestoreRequest {
   // (key, host path) for each external mount of the image.
   std::vector<std::pair<std::string, std::string>> external_mounts;
   std::vector<std::string> cgroup_paths;  // unused by CRIU itself; kept for --cgroup-root
+  uint64_t image_bytes = 0;  // the image's size as its dump reported it: counted only (CriuCounters)
 };
 
 struct RestoreResult {
   pid_t pid = 0;  // host pid of the restored tree's root
   std::chrono::milliseconds duration{0};
+};
+
+// What one driver has done since it was created (speculad's metrics,
+// docs/operations.md): every Dump and Restore call, however it ended.
+struct CriuCounters {
+  uint64_t dumps = 0, dump_failures = 0;
+  uint64_t restores = 0, restore_failures = 0;
+  uint64_t dumped_bytes = 0;    // image bytes the successful dumps wrote
+  uint64_t restored_bytes = 0;  // image bytes the successful restores read (RestoreRequest::image_bytes)
+  double dump_seconds = 0, restore_seconds = 0;  // wall time of all calls, failed ones included
 };
 
 class CriuDriver {
@@ -80,8 +92,10 @@ class CriuDriver {
   CriuDriver(const CriuDriver&) = delete;
   CriuDriver& operator=(const CriuDriver&) = delete;
 
+  // Both are safe to call from several threads at once.
   Result<DumpResult> Dump(const DumpRequest& req) const;
   Result<RestoreResult> Restore(const RestoreRequest& req) const;
+  CriuCounters counters() const;
 
   const CriuOptions& options() const { return opts_; }
 
@@ -109,8 +123,18 @@ class CriuDriver {
   // joins first (a restore's tasks inherit them).
   Result<SpawnResult> RunCriu(SpawnOptions so, const char* const* cgroup_procs = nullptr) const;
 
+  Result<DumpResult> DumpOnce(const DumpRequest& req) const;
+  Result<RestoreResult> RestoreOnce(const RestoreRequest& req) const;
+
   CriuOptions opts_;
   bool kdat_mounted_ = false;
+  // CriuCounters, kept as atomics: Dump and Restore are const and run on
+  // several workers at once. Durations in microseconds.
+  struct Atomics {
+    std::atomic<uint64_t> dumps{0}, dump_failures{0}, restores{0}, restore_failures{0};
+    std::atomic<uint64_t> dumped_bytes{0}, restored_bytes{0}, dump_us{0}, restore_us{0};
+  };
+  mutable Atomics counts_;
 };
 
 }  // namespace specula::criu

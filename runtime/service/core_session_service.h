@@ -30,6 +30,8 @@ class CoreSessionService final : public SessionService {
   void BeginShutdown() override;
   // Waits until the transparent speculation has no round queued (tests).
   void DrainSpeculation() { speculation_->Drain(); }
+  // The core's CRIU figures, for the metrics (MeteredSessionService).
+  criu::CriuCounters CriuCounters() const { return manager_->criu_counters(); }
 
   Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
   Result<std::vector<api::Session>> ListSessions(const api::ListSessionsRequest& req) override;

@@ -156,6 +156,7 @@ int DaemonMain(int argc, char** argv) {
   // so no client ever sees half-reconciled state.
   auto opened = CoreSessionService::Open(state_dir, socket);
   if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
+  CoreSessionService* core = opened->get();
   std::unique_ptr<SessionService> service = std::move(*opened);
 
   // Metrics only when asked for: without the flag the methods call the
@@ -167,7 +168,8 @@ int DaemonMain(int argc, char** argv) {
   std::unique_ptr<metrics::Endpoint> endpoint;
   SessionService* served = service.get();
   if (!metrics_listen.empty()) {
-    metered = std::make_unique<MeteredSessionService>(*service, registry);
+    metered = std::make_unique<MeteredSessionService>(*service, registry,
+                                                      [core] { return core->CriuCounters(); });
     served = metered.get();
     auto started = metrics::Endpoint::Start(metrics_listen, [&registry] { return registry.Scrape(); });
     if (!started.ok()) {

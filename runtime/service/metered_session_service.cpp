@@ -1,6 +1,7 @@
 #include "runtime/service/metered_session_service.h"
 
 #include <chrono>
+#include <utility>
 
 namespace specula::service {
 namespace {
@@ -13,8 +14,9 @@ double SecondsSince(Clock::time_point start) {
 
 }  // namespace
 
-MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Registry& r)
+MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Registry& r, CriuSource criu)
     : inner_(inner),
+      criu_(std::move(criu)),
       sessions_(r.AddGauge("specula_sessions", "Sessions the daemon holds.")),
       live_branches_(r.AddGauge("specula_branches_live",
                                 "Branches starting, running, blocked or done (not yet promoted or discarded).")),
@@ -46,7 +48,16 @@ MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Reg
       process_images_(r.AddGauge("specula_checkpoint_process_images",
                                  "Checkpoints holding a CRIU image of the session's processes (CRIU dumps kept).")),
       process_image_bytes_(r.AddGauge("specula_checkpoint_process_image_bytes",
-                                      "Bytes of the CRIU images those checkpoints hold.")) {
+                                      "Bytes of the CRIU images those checkpoints hold.")),
+      criu_calls_(r.AddCounter("specula_criu_calls_total",
+                               "CRIU runs: op = dump (a checkpoint of a head's processes) or restore (a branch "
+                               "of such a head); result = ok or failed.",
+                               {"op", "result"})),
+      criu_bytes_(r.AddCounter("specula_criu_bytes_total",
+                               "Image bytes successful CRIU dumps wrote (op = dump) and restores read (op = restore).",
+                               {"op"})),
+      criu_seconds_(r.AddCounter("specula_criu_seconds_total",
+                                 "Wall time spent in CRIU runs, failed ones included.", {"op"})) {
   r.AddCollector([this] { Collect(); });
 }
 
@@ -81,6 +92,16 @@ void MeteredSessionService::Collect() {
   live_branches_.Set({}, live);
   process_images_.Set({}, images);
   process_image_bytes_.Set({}, image_bytes);
+  criu::CriuCounters c = criu_ ? criu_() : criu::CriuCounters{};
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  criu_calls_.Set({"dump", "ok"}, d(c.dumps - c.dump_failures));
+  criu_calls_.Set({"dump", "failed"}, d(c.dump_failures));
+  criu_calls_.Set({"restore", "ok"}, d(c.restores - c.restore_failures));
+  criu_calls_.Set({"restore", "failed"}, d(c.restore_failures));
+  criu_bytes_.Set({"dump"}, d(c.dumped_bytes));
+  criu_bytes_.Set({"restore"}, d(c.restored_bytes));
+  criu_seconds_.Set({"dump"}, c.dump_seconds);
+  criu_seconds_.Set({"restore"}, c.restore_seconds);
 }
 
 Result<api::CreateSessionResponse> MeteredSessionService::CreateSession(const api::CreateSessionRequest& req) {

@@ -9,6 +9,9 @@
 // The metric names and what they count: docs/operations.md "Metrics".
 #pragma once
 
+#include <functional>
+
+#include "runtime/criu/criu_driver.h"
 #include "runtime/metrics/registry.h"
 #include "runtime/service/session_service.h"
 
@@ -16,9 +19,12 @@ namespace specula::service {
 
 class MeteredSessionService final : public SessionService {
  public:
-  // Registers its families (and a scrape-time collector reading `inner`)
-  // in `registry`; both must outlive this object and every scrape.
-  MeteredSessionService(SessionService& inner, metrics::Registry& registry);
+  // Figures the core keeps by itself (its CRIU driver's counters), read at
+  // scrape time; empty: the CRIU families stay at 0.
+  using CriuSource = std::function<criu::CriuCounters()>;
+  // Registers its families (and a scrape-time collector reading `inner`
+  // and `criu`) in `registry`; all must outlive this object and every scrape.
+  MeteredSessionService(SessionService& inner, metrics::Registry& registry, CriuSource criu = {});
 
   void BeginShutdown() override { inner_.BeginShutdown(); }
   Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
@@ -48,6 +54,7 @@ class MeteredSessionService final : public SessionService {
   void Collect();
 
   SessionService& inner_;
+  CriuSource criu_;
   metrics::Gauge& sessions_;
   metrics::Gauge& live_branches_;
   metrics::Gauge& commits_running_;
@@ -64,6 +71,9 @@ class MeteredSessionService final : public SessionService {
   metrics::Counter& speculation_hits_;
   metrics::Gauge& process_images_;
   metrics::Gauge& process_image_bytes_;
+  metrics::Counter& criu_calls_;
+  metrics::Counter& criu_bytes_;
+  metrics::Counter& criu_seconds_;
 };
 
 }  // namespace specula::service

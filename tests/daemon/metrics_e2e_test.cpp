@@ -231,6 +231,41 @@ TEST_F(MetricsE2E, CountersAddUpToWhatTheClientsDid) {
   EXPECT_NE(::access(metrics.c_str(), F_OK), 0) << "metrics socket left behind";
 }
 
+// CRIU's work is counted where it happens (the core's driver) and read at
+// scrape time: a commit that leaves a process behind is one dump, a branch
+// of that head one restore, its promotion (a hit, the process still alive)
+// a second dump; the dumped bytes are the images the checkpoints keep.
+TEST_F(MetricsE2E, CriuDumpsAndRestoresAreCountedWithTheirBytes) {
+  const std::string metrics = dir_.path() + "/metrics.sock";
+  StartWith({"--metrics-listen", metrics});
+  Json zero = Parse(Body(HttpUnix(metrics)));
+  EXPECT_EQ(zero["specula_criu_calls"]["type"], "counter") << zero.dump();
+  EXPECT_EQ(Value(zero, "specula_criu_calls_total", {{"op", "dump"}, {"result", "ok"}}), 0);
+  EXPECT_EQ(Value(zero, "specula_criu_calls_total", {{"op", "restore"}, {"result", "ok"}}), 0);
+
+  std::string s = Call("session.create", {{"name", "criu"}}).value("session", "");
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(Call("action.commit", {{"session", s}, {"command", "sleep 1000 & echo started"}}).value("exit_code", -1),
+            0);
+  Call("action.speculate", {{"session", s}, {"command", "echo again"}});
+  EXPECT_EQ(Call("action.commit", {{"session", s}, {"command", "echo again"}}).value("hit", false), true);
+
+  Json m = Parse(Body(HttpUnix(metrics)));
+  EXPECT_EQ(Value(m, "specula_criu_calls_total", {{"op", "dump"}, {"result", "ok"}}), 2) << m.dump();
+  EXPECT_EQ(Value(m, "specula_criu_calls_total", {{"op", "dump"}, {"result", "failed"}}), 0);
+  EXPECT_EQ(Value(m, "specula_criu_calls_total", {{"op", "restore"}, {"result", "ok"}}), 1);
+  EXPECT_EQ(Value(m, "specula_criu_calls_total", {{"op", "restore"}, {"result", "failed"}}), 0);
+  double dumped = Value(m, "specula_criu_bytes_total", {{"op", "dump"}});
+  EXPECT_GT(dumped, 0);
+  EXPECT_EQ(dumped, Value(m, "specula_checkpoint_process_image_bytes")) << "both images are kept";
+  // The restore read the first checkpoint's image.
+  EXPECT_GT(Value(m, "specula_criu_bytes_total", {{"op", "restore"}}), 0);
+  EXPECT_LT(Value(m, "specula_criu_bytes_total", {{"op", "restore"}}), dumped);
+  EXPECT_GT(Value(m, "specula_criu_seconds_total", {{"op", "dump"}}), 0);
+  EXPECT_GT(Value(m, "specula_criu_seconds_total", {{"op", "restore"}}), 0);
+  Call("session.destroy", {{"session", s}});
+}
+
 // The sum of a sample over its series (all label sets), 0 when absent.
 double Total(const Json& families, const std::string& name) {
   double sum = 0;

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -41,6 +42,18 @@ bool AliveNotZombie(pid_t pid) {
   std::fclose(f);
   const char* close = std::strrchr(buf, ')');
   return n > 0 && !(close && close[1] == ' ' && close[2] == 'Z');
+}
+
+size_t CountNamed(const std::vector<pid_t>& pids, const char* comm) {
+  size_t n = 0;
+  for (pid_t pid : pids) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/comm", pid);
+    std::ifstream in(path);
+    std::string name;
+    if (std::getline(in, name) && name == comm) ++n;
+  }
+  return n;
 }
 
 class CrashRecoveryTest : public ::testing::Test {
@@ -125,11 +138,24 @@ TEST_F(CrashRecoveryTest, RestartAfterSigkillReapsSandboxesAndKeepsHistory) {
   branch_ = branch;
 
   // Wait until the branch runs init + bash + both sleeps, so the crash
-  // really leaves a process tree behind.
+  // really leaves a process tree behind. Wait for the two sleeps by name,
+  // then for the tree to settle: a sample taken as soon as three pids
+  // exist can hold a short-lived helper of the action's shell, which then
+  // exits on its own and reads as "not alive" below (a flake seen in CI).
   std::vector<pid_t> sandbox_pids;
-  for (int i = 0; i < 500 && sandbox_pids.size() < 3; ++i) {
+  for (int i = 0; i < 500; ++i) {
     sandbox_pids = PidsInCgroups(SandboxCgroupDirs(branch));
+    if (CountNamed(sandbox_pids, "sleep") >= 2) break;
     std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GE(CountNamed(sandbox_pids, "sleep"), 2u);
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto again = PidsInCgroups(SandboxCgroupDirs(branch));
+    std::sort(again.begin(), again.end());
+    std::sort(sandbox_pids.begin(), sandbox_pids.end());
+    if (again == sandbox_pids) break;
+    sandbox_pids = again;
   }
   ASSERT_GE(sandbox_pids.size(), 3u);
   ASSERT_EQ(::kill(child_, SIGKILL), 0);
