@@ -109,6 +109,7 @@ SandboxCgroup& SandboxCgroup::operator=(SandboxCgroup&& o) noexcept {
     v2_id_ = o.v2_id_;
     v1_paths_ = std::move(o.v1_paths_);
     v1_freezer_ = std::move(o.v1_freezer_);
+    v1_cpu_ = std::move(o.v1_cpu_);
     device_filter_ = o.device_filter_;
     procs_fds_ = std::move(o.procs_fds_);
     v2_dir_ = std::move(o.v2_dir_);
@@ -204,8 +205,8 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
     } else {
       SPECULA_TRY(WriteFile(d + "/cpu.cfs_period_us", "100000"));
       SPECULA_TRY(WriteFile(d + "/cpu.cfs_quota_us", std::to_string(quota)));
-      uint64_t shares = std::max<uint64_t>(2, uint64_t{limits.cpu_weight} * 1024 / 100);
-      SPECULA_TRY(WriteFile(d + "/cpu.shares", std::to_string(shares)));
+      cg.v1_cpu_ = d;
+      SPECULA_TRY(cg.SetCpuWeight(limits.cpu_weight));
     }
   }
   if (!Exists(cg.v2_path_ + "/cgroup.freeze")) {
@@ -250,6 +251,19 @@ std::vector<std::string> SandboxCgroup::paths() const {
   if (!v2_path_.empty()) out.push_back(v2_path_);
   out.insert(out.end(), v1_paths_.begin(), v1_paths_.end());
   return out;
+}
+
+Status SandboxCgroup::SetCpuWeight(uint32_t weight) {
+  if (weight < 1 || weight > 10000) {
+    return Error(Code::kInvalidArgument, "cpu weight " + std::to_string(weight) + " outside 1..10000");
+  }
+  if (!v1_cpu_.empty()) {
+    uint64_t shares = std::max<uint64_t>(2, uint64_t{weight} * 1024 / 100);
+    return WriteFile(v1_cpu_ + "/cpu.shares", std::to_string(shares));
+  }
+  if (v2_path_.empty()) return Error(Code::kFailedPrecondition, "cgroup removed");
+  if (!Exists(v2_path_ + "/cpu.weight")) return Status::Ok();  // no cpu controller: nothing was set
+  return WriteFile(v2_path_ + "/cpu.weight", std::to_string(weight));
 }
 
 Status SandboxCgroup::Freeze() {

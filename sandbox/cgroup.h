@@ -71,6 +71,10 @@ class SandboxCgroup {
 
   Status Freeze();
   Status Thaw();
+  // Changes the CPU weight set at Create (1..10000, cgroup2's scale; v1's
+  // cpu.shares scaled as Create does): a pooled branch sandbox is prepared
+  // at the speculative weight and raised when a commit runs on it.
+  Status SetCpuWeight(uint32_t weight);
   // Host pids in the sandbox's cgroup2 directory.
   Result<std::vector<pid_t>> Pids() const;
   // True when a process other than `except` is in the cgroup2 directory.
@@ -90,6 +94,7 @@ class SandboxCgroup {
   uint64_t v2_id_ = 0;
   std::vector<std::string> v1_paths_;  // distinct v1 dirs (memory, pids, cpu, freezer)
   std::string v1_freezer_;
+  std::string v1_cpu_;  // the v1 cpu dir when cgroup2 has no cpu controller
   std::vector<UniqueFd> procs_fds_;  // cgroup2 first
   UniqueFd v2_dir_;
   bool frozen_v1_ = false;

@@ -103,6 +103,10 @@ class LinuxSandbox final : public Sandbox {
     if (cgroup_.v2_path().empty()) return Gone();
     return cgroup_.Thaw();
   }
+  Status SetCpuWeight(uint32_t weight) override {
+    if (cgroup_.v2_path().empty()) return Gone();
+    return cgroup_.SetCpuWeight(weight);
+  }
   pid_t init_pid() const override { return init_pid_; }
   Result<bool> HasLiveProcesses() const override;
   Result<uint64_t> TaskCount() const override {

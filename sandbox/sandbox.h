@@ -155,6 +155,9 @@ class Sandbox {
 
   virtual Status Freeze() = 0;
   virtual Status Thaw() = 0;
+  // The cgroup's CPU weight (1..10000): a sandbox prepared ahead at the
+  // speculative weight is raised to the policy's when a commit runs on it.
+  virtual Status SetCpuWeight(uint32_t weight) = 0;
 
   // Host pid of the sandbox's init (pid 1 inside): what `criu dump -t` takes.
   virtual pid_t init_pid() const = 0;

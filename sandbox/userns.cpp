@@ -5,6 +5,7 @@
 #include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,8 +55,15 @@ Result<std::shared_ptr<const MappingUserns>> MappingUserns::Create(const IdRange
   // The child only sleeps until we kill it: its user namespace outlives it
   // through the fd opened below. Not a pipe to wait on: another thread's
   // fork would inherit our write end and the child would never see EOF.
+  // It dies with us, too: a daemon killed between the clone and the reap
+  // below would otherwise leave it paused forever (seen after a kill -9 in
+  // the crash tests). The death signal follows this thread, which waits
+  // for the child right here; the getppid check closes the race of a parent
+  // gone before prctl.
+  const pid_t parent = ::getpid();
   long pid = ::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(1);
     for (;;) ::pause();
   }
   if (pid < 0) {

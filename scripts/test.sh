@@ -22,7 +22,7 @@ echo "== tests"
 # marked RUN_SERIAL in their CMakeLists; the rest run in parallel.
 (cd "$BUILD" && ctest --output-on-failure -j "$JOBS" --timeout 900)
 # The differential test's own count (sequences and commits compared).
-grep -h "^differential:" "$BUILD"/Testing/Temporary/LastTest.log || true
+grep -h "^differential" "$BUILD"/Testing/Temporary/LastTest.log || true
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzz (${FUZZ_SECONDS}s per target)"

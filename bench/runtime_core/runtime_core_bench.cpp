@@ -6,6 +6,9 @@
 //   discard   DiscardBranch of a done branch as the caller sees it, and
 //             until its background teardown is done
 //   promote   Commit of a hit on a done branch (seal layer + checkpoint)
+//   pool      the same forks with the warm pool (a sandbox prepared from
+//             the head before the speculate), and a missed commit on a
+//             warm sandbox vs on a fresh one (commit -> result + new head)
 // and the checkpoint sizes. Usage: runtime_core_bench [iterations] (default 10).
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/files.h"
@@ -35,7 +39,7 @@ void Print(const char* name, std::vector<double> v) {
   if (v.empty()) return;
   std::sort(v.begin(), v.end());
   auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
-  std::printf("%-34s n=%-3zu p50=%8.2f ms  p90=%8.2f ms\n", name, v.size(), at(0.5), at(0.9));
+  std::printf("%-42s n=%-3zu p50=%8.2f ms  p90=%8.2f ms\n", name, v.size(), at(0.5), at(0.9));
 }
 
 template <typename T>
@@ -127,6 +131,28 @@ int main(int argc, char** argv) {
       Must(mgr->Abort(s), "abort");
     }
     auto layer_ckpt = Must(mgr->ShowCheckpoint(Must(mgr->ShowSession(s), "show").record.head), "ckpt");
+    // Speculate until its action runs (the branch's state leaves
+    // "starting"), and a missed commit, both without the pool, for the
+    // pooled figures below.
+    auto until_running = [](core::SessionManager& m, const std::string& session) {
+      auto t0 = Clock::now();
+      std::string b = Must(m.Speculate(session, "sleep 5"), "speculate");
+      for (;;) {
+        auto info = Must(m.ShowBranch(b), "show");
+        if (info.state != core::BranchState::kStarting) break;
+        std::this_thread::sleep_for(50us);
+      }
+      double ms = Ms(t0, Clock::now());
+      Must(m.DiscardBranch(b), "discard");
+      return ms;
+    };
+    std::vector<double> running_fresh, running_warm, miss_fresh, miss_warm, warm_fork, warm_fork_criu;
+    for (int i = 0; i < iters; ++i) running_fresh.push_back(until_running(*mgr, s));
+    for (int i = 0; i < iters; ++i) {
+      auto t0 = Clock::now();
+      Must(mgr->Commit(s, "true"), "commit miss");
+      miss_fresh.push_back(Ms(t0, Clock::now()));
+    }
 
     // A head with a live process: every fork restores it with CRIU.
     auto live = Must(mgr->Commit(s, "(exec -a bench-bg sh -c 'while :; do sleep 1; done') >/dev/null 2>&1 </dev/null &"),
@@ -155,6 +181,56 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(layer_ckpt.layer_bytes),
                 static_cast<unsigned long long>(image_ckpt.image_bytes));
     Must(mgr->DestroySession(s), "destroy");
+    mgr.reset();
+
+    // The warm pool: one sandbox per head, waited for before each step (an
+    // agent's think time is seconds; the fill takes milliseconds).
+    o.state_dir = dir + "/pool-state";
+    o.pool_per_session = 1;
+    auto pmgr = Must(core::SessionManager::Open(o), "open (pool)");
+    std::string ps = Must(pmgr->CreateSession(req), "create (pool)").record.id;
+    auto wait_warm = [&] {
+      for (int i = 0; i < 10000 && pmgr->pool_stats().ready < 1; ++i) std::this_thread::sleep_for(1ms);
+    };
+    auto warm_until_done = [&](const std::string& cmd) {
+      wait_warm();
+      auto t0 = Clock::now();
+      std::string b = Must(pmgr->Speculate(ps, cmd), "speculate (pool)");
+      Must(pmgr->WaitBranch(b, 120s), "wait (pool)");
+      double ms = Ms(t0, Clock::now());
+      Must(pmgr->DiscardBranch(b), "discard (pool)");
+      return ms;
+    };
+    for (int i = 0; i < iters; ++i) warm_fork.push_back(warm_until_done("true"));
+    for (int i = 0; i < iters; ++i) {
+      wait_warm();
+      running_warm.push_back(until_running(*pmgr, ps));
+    }
+    for (int i = 0; i < iters; ++i) {
+      wait_warm();
+      auto t0 = Clock::now();
+      Must(pmgr->Commit(ps, "true"), "commit miss (pool)");
+      miss_warm.push_back(Ms(t0, Clock::now()));
+    }
+    Must(pmgr->Commit(ps, "(exec -a bench-bg sh -c 'while :; do sleep 1; done') >/dev/null 2>&1 </dev/null &"),
+         "commit bg (pool)");
+    for (int i = 0; i < iters; ++i) warm_fork_criu.push_back(warm_until_done("true"));
+    std::vector<double> running_warm_criu;
+    for (int i = 0; i < iters; ++i) {
+      wait_warm();
+      running_warm_criu.push_back(until_running(*pmgr, ps));
+    }
+    auto st = pmgr->pool_stats();
+    std::printf("warm pool: %llu takes, %llu without a ready sandbox\n", static_cast<unsigned long long>(st.hits),
+                static_cast<unsigned long long>(st.misses));
+    Print("speculate -> running, fresh", running_fresh);
+    Print("speculate -> running, warm", running_warm);
+    Print("speculate -> running, warm (live-process)", running_warm_criu);
+    Print("warm: fork (shell-state) -> done", warm_fork);
+    Print("warm: fork (live-process) -> done", warm_fork_criu);
+    Print("missed commit, fresh sandbox", miss_fresh);
+    Print("missed commit, warm sandbox", miss_warm);
+    Must(pmgr->DestroySession(ps), "destroy (pool)");
   }
   Must(RemoveTree(dir), "cleanup");
   return 0;

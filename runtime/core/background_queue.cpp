@@ -10,7 +10,7 @@
 
 namespace specula::core {
 
-BackgroundQueue::BackgroundQueue() : thread_([this] { Loop(); }) {}
+BackgroundQueue::BackgroundQueue(int nice) : nice_(nice), thread_([this] { Loop(); }) {}
 
 BackgroundQueue::~BackgroundQueue() {
   {
@@ -38,7 +38,7 @@ void BackgroundQueue::Drain() {
 
 void BackgroundQueue::Loop() {
   // This thread only: the daemon's other threads keep their priority.
-  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0) {
+  if (nice_ != 0 && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice_) != 0) {
     spdlog::debug("background queue: setpriority: {}", std::strerror(errno));
   }
   std::unique_lock lock(mu_);

@@ -19,7 +19,10 @@ namespace specula::core {
 
 class BackgroundQueue {
  public:
-  BackgroundQueue();
+  // nice: the thread's niceness increment. Processes forked from a job
+  // inherit it, so a queue that starts sandboxes (the warm pool) runs at 0:
+  // a pooled branch's commands must see the priority a fresh one's do.
+  explicit BackgroundQueue(int nice = 10);
   // Runs everything still queued, then joins the thread.
   ~BackgroundQueue();
   BackgroundQueue(const BackgroundQueue&) = delete;
@@ -39,6 +42,7 @@ class BackgroundQueue {
   std::deque<std::function<void()>> jobs_;
   uint64_t posted_ = 0, finished_ = 0;
   bool stopping_ = false;
+  int nice_;
   std::thread thread_;  // last: started once the members above exist
 };
 

@@ -76,6 +76,8 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
+  // However it ends, the pool follows the head (before the op lock goes).
+  PoolRefillAtExit refill{[this, &s] { RefillPool(s); }};
   auto commit_start = steady_clock::now();
   std::string want = api::NormaliseCommand(command, s->policy.speculation.normalisations);
   std::shared_ptr<Branch> hit;
@@ -192,18 +194,29 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   }
   DiscardAllInBackground(s, kOtherCommand);
 
-  // Miss: run the command itself in a fresh sandbox from the head.
-  auto run = std::make_shared<Branch>();
-  SPECULA_ASSIGN_OR_RETURN(run->id, store::NewId('b'));
+  // Miss: run the command itself in a sandbox from the head, a warm one
+  // when the pool has it (made speculative: raised to the policy's weight).
+  std::shared_ptr<Branch> run = TakePooled(*s, head);
+  const bool pooled = run != nullptr;
+  if (!pooled) {
+    run = std::make_shared<Branch>();
+    SPECULA_ASSIGN_OR_RETURN(run->id, store::NewId('b'));
+  }
   run->session = session;
   run->parent_checkpoint = head;
   run->command = command;
   run->created_ms = NowMs();
-  SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(head));
+  auto got = store_->GetCheckpoint(head);
+  Status put = got.ok() ? store_->PutBranch(store::BranchRecord{run->id, session, head, command,
+                                                                 ToString(BranchState::kRunning), "",
+                                                                 run->created_ms, run->created_ms})
+                        : Status(got.error());
+  if (!put.ok()) {
+    if (pooled) DestroyPooled(*run);  // no record yet: nothing else knows of it
+    return std::move(put).error().Context("commit " + session);
+  }
+  const store::CheckpointRecord& ckpt = *got;
   run->parent_has_image = ckpt.has_process_image;
-  SPECULA_TRY(store_->PutBranch(store::BranchRecord{run->id, session, head, command,
-                                                    ToString(BranchState::kRunning), "", run->created_ms,
-                                                    run->created_ms}));
   auto fail = [&](Error e) -> Error {
     if (run->sandbox) (void)run->sandbox->Destroy();
     if (run->probe) (void)run->probe->Discard();
@@ -216,9 +229,15 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
                                                    "finished and nothing of it was kept")
                              .WithHint("run it again once speculad is back (the session and its head are kept)");
   if (shutting_down_) return fail(stopping);
-  auto sb = ForkSandbox(*s, ckpt, *run, /*speculative=*/false);
-  if (!sb.ok()) return fail(std::move(sb).error());
-  run->sandbox = std::move(*sb);
+  if (pooled) {
+    if (Status st = run->sandbox->SetCpuWeight(s->policy.resources.cpu_weight); !st.ok()) {
+      return fail(std::move(st).error().Context("warm sandbox " + run->id));
+    }
+  } else {
+    auto sb = ForkSandbox(*s, ckpt, *run, /*speculative=*/false);
+    if (!sb.ok()) return fail(std::move(sb).error());
+    run->sandbox = std::move(*sb);
+  }
   {
     std::lock_guard lock(s->mu);
     s->committing_cgroup = run->sandbox->cgroup2_path();
@@ -271,6 +290,7 @@ Status SessionManager::Rollback(const std::string& session, const std::string& c
     return Error(Code::kInvalidArgument, "checkpoint " + checkpoint + " is not in session " + session);
   }
   DiscardAllLocked(*s, "discarded: rollback");
+  PoolRefillAtExit refill{[this, &s] { RefillPool(s); }};
   std::string head;
   {
     std::lock_guard lock(s->mu);

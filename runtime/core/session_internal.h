@@ -6,6 +6,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +35,14 @@ bool HasLossyPaths(const policy::Policy& p);
 // time: each one's pre-image is then what the previous one finished with,
 // never a write half done (lossy_journal.h).
 uint32_t RunningLimit(const policy::Policy& p);
+
+// Runs `refill` when the scope ends, however it ends: a commit or rollback
+// that moved the head (or failed half-way) leaves the warm pool following
+// the head it left (SessionManager::RefillPool, under the op lock).
+struct PoolRefillAtExit {
+  std::function<void()> refill;
+  ~PoolRefillAtExit() { refill(); }
+};
 
 struct SessionManager::Branch {
   std::string id, session, parent_checkpoint, command, normalised;
@@ -80,7 +90,16 @@ struct SessionManager::Session {
   // finished: destroying the session (its layers) waits for them.
   std::mutex reap_mu;
   std::condition_variable reap_cv;
-  size_t reaping = 0;
+  size_t reaping = 0;  // also counts warm-pool fills not finished
+  // The warm pool (session_pool.cpp), guarded by mu: branch sandboxes made
+  // from pool_head before anyone asks, not yet branches (no record, not in
+  // `live`). pool_gen changes with the head: a fill of an older generation
+  // tears its sandbox down instead of adding it.
+  std::string pool_head;
+  std::deque<std::shared_ptr<Branch>> pool;
+  uint64_t pool_gen = 0;
+  uint32_t pool_filling = 0;  // fills of pool_gen posted and not finished
+  bool closed = false;        // being destroyed: no more fills
 };
 
 }  // namespace specula::core

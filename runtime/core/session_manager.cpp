@@ -130,6 +130,7 @@ Result<std::unique_ptr<SessionManager>> SessionManager::Open(SessionManagerOptio
   SPECULA_TRY_CTX(m->store_->RemoveOrphans().status(), "open " + m->opts_.state_dir);
   if (m->opts_.instrument) m->instr_ = std::make_unique<instrument::Instrumentation>(m->opts_.instrumentation);
   m->reaper_ = std::make_unique<BackgroundQueue>();
+  if (m->opts_.pool_per_session > 0) m->pooler_ = std::make_unique<BackgroundQueue>(/*nice=*/0);
   // Sessions survive a restart; live branches do not (their sandboxes were
   // killed above): their records become discarded.
   SPECULA_ASSIGN_OR_RETURN(auto sessions, m->store_->ListSessions());
@@ -168,7 +169,10 @@ SessionManager::~SessionManager() {
   for (auto& s : all) {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: daemon stopped");
+    DrainPool(*s);
   }
+  // Fills in flight see the pool closed and tear down what they made.
+  if (pooler_) pooler_->Drain();
   if (reaper_) reaper_->Drain();
   // The instance's cgroup parent was made for this manager's sandboxes
   // (SandboxCgroup::Create); with them gone it is given back. In the daemon
@@ -276,6 +280,7 @@ Result<SessionInfo> SessionManager::CreateSession(const CreateSessionRequest& re
     sessions_[s->rec.id] = s;
   }
   spdlog::info("session {} created over {} (target {})", s->rec.id, s->rec.base, s->rec.target);
+  RefillPool(s);
   return SessionInfo{s->rec, 0};
 }
 
@@ -304,7 +309,8 @@ Status SessionManager::DestroySession(const std::string& id) {
   {
     std::lock_guard op(s->op_mu);
     DiscardAllLocked(*s, "discarded: session destroyed");
-    WaitReaped(*s);  // their overlays stack the layers that go next
+    DrainPool(*s);
+    WaitReaped(*s);  // their overlays stack the layers that go next (and pool fills in flight)
     SPECULA_TRY_CTX(store_->DeleteSession(id), "destroy session " + id);
   }
   std::lock_guard lock(mu_);
@@ -437,17 +443,33 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
     }
     b->parent_checkpoint = s->rec.head;
   }
-  SPECULA_ASSIGN_OR_RETURN(b->id, store::NewId('b'));
-  SPECULA_ASSIGN_OR_RETURN(auto ckpt, store_->GetCheckpoint(b->parent_checkpoint));
+  // A sandbox from the warm pool: the branch takes its id, sandbox and probe
+  // (its action still waits for a running slot like any other).
+  if (auto pooled = TakePooled(*s, b->parent_checkpoint)) {
+    b->id = pooled->id;
+    b->sandbox = std::move(pooled->sandbox);
+    b->probe = std::move(pooled->probe);
+    RefillPool(s);
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(b->id, store::NewId('b'));
+  }
+  auto pooled_failed = [&](Error e) -> Error {
+    if (b->sandbox) (void)b->sandbox->Destroy();
+    if (b->probe) (void)b->probe->Discard();
+    (void)RemoveTree(store_->BranchDir(b->id));
+    return e;
+  };
+  auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
+  if (!ckpt.ok()) return pooled_failed(std::move(ckpt).error());
   b->session = session;
   b->command = command;
   b->origin = origin;
   b->created_ms = NowMs();
-  b->parent_has_image = ckpt.has_process_image;
+  b->parent_has_image = ckpt->has_process_image;
   store::BranchRecord rec{b->id, session, b->parent_checkpoint, command,
                           ToString(BranchState::kStarting), "", b->created_ms, b->created_ms};
   rec.origin_json = origin;
-  SPECULA_TRY(store_->PutBranch(rec));
+  if (Status st = store_->PutBranch(rec); !st.ok()) return pooled_failed(std::move(st).error());
   {
     std::lock_guard lock(s->mu);
     s->live[b->id] = b;
@@ -497,17 +519,26 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
     cancelled = b->cancelled;
   }
   if (cancelled) return finish(BranchState::kDiscarded, "");
-  auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
-  if (!ckpt.ok()) return finish(BranchState::kFailed, ckpt.error().ToString());
-  auto sb = ForkSandbox(*s, *ckpt, *b, /*speculative=*/true);
-  if (!sb.ok()) {
-    spdlog::warn("branch {}: fork from {}: {}", b->id, b->parent_checkpoint, sb.error().ToString());
-    return finish(BranchState::kFailed, "fork from " + b->parent_checkpoint + ": " + sb.error().ToString());
+  bool pooled;  // Speculate took the sandbox from the warm pool
+  {
+    std::lock_guard lock(b->mu);
+    pooled = b->sandbox != nullptr;
+  }
+  std::unique_ptr<sandbox::Sandbox> fresh;
+  if (!pooled) {
+    auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
+    if (!ckpt.ok()) return finish(BranchState::kFailed, ckpt.error().ToString());
+    auto sb = ForkSandbox(*s, *ckpt, *b, /*speculative=*/true);
+    if (!sb.ok()) {
+      spdlog::warn("branch {}: fork from {}: {}", b->id, b->parent_checkpoint, sb.error().ToString());
+      return finish(BranchState::kFailed, "fork from " + b->parent_checkpoint + ": " + sb.error().ToString());
+    }
+    fresh = std::move(*sb);
   }
   sandbox::Sandbox* box = nullptr;
   {
     std::lock_guard lock(b->mu);
-    b->sandbox = std::move(*sb);
+    if (fresh) b->sandbox = std::move(fresh);
     box = b->sandbox.get();
     cancelled = b->cancelled;
     if (!cancelled) {

@@ -67,6 +67,24 @@ struct SessionManagerOptions {
   // masked (the daemon's socket when it lies outside the state dir and
   // outside /run, which every sandbox replaces with its own tmpfs).
   std::vector<std::string> masked_paths;
+  // The warm pool (issue 15): after each commit, rollback and speculate, up
+  // to pool_per_session branch sandboxes are prepared from the session's
+  // head in the background (overlay, cgroup, seccomp, instrumentation, the
+  // CRIU restore of a head with live processes), and speculate and a missed
+  // commit take one instead of forking on their path. At most pool_total
+  // across all sessions (each holds an idle init, its mounts and cgroup).
+  // 0: no pool. Sessions with lossy paths never pool: a sandbox prepared
+  // before the commit's own run would keep lossy pre-images from before it.
+  uint32_t pool_per_session = 0;
+  uint32_t pool_total = 4;
+};
+
+// The warm pool now: sandboxes ready, and being prepared.
+struct PoolStats {
+  uint64_t ready = 0;
+  uint64_t filling = 0;
+  uint64_t hits = 0;    // speculates and missed commits that took one
+  uint64_t misses = 0;  // ... that found none ready and forked
 };
 
 struct SessionInfo {
@@ -234,6 +252,7 @@ class SessionManager {
   store::CheckpointStore& store() { return *store_; }
   // CRIU dumps and restores this manager ran (the daemon's metrics).
   criu::CriuCounters criu_counters() const { return criu_->counters(); }
+  PoolStats pool_stats();
 
   // Returns once every discard asked for so far has released its
   // resources. Commits and branch.discard tear discarded branches down in
@@ -260,6 +279,17 @@ class SessionManager {
   // Checkpoints the sandbox after its action, destroys it, makes the new
   // checkpoint the session's head. Called with the session's op lock held.
   Result<std::string> PromoteLocked(Session& s, Branch& b);
+  // The warm pool (session_pool.cpp). RefillPool: drops a pool of an older
+  // head and posts fills up to the target; cheap, callable under the op
+  // lock. TakePooled: a ready branch (id, sandbox, probe) forked from
+  // `head`, or null. DrainPool: tears the pool down and stops refills (a
+  // session being destroyed or the manager closing); WaitReaped then waits
+  // for fills in flight.
+  void RefillPool(const std::shared_ptr<Session>& s);
+  std::shared_ptr<Branch> TakePooled(Session& s, const std::string& head);
+  void DrainPool(Session& s);
+  void FillPooled(const std::shared_ptr<Session>& s, const std::string& head, uint64_t gen);
+  void DestroyPooled(Branch& b);
   // `reason` says why, e.g. "discarded: abort"; it is kept in the record.
   // `committed`: what a sibling just promoted left on lossy paths; the
   // discard puts that back there instead of its own pre-images
@@ -309,6 +339,11 @@ class SessionManager {
   std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
   // After the members its jobs use, so it is destroyed (drained) before them.
   std::unique_ptr<BackgroundQueue> reaper_;
+  // Warm-pool fills, at nice 0 (background_queue.h says why); their
+  // sandboxes run at the speculative CPU weight.
+  std::unique_ptr<BackgroundQueue> pooler_;
+  std::atomic<uint32_t> pooled_{0};  // ready or being filled, all sessions
+  std::atomic<uint64_t> pool_hits_{0}, pool_misses_{0};
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
   // Held for a whole CreateSession: the check that a name is free and the
   // session's insertion are one step (sessions are created rarely).

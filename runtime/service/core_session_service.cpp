@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "common/spawn.h"
 #include "common/time.h"
@@ -226,9 +229,12 @@ Result<std::string> CoreSessionService::LaunchSpeculative(const std::string& ses
 }
 
 Result<std::unique_ptr<CoreSessionService>> CoreSessionService::Open(const std::string& state_dir,
-                                                                     const std::string& socket) {
+                                                                     const std::string& socket,
+                                                                     uint32_t pool_per_session, uint32_t pool_total) {
   core::SessionManagerOptions opts;
   opts.state_dir = state_dir;
+  opts.pool_per_session = pool_per_session;
+  opts.pool_total = pool_total;
   if (!socket.empty()) opts.masked_paths.push_back(socket);
   SPECULA_ASSIGN_OR_RETURN(auto manager, core::SessionManager::Open(std::move(opts)));
   return std::unique_ptr<CoreSessionService>(new CoreSessionService(std::move(manager)));
@@ -467,7 +473,22 @@ Result<api::UmountCheckpointResponse> CoreSessionService::UmountCheckpoint(const
   if (source.rfind(kMountSourcePrefix, 0) != 0) {
     return Error(Code::kInvalidArgument, dir + " is not a checkpoint mounted by `specula mount`");
   }
-  if (::umount2(dir.c_str(), UMOUNT_NOFOLLOW) != 0) return Error::FromErrno("umount " + dir);
+  // EBUSY can be momentary: while a sandbox (a branch, a warm-pool fill)
+  // sets up its mount namespace, its copy of the view is a propagation peer
+  // of ours until it makes its tree private, and the kernel counts the
+  // copy's references too. A view someone really uses stays busy.
+  for (int attempt = 0;; ++attempt) {
+    if (::umount2(dir.c_str(), UMOUNT_NOFOLLOW) == 0) break;
+    if (const int err = errno; err != EBUSY || attempt >= 40) {
+      Error e = Error::FromErrno("umount " + dir);
+      if (err == EBUSY) {
+        e = std::move(e).WithHint("a process has its working directory or a file open below " + dir +
+                                  ": leave it, or detach it lazily with `umount -l " + dir + "`");
+      }
+      return e;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   return api::UmountCheckpointResponse{dir};
 }
 

@@ -20,8 +20,11 @@ class CoreSessionService final : public SessionService {
   // must run before the socket accepts anyone.
   // `socket`: the daemon's own socket, masked in every branch and refused
   // as a lossy path (core::SessionManagerOptions::masked_paths).
+  // `pool_per_session`, `pool_total`: the warm pool
+  // (core::SessionManagerOptions; 0 per session: none).
   static Result<std::unique_ptr<CoreSessionService>> Open(const std::string& state_dir,
-                                                           const std::string& socket = "");
+                                                           const std::string& socket = "",
+                                                           uint32_t pool_per_session = 0, uint32_t pool_total = 4);
 
   ~CoreSessionService() override;
   // Stops transparent speculation (no new rounds), then kills running
@@ -32,6 +35,8 @@ class CoreSessionService final : public SessionService {
   void DrainSpeculation() { speculation_->Drain(); }
   // The core's CRIU figures, for the metrics (MeteredSessionService).
   criu::CriuCounters CriuCounters() const { return manager_->criu_counters(); }
+  // The warm pool's size and use, for the metrics.
+  core::PoolStats PoolStats() const { return manager_->pool_stats(); }
 
   Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
   Result<std::vector<api::Session>> ListSessions(const api::ListSessionsRequest& req) override;

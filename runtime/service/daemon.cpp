@@ -90,6 +90,7 @@ int DaemonMain(int argc, char** argv) {
   size_t quick_workers = 4, blocking_workers = 16;
   uint64_t grace_ms = 30000;
   std::string metrics_listen;
+  uint32_t pool_per_session = 1, pool_total = 4;
   bool version = false;
   app.add_option("--socket", socket, "Unix socket to serve")->capture_default_str();
   app.add_option("--state-dir", state_dir, "state directory (database, layers, images)")->capture_default_str();
@@ -105,6 +106,11 @@ int DaemonMain(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics (GET /metrics) on HOST:PORT or an absolute Unix socket path; "
                  "off by default");
+  app.add_option("--pool-per-session", pool_per_session,
+                 "warm branch sandboxes kept ready per session head (0: no warm pool)")
+      ->capture_default_str()->check(CLI::Range(0, 64));
+  app.add_option("--pool-total", pool_total, "warm branch sandboxes at most, all sessions together")
+      ->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_flag("--version", version, "print the version and exit");
   try {
     app.parse(argc, argv);
@@ -154,7 +160,7 @@ int DaemonMain(int argc, char** argv) {
 
   // Opening the state recovers it after a crash, before the socket exists,
   // so no client ever sees half-reconciled state.
-  auto opened = CoreSessionService::Open(state_dir, socket);
+  auto opened = CoreSessionService::Open(state_dir, socket, pool_per_session, pool_total);
   if (!opened.ok()) return fail(Error(opened.error()).Context("open state in " + state_dir), 1);
   CoreSessionService* core = opened->get();
   std::unique_ptr<SessionService> service = std::move(*opened);
@@ -169,7 +175,8 @@ int DaemonMain(int argc, char** argv) {
   SessionService* served = service.get();
   if (!metrics_listen.empty()) {
     metered = std::make_unique<MeteredSessionService>(*service, registry,
-                                                      [core] { return core->CriuCounters(); });
+                                                      [core] { return core->CriuCounters(); },
+                                                      [core] { return core->PoolStats(); });
     served = metered.get();
     auto started = metrics::Endpoint::Start(metrics_listen, [&registry] { return registry.Scrape(); });
     if (!started.ok()) {

@@ -14,9 +14,11 @@ double SecondsSince(Clock::time_point start) {
 
 }  // namespace
 
-MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Registry& r, CriuSource criu)
+MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Registry& r, CriuSource criu,
+                                             PoolSource pool)
     : inner_(inner),
       criu_(std::move(criu)),
+      pool_(std::move(pool)),
       sessions_(r.AddGauge("specula_sessions", "Sessions the daemon holds.")),
       live_branches_(r.AddGauge("specula_branches_live",
                                 "Branches starting, running, blocked or done (not yet promoted or discarded).")),
@@ -57,7 +59,15 @@ MeteredSessionService::MeteredSessionService(SessionService& inner, metrics::Reg
                                "Image bytes successful CRIU dumps wrote (op = dump) and restores read (op = restore).",
                                {"op"})),
       criu_seconds_(r.AddCounter("specula_criu_seconds_total",
-                                 "Wall time spent in CRIU runs, failed ones included.", {"op"})) {
+                                 "Wall time spent in CRIU runs, failed ones included.", {"op"})),
+      pool_sandboxes_(r.AddGauge("specula_pool_sandboxes",
+                                 "Warm-pool branch sandboxes: state = ready (prepared from a session's head, "
+                                 "idle) or filling (being prepared).",
+                                 {"state"})),
+      pool_takes_(r.AddCounter("specula_pool_takes_total",
+                               "Speculates and missed commits that wanted a warm sandbox: result = hit (took "
+                               "one) or miss (none ready: forked on the caller's path).",
+                               {"result"})) {
   r.AddCollector([this] { Collect(); });
 }
 
@@ -102,6 +112,11 @@ void MeteredSessionService::Collect() {
   criu_bytes_.Set({"restore"}, d(c.restored_bytes));
   criu_seconds_.Set({"dump"}, c.dump_seconds);
   criu_seconds_.Set({"restore"}, c.restore_seconds);
+  core::PoolStats p = pool_ ? pool_() : core::PoolStats{};
+  pool_sandboxes_.Set({"ready"}, d(p.ready));
+  pool_sandboxes_.Set({"filling"}, d(p.filling));
+  pool_takes_.Set({"hit"}, d(p.hits));
+  pool_takes_.Set({"miss"}, d(p.misses));
 }
 
 Result<api::CreateSessionResponse> MeteredSessionService::CreateSession(const api::CreateSessionRequest& req) {

@@ -11,6 +11,7 @@
 
 #include <functional>
 
+#include "runtime/core/session_manager.h"
 #include "runtime/criu/criu_driver.h"
 #include "runtime/metrics/registry.h"
 #include "runtime/service/session_service.h"
@@ -24,7 +25,10 @@ class MeteredSessionService final : public SessionService {
   using CriuSource = std::function<criu::CriuCounters()>;
   // Registers its families (and a scrape-time collector reading `inner`
   // and `criu`) in `registry`; all must outlive this object and every scrape.
-  MeteredSessionService(SessionService& inner, metrics::Registry& registry, CriuSource criu = {});
+  // The warm pool's size and use (core::PoolStats); empty: 0.
+  using PoolSource = std::function<core::PoolStats()>;
+  MeteredSessionService(SessionService& inner, metrics::Registry& registry, CriuSource criu = {},
+                        PoolSource pool = {});
 
   void BeginShutdown() override { inner_.BeginShutdown(); }
   Result<api::CreateSessionResponse> CreateSession(const api::CreateSessionRequest& req) override;
@@ -55,6 +59,7 @@ class MeteredSessionService final : public SessionService {
 
   SessionService& inner_;
   CriuSource criu_;
+  PoolSource pool_;
   metrics::Gauge& sessions_;
   metrics::Gauge& live_branches_;
   metrics::Gauge& commits_running_;
@@ -74,6 +79,8 @@ class MeteredSessionService final : public SessionService {
   metrics::Counter& criu_calls_;
   metrics::Counter& criu_bytes_;
   metrics::Counter& criu_seconds_;
+  metrics::Gauge& pool_sandboxes_;
+  metrics::Counter& pool_takes_;
 };
 
 }  // namespace specula::service

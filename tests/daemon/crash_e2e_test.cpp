@@ -117,8 +117,15 @@ class CrashE2E : public ::testing::Test {
     fs::remove_all(scratch_, ec);
   }
 
+  // The first daemon of a test keeps the warm pool, so crash recovery must
+  // clean a crashed pool's sandboxes too; the ones started after it run
+  // without: their own pool's branch dir and subvolume would be
+  // indistinguishable, in ExpectNothingLeftBehind, from a crash's leftovers.
   void Start(const std::vector<std::string>& env = {}) {
-    auto d = Daemon::Start(dir_.path(), {}, "d", env);
+    std::vector<std::string> extra;
+    if (started_) extra = {"--pool-per-session", "0"};
+    started_ = true;
+    auto d = Daemon::Start(dir_.path(), extra, "d", env);
     ASSERT_TRUE(d.ok()) << d.error().ToString();
     daemon_ = std::move(*d);
   }
@@ -207,6 +214,7 @@ class CrashE2E : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Daemon> daemon_;
+  bool started_ = false;
   std::string scratch_;
 };
 

@@ -235,9 +235,10 @@ TEST_F(MetricsE2E, CountersAddUpToWhatTheClientsDid) {
 // scrape time: a commit that leaves a process behind is one dump, a branch
 // of that head one restore, its promotion (a hit, the process still alive)
 // a second dump; the dumped bytes are the images the checkpoints keep.
+// Without the warm pool, whose fills restore too (the next test).
 TEST_F(MetricsE2E, CriuDumpsAndRestoresAreCountedWithTheirBytes) {
   const std::string metrics = dir_.path() + "/metrics.sock";
-  StartWith({"--metrics-listen", metrics});
+  StartWith({"--metrics-listen", metrics, "--pool-per-session", "0"});
   Json zero = Parse(Body(HttpUnix(metrics)));
   EXPECT_EQ(zero["specula_criu_calls"]["type"], "counter") << zero.dump();
   EXPECT_EQ(Value(zero, "specula_criu_calls_total", {{"op", "dump"}, {"result", "ok"}}), 0);
@@ -264,6 +265,44 @@ TEST_F(MetricsE2E, CriuDumpsAndRestoresAreCountedWithTheirBytes) {
   EXPECT_GT(Value(m, "specula_criu_seconds_total", {{"op", "dump"}}), 0);
   EXPECT_GT(Value(m, "specula_criu_seconds_total", {{"op", "restore"}}), 0);
   Call("session.destroy", {{"session", s}});
+}
+
+// The warm pool: a session's head gets a sandbox prepared in the background
+// (a CRIU restore when the head has processes), a speculate takes it, and
+// the pool is filled again for the same head.
+TEST_F(MetricsE2E, WarmPoolSandboxesAndTakesAreCounted) {
+  const std::string metrics = dir_.path() + "/metrics.sock";
+  StartWith({"--metrics-listen", metrics, "--pool-per-session", "1"});
+  auto ready = [&] {
+    // Bounded only so a broken build cannot hang; not a timing assertion.
+    for (int i = 0; i < 500; ++i) {
+      Json m = Parse(Body(HttpUnix(metrics)));
+      if (Value(m, "specula_pool_sandboxes", {{"state", "ready"}}) == 1) return m;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Json();
+  };
+  std::string s = Call("session.create", {{"name", "pool"}}).value("session", "");
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(Call("action.commit", {{"session", s}, {"command", "sleep 1000 & echo started"}}).value("exit_code", -1),
+            0);
+  Json before = ready();
+  ASSERT_FALSE(before.is_null()) << "no warm sandbox for the new head";
+  EXPECT_EQ(Value(before, "specula_pool_sandboxes", {{"state", "filling"}}), 0);
+  // Its CRIU restore was done by the fill, before anyone asked.
+  EXPECT_EQ(Value(before, "specula_criu_calls_total", {{"op", "restore"}, {"result", "ok"}}), 1);
+  const double hits = Value(before, "specula_pool_takes_total", {{"result", "hit"}});
+  Call("action.speculate", {{"session", s}, {"command", "echo again"}});
+  Json after = ready();  // taken, and filled again for the same head
+  ASSERT_FALSE(after.is_null());
+  EXPECT_EQ(Value(after, "specula_pool_takes_total", {{"result", "hit"}}), hits + 1);
+  EXPECT_EQ(Value(after, "specula_criu_calls_total", {{"op", "restore"}, {"result", "ok"}}), 2);
+  Json r = Call("action.commit", {{"session", s}, {"command", "echo again"}});
+  EXPECT_EQ(r.value("hit", false), true) << r.dump();
+  EXPECT_EQ(r.value("stdout", ""), "again\n");
+  Call("session.destroy", {{"session", s}});
+  Json gone = Parse(Body(HttpUnix(metrics)));
+  EXPECT_EQ(Value(gone, "specula_pool_sandboxes", {{"state", "ready"}}), 0) << "a destroyed session's pool stays";
 }
 
 // The sum of a sample over its series (all label sets), 0 when absent.

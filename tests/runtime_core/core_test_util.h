@@ -23,10 +23,12 @@ class CoreFixture : public ::testing::Test {
     dir_ = tmpl;
     OpenManager();
   }
-  void OpenManager(size_t squash_threshold = 16) {
+  void OpenManager(size_t squash_threshold = 16, uint32_t pool_per_session = 0) {
+    mgr_.reset();
     SessionManagerOptions o;
     o.state_dir = dir_ + "/state";
     o.squash_threshold = squash_threshold;
+    o.pool_per_session = pool_per_session;
     auto m = SessionManager::Open(o);
     ASSERT_TRUE(m.ok()) << m.error().ToString();
     mgr_ = std::move(*m);

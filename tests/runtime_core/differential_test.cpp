@@ -72,9 +72,25 @@ class DifferentialTest : public CoreFixture {
     ::umount2(mnt.c_str(), MNT_DETACH);
     return snap;
   }
+
+  // `pool`: the manager's warm pool per session (0: none).
+  void RunSequences(uint32_t pool);
 };
 
-TEST_F(DifferentialTest, SpeculationIsLossless) {
+TEST_F(DifferentialTest, SpeculationIsLossless) { RunSequences(0); }
+
+// Branches and missed commits on sandboxes prepared ahead (issue 15): a
+// pooled sandbox must be indistinguishable from a fresh one.
+TEST_F(DifferentialTest, SpeculationIsLosslessWithTheWarmPool) {
+  OpenManager(16, /*pool_per_session=*/2);
+  RunSequences(2);
+  auto st = mgr_->pool_stats();
+  std::printf("differential (warm pool): %llu takes from the pool, %llu without\n",
+              static_cast<unsigned long long>(st.hits), static_cast<unsigned long long>(st.misses));
+  EXPECT_GT(st.hits, 0u) << "the pool was never used: the test compared nothing pooled";
+}
+
+void DifferentialTest::RunSequences(uint32_t pool) {
   int seeds = 4;
   if (const char* v = std::getenv("SPECULA_DIFF_SEEDS")) seeds = std::max(1, std::atoi(v));
   int steps = 12;
@@ -166,8 +182,8 @@ TEST_F(DifferentialTest, SpeculationIsLossless) {
     ASSERT_TRUE(RemoveTree(seq_dir).ok());
     ASSERT_TRUE(mgr_->DestroySession(s).ok());
   }
-  std::printf("differential: %d sequences, %d commits compared (%d hits), %d differences\n", sequences,
-              commits, hits, diffs);
+  std::printf("differential%s: %d sequences, %d commits compared (%d hits), %d differences\n",
+              pool > 0 ? " (warm pool)" : "", sequences, commits, hits, diffs);
   EXPECT_EQ(diffs, 0);
 }
 

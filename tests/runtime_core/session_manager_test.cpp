@@ -179,6 +179,8 @@ TEST_F(SessionManagerTest, MissDiscardsBranchesAndRunsTheRealCommand) {
   auto w = mgr_->ShowBranch(*wrong);
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->state, BranchState::kDiscarded);
+  // Its teardown runs after the commit returned (the background queue).
+  mgr_->WaitForDiscards();
   EXPECT_FALSE(HostHas(mgr_->store().BranchDir(*wrong)));
   EXPECT_EQ(MustCommit(s, "cat " + f).stdout_data, "right\n");
 }
