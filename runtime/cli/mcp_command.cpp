@@ -3,7 +3,9 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include "runtime/cli/mcp_command.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "common/version.h"
 #include "runtime/cli/output.h"
 #include "runtime/mcp/server.h"
+#include "runtime/mcp/streamable_http.h"
 #include "runtime/mcp/tools.h"
 
 namespace specula::cli {
@@ -29,7 +32,31 @@ struct McpOptions {
   uint32_t k = 3;
   bool keep_session = false;
   uint64_t progress_ms = 1000;
+  std::string listen;      // "": stdio; else Streamable HTTP on this loopback HOST:PORT
+  std::string token_file;  // with listen: where the bearer token is written (0600)
 };
+
+// The bearer token of the HTTP transport: $SPECULA_MCP_TOKEN when set (a
+// client configured with a fixed one), else a new random one; written to
+// `file` (0600, never through a symlink) or, without a file, to stderr.
+Result<std::string> HttpToken(const std::string& file) {
+  std::string token;
+  if (const char* env = std::getenv("SPECULA_MCP_TOKEN"); env != nullptr && *env != '\0') {
+    token = env;
+    if (token.size() < 16) return Error(Code::kInvalidArgument, "SPECULA_MCP_TOKEN must have at least 16 characters");
+  } else {
+    SPECULA_ASSIGN_OR_RETURN(token, mcp::NewToken());
+  }
+  if (file.empty()) return token;
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return Error::FromErrno("write the token to " + file);
+  if (::fchmod(fd.get(), 0600) != 0) return Error::FromErrno("chmod 0600 " + file);
+  std::string line = token + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    return Error::FromErrno("write the token to " + file);
+  }
+  return token;
+}
 
 // Everything on stderr: stdout carries MCP messages only.
 void Note(const std::string& text) { std::cerr << "specula mcp: " << text << std::endl; }
@@ -92,8 +119,26 @@ int RunMcp(const CliGlobals& g, const McpOptions& o) {
   so.version = Version();
   so.instructions = Instructions(session.ok() ? *session : "", o);
   so.progress_interval = std::chrono::milliseconds(o.progress_ms == 0 ? 1000 : o.progress_ms);
-  auto server = std::make_unique<mcp::Server>(tools, mcp::FdWriter(STDOUT_FILENO), so);
-  mcp::StopReason why = mcp::ServeLines(*server, STDIN_FILENO, sfd ? sfd.get() : -1);
+  std::unique_ptr<mcp::StreamableHttp> http;
+  if (!o.listen.empty()) {
+    auto token = HttpToken(o.token_file);
+    if (!token.ok()) {
+      Note(token.error().ToString());
+      return ExitCodeFor(token.error());
+    }
+    auto listening = mcp::StreamableHttp::Listen({.listen = o.listen, .token = *token});
+    if (!listening.ok()) {
+      Note(listening.error().ToString());
+      return ExitCodeFor(listening.error());
+    }
+    http = std::move(*listening);
+    Note("Streamable HTTP on " + http->url() +
+         (o.token_file.empty() ? "; token " + *token : "; token in " + o.token_file) +
+         " (send Authorization: Bearer <token>)");
+  }
+  auto server = std::make_unique<mcp::Server>(tools, http ? http->Writer() : mcp::FdWriter(STDOUT_FILENO), so);
+  mcp::StopReason why = http ? http->Serve(*server, sfd ? sfd.get() : -1)
+                             : mcp::ServeLines(*server, STDIN_FILENO, sfd ? sfd.get() : -1);
 
   int status = why == mcp::StopReason::kReadError ? kExitError : 0;
   if (why != mcp::StopReason::kSignal) server->WaitIdle();  // a commit is authoritative: let it end
@@ -118,7 +163,7 @@ int RunMcp(const CliGlobals& g, const McpOptions& o) {
 void AddMcpCommand(CLI::App& app, const CliGlobals& globals, std::function<int()>& action) {
   auto o = std::make_shared<McpOptions>();
   auto* mcp = app.add_subcommand(
-      "mcp", "serve the Model Context Protocol on stdio: bash, checkpoints, diff, rollback and branches tools in one "
+      "mcp", "serve the Model Context Protocol on stdio (or Streamable HTTP with --listen): bash, checkpoints, diff, rollback and branches tools in one "
              "session (docs/mcp.md)");
   mcp->add_option("--base", o->base, "the directory tree of the session it creates")->capture_default_str();
   mcp->add_option("--target", o->target, "where promote writes: layer or base")
@@ -134,6 +179,9 @@ void AddMcpCommand(CLI::App& app, const CliGlobals& globals, std::function<int()
   mcp->add_flag("--keep-session", o->keep_session, "keep the session it created when it exits");
   mcp->add_option("--progress-ms", o->progress_ms, "interval of progress notifications for running tool calls")
       ->capture_default_str();
+  mcp->add_option("--listen", o->listen,
+                  "serve MCP's Streamable HTTP on this loopback HOST:PORT (POST /mcp, bearer token) instead of stdio");
+  mcp->add_option("--token-file", o->token_file, "with --listen: write the bearer token here (mode 0600)");
   mcp->callback([&globals, &action, o] {
     action = [&globals, o] { return RunMcp(globals, *o); };
   });

@@ -113,6 +113,28 @@ TEST_F(McpE2E, TheTypeScriptSdkClientDrivesEveryTool) {
   EXPECT_FALSE(has_session()) << "session " << session << " outlived its MCP server";
 }
 
+// Streamable HTTP (`specula mcp --listen`): the SDK's HTTP client drives
+// the tools, progress comes as SSE, and what must not get through (no or a
+// wrong token, a foreign Origin, no session id, a second initialize, a
+// deleted session) does not; SIGTERM destroys the session it created.
+TEST_F(McpE2E, TheSdkClientOverStreamableHttp) {
+  RequireNode();
+  std::string scratch = dir_.path() + "/http";
+  std::filesystem::create_directories(scratch);
+  const size_t before = Sessions().size();
+  SpawnOptions node;
+  node.argv = {"node", SPECULA_SOURCE_DIR "/tests/mcp/node/mcp_http_e2e.cjs"};
+  node.env_set = {std::string("SPECULA_CLI=") + SPECULA_CLI_PATH, "SPECULA_SOCKET=" + daemon_->socket(),
+                  "SPECULA_MCP_NODE_DIR=" + NodeDir(), "SPECULA_E2E_DIR=" + scratch};
+  node.timeout = std::chrono::seconds(180);
+  auto r = Spawn(node);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->exit_code, 0) << r->out << "\n" << r->err;
+  EXPECT_NE(r->out.find("all HTTP checks passed"), std::string::npos) << r->out << "\n" << r->err;
+  std::cout << r->out;
+  EXPECT_EQ(Sessions().size(), before) << "the HTTP server's session outlived it";
+}
+
 TEST_F(McpE2E, TheInspectorCliListsAndCallsTools) {
   RequireNode();
   std::string inspector = NodeDir() + "/node_modules/.bin/mcp-inspector";
