@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/child_report.h"
+#include "common/safe_fs.h"
 #include "sandbox/action_script.h"
 #include "sandbox/launcher/launch_plan.h"
 #include "sandbox/sandbox_plan.h"
@@ -55,17 +56,8 @@ Result<std::pair<UniqueFd, UniqueFd>> Pipe() {
   return std::make_pair(UniqueFd(p[0]), UniqueFd(p[1]));
 }
 
-Status WriteAll(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  size_t off = 0;
-  while (off < size) {
-    ssize_t n = ::write(fd, p + off, size - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error::FromErrno("write");
-    off += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
+// The bytes of an object, for common/safe_fs.h WriteAll.
+std::string_view Bytes(const void* data, size_t size) { return {static_cast<const char*>(data), size}; }
 
 // Reads at most cap bytes of a file the action wrote; reports truncation.
 void ReadCapped(int fd, uint64_t cap, std::string& out, bool& truncated) {
@@ -203,7 +195,7 @@ void ActionProcess::KillGroup() {
 Result<UniqueFd> SealedProgram(const char* name, const unsigned char* bytes, size_t size) {
   UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return Error::FromErrno(std::string("memfd_create ") + name);
-  SPECULA_TRY_CTX(WriteAll(fd.get(), bytes, size), std::string("write ") + name);
+  SPECULA_TRY_CTX(WriteAll(fd.get(), Bytes(bytes, size)), std::string("write ") + name);
   if (::fchmod(fd.get(), 0500) != 0) return Error::FromErrno(std::string("chmod ") + name);
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
     return Error::FromErrno(std::string("seal ") + name);
@@ -253,8 +245,8 @@ Result<UniqueFd> WriteLaunchPlan(const std::vector<std::string>& argv, const std
 
   UniqueFd fd(::memfd_create("specula-plan", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return Error::FromErrno("memfd_create launch plan");
-  SPECULA_TRY_CTX(WriteAll(fd.get(), &p, sizeof(p)), "write launch plan");
-  SPECULA_TRY_CTX(WriteAll(fd.get(), area.data(), area.size()), "write launch plan");
+  SPECULA_TRY_CTX(WriteAll(fd.get(), Bytes(&p, sizeof(p))), "write launch plan");
+  SPECULA_TRY_CTX(WriteAll(fd.get(), Bytes(area.data(), area.size())), "write launch plan");
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
     return Error::FromErrno("seal launch plan");
   }
@@ -355,7 +347,7 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
                              0600));
     if (!script) return Error::FromErrno("create action script");
     std::string text = BuildActionScript(shell, command, inside + "/state", token);
-    SPECULA_TRY_CTX(WriteAll(script.get(), text.data(), text.size()), "write action script");
+    SPECULA_TRY_CTX(WriteAll(script.get(), text), "write action script");
   }
   UniqueFd out = create("out"), err = create("err");
   if (!out || !err) return Error::FromErrno("create action output files");

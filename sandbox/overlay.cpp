@@ -106,6 +106,9 @@ Result<Context> Configure(const OverlayLayers& l, const OverlayMountOptions& o) 
     c.fds.push_back(std::move(work));
   }
   SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_STRING, "index", o.index ? "on" : "off", 0, "index"));
+  if (!o.sync_on_unmount && !l.upper.empty()) {
+    SPECULA_TRY(Config(c.fs.get(), FSCONFIG_SET_FLAG, "volatile", nullptr, 0, "volatile"));
+  }
   return c;
 }
 
@@ -130,31 +133,50 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
     return Error(Code::kInvalidArgument, "overlay on " + target + ": upper and work dir go together");
   }
   SPECULA_ASSIGN_OR_RETURN(Context c, Configure(layers, opts));
+  // Refusals worth another try, each after its cause is gone:
+  //  - EBUSY: a lower layer is still marked in use as the upper dir of an
+  //    overlay that is gone from our namespace but not yet from the kernel.
+  //    A layer is the sealed upper of a destroyed branch; a process that
+  //    copied the host's mount table while that branch was mounted (CRIU's
+  //    private namespace, another sandbox being set up) keeps its overlay
+  //    alive until it drops the copy, a few ms to a CRIU run later. Wait
+  //    for that instead of failing (seen ~1 in 300 commits under load).
+  //  - EINVAL with <work>/work/incompat/volatile: a volatile attempt that
+  //    got past the work dir left the marker, and the kernel refuses a
+  //    marked work dir (after a crash its upper might be half written).
+  //    A refused attempt wrote nothing to the upper, and a reused work dir
+  //    (a caller's: crash recovery deletes a branch whole) was unmounted
+  //    cleanly, so the marker means nothing here: it goes before any retry,
+  //    as overlayfs itself empties <work>/work at every other mount.
+  //  - ESTALE: index=on ties <work>/index to the upper it was made with; a
+  //    work dir reused over a new upper is refused. Its entries are of no
+  //    use then: a sandbox links up every alias the index held before
+  //    unmounting. Retry once without them.
+  // A failed create leaves the context unusable, so each try configures anew.
   Status made = Create(c.fs.get(), opts);
-  // EBUSY: a lower layer is still marked in use as the upper dir of an
-  // overlay that is gone from our namespace but not yet from the kernel.
-  // A layer is the sealed upper of a destroyed branch; a process that
-  // copied the host's mount table while that branch was mounted (CRIU's
-  // private namespace, another sandbox being set up) keeps its overlay
-  // alive until it drops the copy, a few ms to a CRIU run later. Wait for
-  // that instead of failing (seen ~1 in 300 commits under load). A failed
-  // create leaves the context unusable, so each try configures anew.
-  for (int i = 0; !made.ok() && made.error().sys_errno() == EBUSY && i < 150; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool dropped_index = false;
+  int marker_retries = 0;  // EINVAL can have other causes: bounded like the rest
+  for (int busy_waits = 0; !made.ok();) {
+    const int err = made.error().sys_errno();
+    std::error_code ec;
+    bool cleared_marker = false;
+    if (!layers.work.empty() && std::filesystem::exists(layers.work + "/work/incompat/volatile", ec)) {
+      cleared_marker = std::filesystem::remove_all(layers.work + "/work", ec) > 0 && !ec;
+    }
+    if (err == EBUSY && busy_waits < 150) {
+      ++busy_waits;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } else if (err == EINVAL && cleared_marker && marker_retries++ < 2) {
+      spdlog::info("overlay on {}: emptied work dir {} of an earlier volatile mount", target, layers.work);
+    } else if (err == ESTALE && !dropped_index && !layers.work.empty() &&
+               std::filesystem::remove_all(layers.work + "/index", ec) > 0 && !ec) {
+      dropped_index = true;
+      spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, layers.work);
+    } else {
+      break;
+    }
     SPECULA_ASSIGN_OR_RETURN(c, Configure(layers, opts));
     made = Create(c.fs.get(), opts);
-  }
-  if (!made.ok() && made.error().sys_errno() == ESTALE && !layers.work.empty()) {
-    // index=on ties <work>/index to the upper dir it was made with; a work
-    // dir reused with a new upper (e.g. emptied and recreated) is refused.
-    // Its entries are of no use then: a sandbox links up every alias the
-    // index held before unmounting. Retry once without them.
-    std::error_code ec;
-    if (std::filesystem::remove_all(layers.work + "/index", ec) > 0 && !ec) {
-      spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, layers.work);
-      SPECULA_ASSIGN_OR_RETURN(c, Configure(layers, opts));
-      made = Create(c.fs.get(), opts);
-    }
   }
   if (!made.ok()) {
     Error e = std::move(made).error().Context("mount overlay on " + target);

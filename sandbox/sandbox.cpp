@@ -201,6 +201,10 @@ Status LinuxSandbox::Prepare() {
   created_merged_ = true;
   OverlayMountOptions opts;
   opts.idmap = userns() ? spec_.idmap.get() : nullptr;
+  // A branch's upper is discarded or promoted, and promote syncs the store
+  // itself (sandbox/overlay.h sync_on_unmount): destroy need not write back
+  // the whole filesystem.
+  opts.sync_on_unmount = false;
   // Layers given by fd show in mountinfo as "/" (no host path): the source
   // names the upper dir, so crash recovery (and an operator) still finds a
   // sandbox rooted in a state dir by reading its mount table.

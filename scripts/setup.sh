@@ -7,8 +7,9 @@
 #     policy's per-branch disk limit, docs/checkpoints.md "Disk limits";
 #     python3-prometheus-client: the metrics test parses speculad's
 #     exposition with it, docs/operations.md).
-#  2. The MCP clients the tests drive `specula mcp` with (npm, pinned), and
-#     the Kubernetes manifest validator's packages (npm, pinned).
+#  2. The MCP clients the tests drive `specula mcp` with, the
+#     Kubernetes manifest validator's packages, and the benchmark peer
+#     `srt` (Anthropic's sandbox runtime; all npm, pinned).
 #  3. CRIU >= 4.2. Debian 12's criu 3.17 fails on kernels >= 6.13 (vDSO layout
 #     change); 4.1 cannot dump a process holding an inet socket on kernels
 #     >= 6.16 (getsockopt SO_PASSCRED is refused there: criu issue #2718,
@@ -43,7 +44,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev sqlite3
-  bubblewrap slirp4netns iproute2 util-linux procps psmisc file xz-utils
+  bubblewrap ripgrep socat slirp4netns iproute2 util-linux procps psmisc file xz-utils
   btrfs-progs e2fsprogs
   python3 python3-prometheus-client libcurl4-openssl-dev
   rsync
@@ -99,6 +100,13 @@ npm_pinned "MCP clients" "$MCP_NODE_DIR" "$MCP_PINS" "@modelcontextprotocol/sdk/
 K8S_VALIDATE_DIR=${SPECULA_K8S_VALIDATE_DIR:-/opt/specula/k8s-validate}
 K8S_PINS="$(dirname "$0")/../deploy/kubernetes/validate"
 npm_pinned "Kubernetes validator" "$K8S_VALIDATE_DIR" "$K8S_PINS" "kubernetes-models/package.json"
+
+# --- Benchmark peers ---------------------------------------------------
+# Anthropic's sandbox runtime (`srt`, pinned by bench/peers/package-lock.json;
+# it needs bubblewrap, ripgrep and socat from the list above), which
+# sandbox_bench runs side by side with a specula sandbox and bwrap.
+PEERS_DIR=${SPECULA_BENCH_PEERS_DIR:-/opt/specula/bench-peers}
+npm_pinned "benchmark peers" "$PEERS_DIR" "$(dirname "$0")/../bench/peers" "@anthropic-ai/sandbox-runtime/package.json"
 fi  # SPECULA_SETUP_ONLY_CRIU
 
 # --- CRIU ---------------------------------------------------------------

@@ -2,6 +2,12 @@
 //   cycle:  Sandbox::Create + Run("true") + Destroy (a branch's whole life
 //           without CRIU)  vs  `bwrap --unshare-all --ro-bind / / --dev /dev
 //           --proc /proc true`
+//           and vs Anthropic's sandbox runtime, `srt -s SETTINGS true` (no
+//           network, no writes; scripts/setup.sh installs it under
+//           /opt/specula/bench-peers, $SPECULA_SRT overrides; skipped with a
+//           message when it is missing or fails)
+//   pooled: the same cycle as the warm pool's caller sees it: create done
+//           before, destroy after (the first Run("true") alone)
 //   action: Run("true") in a live sandbox (setns + seccomp + bash wrapper
 //           with state capture)  vs  `bash -c true` spawned on the host
 // Iterations are interleaved so machine noise hits both sides alike.
@@ -9,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +81,27 @@ bool SpawnOk(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+// The srt command line, or {} (with the reason on stderr) when srt is not
+// there or does not run here.
+std::vector<std::string> SrtCommand(const std::string& settings_path) {
+  const char* env = std::getenv("SPECULA_SRT");
+  std::string srt = env ? env : "/opt/specula/bench-peers/node_modules/.bin/srt";
+  if (::access(srt.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "sandbox_bench: %s missing (scripts/setup.sh installs it): srt peer skipped\n", srt.c_str());
+    return {};
+  }
+  // No network, writes nowhere: the closest srt comes to a branch that runs `true`.
+  std::ofstream(settings_path) << R"({"network":{"allowedDomains":[],"deniedDomains":[]},)"
+                               << R"("filesystem":{"denyRead":[],"allowWrite":[],"denyWrite":[]}})";
+  std::vector<std::string> cmd = {srt, "-s", settings_path, "true"};
+  if (!SpawnOk(cmd)) {
+    std::fprintf(stderr, "sandbox_bench: `%s -s %s true` failed: srt peer skipped\n", srt.c_str(),
+                 settings_path.c_str());
+    return {};
+  }
+  return cmd;
+}
+
 int main(int argc, char** argv) {
   InitLogging("warn", "sandbox_bench");
   if (::geteuid() != 0) {
@@ -88,7 +116,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sandbox_bench: bwrap failed or missing\n");
     return 2;
   }
-  std::vector<double> cycle, bw, action, bash, create_ms, run_ms, destroy_ms;
+  const std::string srt_settings = "/tmp/sandbox_bench-srt-" + std::to_string(::getpid()) + ".json";
+  struct RemoveAtExit {
+    std::string path;
+    ~RemoveAtExit() { std::filesystem::remove(path); }
+  } srt_settings_file{srt_settings};  // every return path, the error ones included
+  const std::vector<std::string> srt = SrtCommand(srt_settings);
+  std::vector<double> cycle, bw, sr, action, bash, create_ms, run_ms, destroy_ms;
   const std::string base = "bench-" + std::to_string(::getpid());
   Dirs live_dirs(base + "-live");
   auto live = Sandbox::Create(Spec(base + "-live", live_dirs));
@@ -122,6 +156,11 @@ int main(int argc, char** argv) {
     auto t1 = Clock::now();
     if (!SpawnOk(bwrap)) return 1;
     bw.push_back(Ms(Clock::now() - t1));
+    if (!srt.empty()) {
+      auto ts = Clock::now();
+      if (!SpawnOk(srt)) return 1;
+      sr.push_back(Ms(Clock::now() - ts));
+    }
 
     auto t2 = Clock::now();
     auto r = (*live)->Run("true");
@@ -133,6 +172,8 @@ int main(int argc, char** argv) {
   }
   std::printf("sandbox_bench: %d iterations, %ld cores\n", n, ::sysconf(_SC_NPROCESSORS_ONLN));
   Print("cycle", cycle, "bwrap --unshare-all ... true", bw);
+  if (!sr.empty()) Print("cycle", cycle, "srt -s (no net, no writes) true", sr);
+  Print("pooled", run_ms, "bwrap --unshare-all ... true", bw);
   Print("action", action, "bash -c true (host)", bash);
   std::printf("cycle parts p50: create %.2f ms, first run %.2f ms, destroy %.2f ms\n",
               Percentile(create_ms, 0.5), Percentile(run_ms, 0.5), Percentile(destroy_ms, 0.5));

@@ -658,6 +658,10 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     }
   }
   SPECULA_ASSIGN_OR_RETURN(c.layers, MaybeSquash(s, std::move(c.layers)));
+  // The layer (or the base's journal) and the CRIU image reach the disk
+  // before the head that names them: a crash after the head is recorded
+  // finds them whole.
+  SPECULA_TRY_CTX(store_->SyncFilesystem(), "promote " + b.id);
   c.created_ms = NowMs();
   CrashPoint("checkpoint.before-head");
   SPECULA_TRY(store_->PutCheckpointAsHead(c));

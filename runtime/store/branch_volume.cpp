@@ -136,6 +136,15 @@ Status CheckpointStore::LiftDiskLimit(const std::string& id) {
   return sv.ClearLimit(fs_info_.quota).Context("branch " + id);
 }
 
+Status CheckpointStore::SyncFilesystem() {
+  UniqueFd dir(::open(fs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return Error::FromErrno("open the store " + fs_dir_ + " to sync it");
+  if (::syncfs(dir.get()) != 0) {
+    return Error::FromErrno("syncfs " + fs_dir_).WithHint("the store's disk refused a write back: see dmesg");
+  }
+  return Status::Ok();
+}
+
 Result<LayerRecord> CheckpointStore::SealLayer(const std::string& session, const std::string& upper_dir,
                                                std::vector<std::string> squashed_from) {
   SPECULA_ASSIGN_OR_RETURN(std::string id, NewId('l'));

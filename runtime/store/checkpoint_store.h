@@ -203,6 +203,11 @@ class CheckpointStore {
   // Lifts the branch's disk limit: once nothing runs in it any more, so that
   // sealing (renames in a full volume fail with EDQUOT) cannot fail.
   Status LiftDiskLimit(const std::string& id);
+  // Writes back the filesystem layers, branches and images live on
+  // (syncfs): what a promote seals or dumps is on disk before the
+  // checkpoint that names it is recorded. Branch overlays are volatile
+  // (sandbox/overlay.h sync_on_unmount), so no unmount does it any more.
+  Status SyncFilesystem();
 
   // Branches.
   Status PutBranch(const BranchRecord& b);

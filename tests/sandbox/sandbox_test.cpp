@@ -59,6 +59,28 @@ TEST_F(SandboxTest, WriteInsideIsInvisibleOnHost) {
   EXPECT_TRUE(std::filesystem::exists(sb_->root() + file));
 }
 
+// Destroy must not syncfs the whole store (overlayfs does on the last
+// unmount unless volatile): the branch overlay is volatile, and what the
+// action wrote is still all in the upper dir after the unmount.
+TEST_F(SandboxTest, BranchOverlayIsVolatileAndItsUpperStaysWhole) {
+  Start();
+  auto r = RunOk("head -c 300000 /dev/zero | tr '\\0' x > /tmp/kept-" + name_);
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+  std::string options;
+  std::istringstream mi(testing::ReadText("/proc/self/mountinfo"));
+  for (std::string line; std::getline(mi, line);) {
+    std::istringstream words(line);
+    std::string id, parent, dev, root, mountpoint;
+    words >> id >> parent >> dev >> root >> mountpoint;
+    if (mountpoint == sb_->root()) options = line.substr(line.find(" - "));
+  }
+  ASSERT_FALSE(options.empty()) << "no mount at " << sb_->root();
+  EXPECT_NE(options.find("volatile"), std::string::npos) << options;
+  ASSERT_TRUE(sb_->Destroy().ok());
+  sb_.reset();
+  EXPECT_EQ(std::filesystem::file_size(dirs_->upper() + "/tmp/kept-" + name_), 300000u);
+}
+
 TEST_F(SandboxTest, KernelKnobsAndSysAreReadOnly) {
   Start();
   auto r = RunOk("echo 1 > /proc/sys/kernel/core_uses_pid");
