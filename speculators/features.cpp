@@ -454,7 +454,8 @@ CommandInfo AnalyzeCommand(std::string_view command) {
         std::string np = NormalizedProg(all_segs[i + 1], &b);
         info.kind += "|" + np.substr(0, np.find('-'));
       }
-      if (info.prog == "write") {
+      // "write" with nothing written is write(1), the program, not a here-document.
+      if (info.prog == "write" && !info.written.empty()) {
         main_ext = Extension(info.written.front());
         if (code.size() > 1 && all_segs.size() > i + 1) info.kind += "+run";
       } else {

@@ -132,6 +132,27 @@ TEST_F(SpeculationE2E, ASessionWithoutSpeculationLaunchesNothing) {
   EXPECT_FALSE(Call("session.show", {{"session", s}}).contains("speculation"));
 }
 
+// Found by the sse_fuzzer campaign (2026-12-06): the built-in speculator's
+// command analysis read past an empty list for the `write` program, so one
+// commit of `write USER TTY` in a session with speculation on crashed the
+// daemon (every session with it) when the next round analysed its history.
+TEST_F(SpeculationE2E, ACommandTheSpeculatorMisreadCannotCrashTheDaemon) {
+  std::string s = Create({{"speculation", {{"speculator", "builtin"}, {"k", 2}}}});
+  ASSERT_FALSE(s.empty());
+  Json r = Commit(s, "write alice pts/1");
+  ASSERT_TRUE(r.contains("exit_code")) << r.dump();
+  const std::string head = Call("session.show", {{"session", s}}).value("head", "");
+  ASSERT_FALSE(head.empty());
+  // The round over the new head (the speculator has read the command).
+  std::string round_head;
+  for (int i = 0; i < 600 && round_head != head; ++i) {
+    round_head = Call("session.show", {{"session", s}})["speculation"].value("round_head", "");
+    if (round_head != head) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(round_head, head);
+  EXPECT_EQ(Commit(s, "echo alive")["stdout"], "alive\n");
+}
+
 TEST_F(SpeculationE2E, AModelEndpointDownNeverFailsACommitAndSessionShowSaysWhy) {
   // Port 1 on loopback: nothing listens, the connection is refused at once.
   std::string s = Create({{"speculation",

@@ -36,6 +36,18 @@ TEST(AnalyzeCommandTest, HereDocumentWrite) {
   EXPECT_THAT(d.written, ElementsAre("notes.txt"));
 }
 
+// Found by the sse_fuzzer campaign (2026-12-06): the `write` program
+// (write(1), a message to a user) took the here-document "write" path and
+// read the first written file of an empty list.
+TEST(AnalyzeCommandTest, TheWriteProgramIsNotAHereDocumentWrite) {
+  auto c = AnalyzeCommand("write \r\r\x10\r\r\x10\r\r\xfar");
+  EXPECT_TRUE(c.written.empty());
+  auto d = AnalyzeCommand("write alice pts/1");
+  EXPECT_EQ(d.prog, "write");
+  EXPECT_TRUE(d.written.empty());
+  EXPECT_FALSE(d.heredoc);
+}
+
 TEST(AnalyzeCommandTest, EditedFilesAndRedirects) {
   EXPECT_THAT(AnalyzeCommand("sed -i 's/a/b/' src/x.py").edited, ElementsAre("src/x.py"));
   EXPECT_THAT(AnalyzeCommand("cp a.py a.py.backup").edited, ElementsAre("a.py.backup"));
