@@ -20,7 +20,13 @@ cmake --build "$BUILD" -j "$JOBS"
 echo "== tests"
 # Tests that share kernel state (cgroups, the daemon socket dir, BPF) are
 # marked RUN_SERIAL in their CMakeLists; the rest run in parallel.
-(cd "$BUILD" && ctest --output-on-failure -j "$JOBS" --timeout 900)
+if ! (cd "$BUILD" && ctest --output-on-failure -j "$JOBS" --timeout 900); then
+  # The full output of a failed test (a daemon's whole log) scrolls its
+  # assertion out of sight: repeat, last, what each failed test asserted and
+  # the warnings its daemon logged, so the end of the run says why.
+  bash scripts/failure-digest.sh "$BUILD"/Testing/Temporary || true
+  exit 8
+fi
 # The differential test's own count (sequences and commits compared).
 grep -h "^differential" "$BUILD"/Testing/Temporary/LastTest.log || true
 

@@ -60,6 +60,12 @@ ALTER TABLE branches ADD COLUMN reason TEXT NOT NULL DEFAULT '';
     // 3 -> 4: why a branch was launched (transparent speculation: source,
     // candidate confidence), as JSON; "" for a client's action.speculate.
     "ALTER TABLE branches ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
+    // 4 -> 5: the columns the foreign keys' ON DELETE actions look up. Without
+    // them every deleted checkpoint scanned both tables for its children.
+    R"sql(
+CREATE INDEX IF NOT EXISTS checkpoints_by_parent ON checkpoints(parent);
+CREATE INDEX IF NOT EXISTS branches_by_parent ON branches(parent_checkpoint);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == CheckpointStore::kSchemaVersion);
 
@@ -294,11 +300,25 @@ Status CheckpointStore::DeleteSession(const std::string& id) {
       dirs.push_back(BranchDir(qb.Text(0)));
     }
     // Rows first: a crash after this leaves only unreferenced directories,
-    // never rows pointing at missing files.
+    // never rows pointing at missing files. One transaction, and flat: left
+    // to the foreign keys, deleting the session cascades down the chain of
+    // checkpoints (each the parent of the next), one level of SQLite trigger
+    // per checkpoint, and a session of over 1000 commits fails with "too
+    // many levels of trigger recursion". Its branches and the parent links
+    // go first, so the checkpoints' own delete cascades nowhere.
+    SPECULA_ASSIGN_OR_RETURN(auto txn, SqliteTxn::Begin(db_));
+    for (const char* sql : {"DELETE FROM branches WHERE session=?",
+                            "UPDATE checkpoints SET parent=NULL WHERE session=? AND parent IS NOT NULL",
+                            "DELETE FROM checkpoints WHERE session=?", "DELETE FROM layers WHERE session=?"}) {
+      SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(sql));
+      q.Bind(1, id);
+      SPECULA_TRY_CTX(q.Run(), "delete session " + id);
+    }
     SPECULA_ASSIGN_OR_RETURN(auto qd, db_.Prepare("DELETE FROM sessions WHERE id=?"));
     qd.Bind(1, id);
-    SPECULA_TRY(qd.Run());
+    SPECULA_TRY_CTX(qd.Run(), "delete session " + id);
     if (db_.Changes() != 1) return Error(Code::kNotFound, "no session " + id);
+    SPECULA_TRY_CTX(txn.Commit(), "delete session " + id);
   }
   for (const auto& d : dirs) SPECULA_TRY_CTX(RemoveTree(d), "delete session " + id);
   // Deleted subvolumes are freed by the kernel's cleaner, and their blocks

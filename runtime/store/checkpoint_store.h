@@ -154,7 +154,7 @@ struct VolumeRequest {
 
 class CheckpointStore {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Creates the layout if missing, opens the database and migrates it to
   // kSchemaVersion. A database newer than this build: failed_precondition.

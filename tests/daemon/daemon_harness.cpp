@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -207,6 +208,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const std::string& dir, std::vecto
 
 Daemon::~Daemon() {
   Kill9();
+  // SPECULA_TEST_KEEP_LOGS=DIR keeps every daemon's log, passed or failed,
+  // for reading the warnings of runs that did not fail (docs/testing.md).
+  if (const char* keep = std::getenv("SPECULA_TEST_KEEP_LOGS"); keep != nullptr && *keep != '\0') {
+    std::error_code ec;
+    std::filesystem::copy_file(log_path_, std::string(keep) + "/" + std::to_string(::getpid()) + "-" +
+                                              std::filesystem::path(log_path_).filename().string(),
+                               std::filesystem::copy_options::overwrite_existing, ec);
+  }
   WaitForWatches(orphans_, std::chrono::seconds(10));
   for (pid_t p : orphans_) ::kill(p, SIGKILL);
 }

@@ -266,6 +266,49 @@ PRAGMA user_version=1;
   }
 }
 
+// A session of more than a thousand commits: every checkpoint is the
+// parent of the next, and deleting the session once cascaded down that
+// chain one level of SQLite trigger per checkpoint, past its limit of 1000
+// ("too many levels of trigger recursion"): the session could never be
+// destroyed. Another session's chain and rows stay.
+TEST_F(StoreTest, DeletingASessionOfThousandsOfCheckpointsLeavesOtherSessionsAlone) {
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto& st = **store;
+  for (const char* s : {"long", "other"}) ASSERT_TRUE(st.PutSession(Session(s)).ok());
+  std::string parent;
+  for (int i = 0; i < 1500; ++i) {
+    std::string id = "c" + std::to_string(i);
+    ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt(id, "long", parent)).ok()) << id;
+    if (i % 100 == 0) {
+      BranchRecord b{"b" + std::to_string(i), "long", id, "make", "discarded", "", NowMs(), NowMs()};
+      ASSERT_TRUE(st.PutBranch(b).ok());
+    }
+    parent = id;
+  }
+  ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt("o0", "other", "")).ok());
+  ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt("o1", "other", "o0")).ok());
+  ASSERT_TRUE(st.PutBranch(BranchRecord{"ob", "other", "o1", "ls", "done", "", NowMs(), NowMs()}).ok());
+
+  Status del = st.DeleteSession("long");
+  ASSERT_TRUE(del.ok()) << del.ToString();
+  EXPECT_EQ(st.GetSession("long").error().code(), Code::kNotFound);
+  EXPECT_EQ(st.GetCheckpoint("c0").error().code(), Code::kNotFound);
+  EXPECT_EQ(st.GetCheckpoint("c1499").error().code(), Code::kNotFound);
+  EXPECT_EQ(st.GetBranch("b100").error().code(), Code::kNotFound);
+  auto o1 = st.GetCheckpoint("o1");
+  ASSERT_TRUE(o1.ok());
+  EXPECT_EQ(o1->parent, "o0");
+  EXPECT_TRUE(st.GetBranch("ob").ok());
+  EXPECT_EQ(st.GetSession("other")->head, "o1");
+  // Reopened (the rows are really gone, the other session's really there).
+  store->reset();
+  auto again = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->GetCheckpoint("c700").error().code(), Code::kNotFound);
+  EXPECT_TRUE((*again)->GetCheckpoint("o0").ok());
+}
+
 TEST_F(StoreTest, SealLayerRenamesUpperAndDeleteSessionRemovesIt) {
   auto store = CheckpointStore::Open(dir_, kNoFs);
   ASSERT_TRUE(store.ok());
