@@ -340,15 +340,22 @@ std::vector<Candidate> BuiltinSpeculator::Next(int k) {
 
 Result<std::vector<Candidate>> BuiltinSpeculator::Propose(const History& history, int k) {
   if (!model_) return Error(Code::kFailedPrecondition, "builtin speculator: no model");
-  size_t have = state_.size();
+  // `have` counts the session's steps observed so far; the history may
+  // hold only its newest ones (History::first). It extends what was seen
+  // when it covers the next unseen step and agrees on the last seen one
+  // (when still kept).
+  size_t have = base_ + state_.size();
+  const size_t first = history.first;
   bool extends = history.agent == agent_ && history.task == task_ && history.task_id == task_id_ &&
-                 have <= history.steps.size() && have == commands_.size() &&
-                 (have == 0 || TrimCommand(history.steps[have - 1].command) == commands_.back());
+                 have >= first && have <= history.end() && state_.size() == commands_.size() &&
+                 (have == first ||
+                  (!commands_.empty() && TrimCommand(history.steps[have - 1 - first].command) == commands_.back()));
   if (!begun_ || !extends) {
     Begin(history.agent, history.task, history.task_id);
-    have = 0;
+    base_ = first;  // a window with a gap behind it: the session starts at its first kept step
+    have = first;
   }
-  for (size_t i = have; i < history.steps.size(); ++i) Observe(history.steps[i]);
+  for (size_t i = have - first; i < history.steps.size(); ++i) Observe(history.steps[i]);
   return Next(k);
 }
 

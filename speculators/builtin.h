@@ -90,6 +90,7 @@ class BuiltinSpeculator : public Speculator {
   const CountTable* agent_table_ = nullptr;
   std::string agent_, task_, task_id_, task_key_;
   SessionState state_;
+  size_t base_ = 0;  // the session's index of the first step state_ observed
   CountTable session_;
   std::vector<std::vector<std::string>> runbooks_;
   std::vector<std::string> commands_;  // trimmed commands seen in this session

@@ -54,7 +54,7 @@ std::vector<Candidate> CascadeSpeculator::Merged() {
 
 Result<std::vector<Candidate>> CascadeSpeculator::Propose(const History& history, int k) {
   // The step that just arrived tells how the model's last candidates did.
-  if (history.steps.size() == history_size_ + 1 && shared_) {
+  if (history.end() == history_size_ + 1 && !history.steps.empty() && shared_) {
     std::vector<Candidate> raw;
     {
       std::lock_guard l(shared_->mu);
@@ -63,7 +63,7 @@ Result<std::vector<Candidate>> CascadeSpeculator::Propose(const History& history
     model_calibration_.Record(raw, TrimCommand(history.steps.back().command));
   }
   StopModel();
-  history_size_ = history.steps.size();
+  history_size_ = history.end();
   k_ = k;
   last_model_.clear();
   fast_list_.clear();

@@ -4,6 +4,7 @@
 // build it; nothing here depends on either.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -25,7 +26,13 @@ struct History {
   std::string agent;    // agent / source id (e.g. "swe-mini-deepseek"); "" = unknown agent
   std::string task;     // the instruction the agent was given, "" if unknown
   std::string task_id;  // a stable id of the task, for replaying earlier runs of it; "" = none
+  // A long session keeps only its newest steps (the speculators read a
+  // few): `first` is the session's index of steps[0], the number of
+  // earlier steps no longer kept. A speculator that learns incrementally
+  // has seen those already (BuiltinSpeculator::Propose).
+  size_t first = 0;
   std::vector<Step> steps;
+  size_t end() const { return first + steps.size(); }  // the session's step count
 };
 
 // Commands match when equal after trimming ASCII whitespace at both ends

@@ -67,6 +67,11 @@ void Proposer::Observe(speculators::Step step, const std::string& head, bool hit
   Cap(step.stderr_text);
   history_.steps.push_back(std::move(step));
   heads_.push_back(head);
+  if (history_.steps.size() > kMaxHistorySteps) {
+    history_.steps.erase(history_.steps.begin());
+    heads_.erase(heads_.begin());
+    ++history_.first;
+  }
   // What a hit saves the agent is the command's run time; a hit's own
   // duration counts too (it is the run the agent did not wait for).
   double run = hit ? std::max(saved_ms, duration_ms) : duration_ms;
@@ -81,6 +86,9 @@ void Proposer::Rollback(const std::string& checkpoint) {
   size_t keep = it == heads_.end() ? 0 : static_cast<size_t>(it - heads_.begin()) + 1;
   history_.steps.resize(std::min(keep, history_.steps.size()));
   heads_.resize(keep);
+  // Back to the session's root, or past the kept window: what led there is
+  // gone, so the session's history starts again from there.
+  if (keep == 0) history_.first = 0;
 }
 
 void Proposer::ObserveLaunch(double launch_ms) {

@@ -39,6 +39,13 @@ inline constexpr double kSpeculativeShare = 25.0 / (25.0 + 100.0);
 
 class Proposer {
  public:
+  // The newest steps kept for the speculator (History::first counts the
+  // rest): a round copies the history, and a step holds up to 16 KiB of
+  // output, so a session of thousands of commits would copy megabytes per
+  // commit and never give them back. The built-in speculator has learned
+  // from the older steps already; a model's prompt shows a few.
+  static constexpr size_t kMaxHistorySteps = 256;
+
   // The speculator the config names ("builtin": the shipped model; "openai":
   // the OpenAI-compatible client; "none": nothing is ever proposed).
   static Result<std::unique_ptr<Proposer>> Create(const api::SpeculationConfig& config);
@@ -76,7 +83,7 @@ class Proposer {
   api::SpeculationConfig config_;
   std::unique_ptr<speculators::Speculator> speculator_;
   speculators::History history_;
-  std::vector<std::string> heads_;  // heads_[i]: the checkpoint step i made
+  std::vector<std::string> heads_;  // heads_[i]: the checkpoint history_.steps[i] made
   speculators::CostModel costs_;    // D: commits' run times; c's launch part: launches
   double run_sum_ms_ = 0;
   double runs_ = 0;

@@ -119,6 +119,32 @@ TEST(Proposer, HistoryCarriesOutputsAndCwdAndRollbackCutsIt) {
   EXPECT_TRUE(p.history().steps.empty());
 }
 
+// A session of thousands of commits: the speculator is shown the newest
+// kMaxHistorySteps steps and told how many went before (a round copies the
+// history, and each step holds up to 16 KiB of output).
+TEST(Proposer, ALongSessionKeepsANewestWindowOfSteps) {
+  std::vector<History> seen;
+  Proposer p(Config("all"), std::make_unique<FakeSpeculator>(std::vector<Candidate>{{"x", 0.5, ""}}, &seen));
+  const size_t n = Proposer::kMaxHistorySteps + 100;
+  for (size_t i = 0; i < n; ++i) {
+    p.Observe(MakeStep("s" + std::to_string(i)), "c" + std::to_string(i), false, false, 1, 0);
+  }
+  ASSERT_TRUE(p.Next(1).ok());
+  ASSERT_EQ(seen.back().steps.size(), Proposer::kMaxHistorySteps);
+  EXPECT_EQ(seen.back().first, 100u);
+  EXPECT_EQ(seen.back().steps.front().command, "s100");
+  EXPECT_EQ(seen.back().steps.back().command, "s" + std::to_string(n - 1));
+  // Back to a head inside the window: the steps after it go.
+  p.Rollback("c" + std::to_string(n - 11));
+  EXPECT_EQ(p.history().first, 100u);
+  EXPECT_EQ(p.history().steps.size(), Proposer::kMaxHistorySteps - 10);
+  EXPECT_EQ(p.history().steps.back().command, "s" + std::to_string(n - 11));
+  // Back past the window: the history starts again.
+  p.Rollback("c5");
+  EXPECT_TRUE(p.history().steps.empty());
+  EXPECT_EQ(p.history().first, 0u);
+}
+
 TEST(Proposer, CountsHitsOnlyForItsOwnBranches) {
   Proposer p(Config("all"), std::make_unique<FakeSpeculator>(std::vector<Candidate>{{"x", 0.5, ""}}));
   p.ObserveLaunch(1);

@@ -178,22 +178,59 @@ TEST(BuiltinSpeculatorTest, IncrementalAndFreshProposalsAgree) {
   EXPECT_EQ(incremental.state().size(), 3u);
 }
 
-TEST(BuiltinSpeculatorTest, LearnsTheSessionsOwnHabitOnline) {
-  // Models of other agents: nothing about "make -C build check".
-  auto model = TrainOn(Mixed());
-  BuiltinSpeculator spec(model);
+// A session of an agent the model does not know, with a habit of its own:
+// every edit of src/lib.c is followed by "make -C build check".
+History HabitSession() {
   History h;
   h.agent = "someone-else";
   for (int i = 0; i < 4; ++i) {
     h.steps.push_back(S("sed -i 's/x" + std::to_string(i) + "/y/' src/lib.c"));
     h.steps.push_back(S("make -C build check", "FAIL\n", 2));
   }
+  return h;
+}
+
+TEST(BuiltinSpeculatorTest, LearnsTheSessionsOwnHabitOnline) {
+  // Models of other agents: nothing about "make -C build check".
+  auto model = TrainOn(Mixed());
+  BuiltinSpeculator spec(model);
+  History h = HabitSession();
   h.steps.push_back(S("sed -i 's/z/w/' src/lib.c"));
   auto c = spec.Propose(h, 3);
   ASSERT_TRUE(c.ok());
   ASSERT_FALSE(c->empty());
   EXPECT_EQ((*c)[0].command, "make -C build check");
   EXPECT_NE((*c)[0].source.find("session"), std::string::npos);
+}
+
+// A long session's history keeps only its newest steps (History::first
+// says how many went): a history whose window slid on still extends the
+// one before, so what the session taught the speculator stays, the steps
+// that left the window included, and nothing is observed twice.
+TEST(BuiltinSpeculatorTest, AWindowThatSlidOnStillExtendsTheSession) {
+  auto model = TrainOn(Mixed());
+  BuiltinSpeculator spec(model);
+  History h = HabitSession();
+  ASSERT_TRUE(spec.Propose(h, 3).ok());
+  EXPECT_EQ(spec.state().size(), 8u);
+  // The habit's steps leave the window; every step since the last proposal
+  // is still in it.
+  for (int i = 0; i < 30; ++i) h.steps.push_back(S("echo unrelated " + std::to_string(i)));
+  h.steps.push_back(S("sed -i 's/z/w/' src/lib.c"));
+  h.first = 8;
+  h.steps.erase(h.steps.begin(), h.steps.begin() + 8);
+  auto c = spec.Propose(h, 3);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(spec.state().size(), 39u) << "restarted instead of extending the session";
+  ASSERT_FALSE(c->empty());
+  EXPECT_EQ((*c)[0].command, "make -C build check");
+  // A window that starts past what was observed is a gap: a new session.
+  History gap;
+  gap.agent = "someone-else";
+  gap.first = 100;
+  gap.steps = {S("ls")};
+  ASSERT_TRUE(spec.Propose(gap, 3).ok());
+  EXPECT_EQ(spec.state().size(), 1u);
 }
 
 TEST(BuiltinSpeculatorTest, ReplaysEarlierRunsOfTheSameTask) {
