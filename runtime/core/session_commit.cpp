@@ -76,6 +76,10 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   SPECULA_ASSIGN_OR_RETURN(auto s, FindSession(session));
   SPECULA_TRY(api::ValidateCommand(command));
   std::lock_guard op(s->op_mu);
+  if (commits_since_trim_.fetch_add(1) + 1 >= kTrimEvery) {
+    commits_since_trim_ = 0;
+    ReturnFreedMemory();
+  }
   // However it ends, the pool follows the head (before the op lock goes).
   PoolRefillAtExit refill{[this, &s] { RefillPool(s); }};
   auto commit_start = steady_clock::now();

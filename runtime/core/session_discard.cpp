@@ -1,6 +1,8 @@
 // SessionManager's discards (DESIGN.md: a discarded branch leaves the
 // environment exactly as before): in place, in the order lossy paths need,
 // or with the teardown on the background queue so the caller does not wait.
+#include <malloc.h>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -178,5 +180,9 @@ void SessionManager::WaitReaped(Session& s) {
 }
 
 void SessionManager::WaitForDiscards() { reaper_->Drain(); }
+
+void SessionManager::ReturnFreedMemory() {
+  reaper_->Post([] { ::malloc_trim(0); });
+}
 
 }  // namespace specula::core

@@ -313,8 +313,11 @@ Status SessionManager::DestroySession(const std::string& id) {
     WaitReaped(*s);  // their overlays stack the layers that go next (and pool fills in flight)
     SPECULA_TRY_CTX(store_->DeleteSession(id), "destroy session " + id);
   }
-  std::lock_guard lock(mu_);
-  sessions_.erase(id);
+  {
+    std::lock_guard lock(mu_);
+    sessions_.erase(id);
+  }
+  ReturnFreedMemory();  // a session's history, records and pool go at once
   return Status::Ok();
 }
 

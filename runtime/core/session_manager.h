@@ -315,6 +315,13 @@ class SessionManager {
                               const lossy::LossyJournal::CommittedState* committed = nullptr);
   // Until no teardown of `s` is queued or running.
   void WaitReaped(Session& s);
+  // Queues malloc_trim on the reaper: every commit and branch allocates and
+  // frees (outputs, reports, JSON, the threads' arenas) around a few
+  // long-lived objects, and glibc keeps the freed pages between them. The
+  // soak measured the daemon's anonymous RSS growing ~30 KiB per action
+  // (2 sessions x 1100 actions: +68 MiB) with a live heap of a few MiB; a
+  // trim gave half of it back at once.
+  void ReturnFreedMemory();
   // Records state `st` with all the branch knows (result, report JSON,
   // error) so branch.show can say what it did once it is gone. upper_bytes
   // unset: measured now if the upper dir still exists, unless `measure` is
@@ -344,6 +351,10 @@ class SessionManager {
   std::unique_ptr<BackgroundQueue> pooler_;
   std::atomic<uint32_t> pooled_{0};  // ready or being filled, all sessions
   std::atomic<uint64_t> pool_hits_{0}, pool_misses_{0};
+  // Every kTrimEvery commits (and after a session is destroyed) the reaper
+  // hands the heap's free pages back to the kernel (ReturnFreedMemory).
+  static constexpr uint32_t kTrimEvery = 64;
+  std::atomic<uint32_t> commits_since_trim_{0};
   std::mutex mu_;  // guards sessions_ and branches_ (the maps, not their contents)
   // Held for a whole CreateSession: the check that a name is free and the
   // session's insertion are one step (sessions are created rarely).

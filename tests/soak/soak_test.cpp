@@ -75,13 +75,15 @@ std::vector<std::string> FdTargets(pid_t pid) {
   return out;
 }
 
-int64_t RssKiB(pid_t pid) {
+// A field of /proc/PID/status in KiB ("VmRSS", "RssAnon", "RssFile"), or -1.
+int64_t StatusKiB(pid_t pid, const std::string& field) {
   std::istringstream in(Slurp("/proc/" + std::to_string(pid) + "/status"));
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1);
   }
   return -1;
 }
+int64_t RssKiB(pid_t pid) { return StatusKiB(pid, "VmRSS"); }
 
 // Loop devices whose backing file is below `dir`.
 std::vector<std::string> LoopDevicesUnder(const std::string& dir) {
@@ -236,6 +238,7 @@ TEST_F(Soak, SessionsOfHitsMissesProcessesAndLossyWritesLeaveNothingBehind) {
   const size_t fds_before = FdCount(daemon_->pid());
   const std::vector<std::string> fd_targets_before = FdTargets(daemon_->pid());
   const int64_t rss_before = RssKiB(daemon_->pid());
+  const int64_t anon_before = StatusKiB(daemon_->pid(), "RssAnon");
 
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<SessionStats> stats(static_cast<size_t>(sessions));
@@ -263,9 +266,11 @@ TEST_F(Soak, SessionsOfHitsMissesProcessesAndLossyWritesLeaveNothingBehind) {
     fds_after = FdCount(daemon_->pid());
   }
   const int64_t rss_after = RssKiB(daemon_->pid());
+  const int64_t anon_after = StatusKiB(daemon_->pid(), "RssAnon");
   std::cout << "soak: " << sessions << " sessions x " << actions << " actions x k=" << k << " in " << secs
             << " s: " << hits << " hits, " << misses << " misses, " << checked << " outputs checked; daemon fds "
-            << fds_before << " -> " << fds_after << ", RSS " << rss_before << " -> " << rss_after << " KiB\n";
+            << fds_before << " -> " << fds_after << ", RSS " << rss_before << " -> " << rss_after << " KiB (anonymous "
+            << anon_before << " -> " << anon_after << " KiB; the rest is mapped files: the binary, libraries)\n";
   EXPECT_EQ(checked, sessions * actions);
   EXPECT_GT(hits, 0);
   EXPECT_GT(misses, 0);
