@@ -89,7 +89,10 @@ Error CriuFailed(const std::string& what, const SpawnResult& r, const std::strin
   std::string how = r.timed_out ? "timed out after " + std::to_string(r.duration.count()) + " ms"
                     : r.term_signal ? "killed by signal " + std::to_string(r.term_signal)
                                     : "exit " + std::to_string(r.exit_code);
-  Error e(r.timed_out ? Code::kDeadlineExceeded : Code::kInternal,
+  // What CRIU refuses is about the tree and the kernel (a process it cannot
+  // checkpoint, a missing capability or feature), not a bug of ours: never
+  // `internal` (docs/error-model.md).
+  Error e(r.timed_out ? Code::kDeadlineExceeded : Code::kFailedPrecondition,
           "criu " + what + " failed (" + how + "): " + lines);
   e.WithHint("full log: " + log_path);
   return e;
