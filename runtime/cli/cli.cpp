@@ -114,7 +114,11 @@ int PrintCommit(const Globals& g, const Json& raw, const api::CommitResponse& r,
   if (r.truncated) std::cerr << "specula: output truncated at the policy's cap\n";
   for (const auto& e : r.lossy_effects) std::cerr << "specula: lossy effect " << LossyEffectLine(e) << "\n";
   for (const auto& n : r.promote_notes) {
-    std::cerr << "specula: promote onto the base " << n.action << " " << n.path << ": " << n.detail << "\n";
+    if (n.path.empty()) {
+      std::cerr << "specula: " << n.action << ": " << n.detail << "\n";
+    } else {
+      std::cerr << "specula: promote onto the base " << n.action << " " << n.path << ": " << n.detail << "\n";
+    }
   }
   return status;
 }

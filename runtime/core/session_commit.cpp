@@ -173,6 +173,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         out.head = *promoted;
         out.promote_notes = hit->promote_notes;
         if (hit->parent_has_image) out.flags.push_back("restored_processes");
+        if (hit->processes_not_kept) out.flags.push_back("processes_not_kept");
         FillReport(out, hit->report);
         return out;
       }
@@ -282,6 +283,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   out.head = *promoted;
   out.promote_notes = run->promote_notes;
   if (run->parent_has_image) out.flags.push_back("restored_processes");
+  if (run->processes_not_kept) out.flags.push_back("processes_not_kept");
   FillReport(out, run->report);
   return out;
 }

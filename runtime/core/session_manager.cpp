@@ -626,11 +626,26 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     dr.in_user_namespace = box->mapped_root().has_value();
     dr.leave_running = false;  // the sandbox is destroyed right after: see docs/checkpoints.md
     auto dump = criu_->Dump(dr);
-    if (!dump.ok()) return std::move(dump).error().Context("promote " + b.id + ": checkpoint processes");
-    c.has_process_image = true;
-    c.image_dir = dr.image_dir;
-    c.image_bytes = dump->image_bytes;
-    CrashPoint("checkpoint.after-dump");
+    if (dump.ok()) {
+      c.has_process_image = true;
+      c.image_dir = dr.image_dir;
+      c.image_bytes = dump->image_bytes;
+      CrashPoint("checkpoint.after-dump");
+    } else {
+      // Issue 16: a process CRIU cannot checkpoint (a connected TCP socket,
+      // a missing capability) must not cost the action its files. They are
+      // kept; the processes are not (CRIU resumed them; the destroy below
+      // kills them), and the result says why (flag and note, quoting
+      // CRIU's error lines: the half written image and its log go).
+      const std::string why = dump.error().message();
+      spdlog::warn("promote {}: the processes the action left cannot be checkpointed; kept its files without them: {}",
+                   b.id, why);
+      b.processes_not_kept = true;
+      b.promote_notes.push_back({"", "processes not kept",
+                                 why + "; the files are kept. Processes the next command needs must be started "
+                                       "again, or left in a state CRIU can checkpoint"});
+      (void)RemoveTree(dr.image_dir);
+    }
   }
   c.shell_state = box->shell_state().Serialize();
   // Nothing runs in the sandbox any more (dumped, or nothing was alive): the
@@ -656,6 +671,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
     for (const auto& n : rep->stripped) b.promote_notes.push_back({n.path, "stripped", n.detail});
     for (const auto& n : rep->rejected) b.promote_notes.push_back({n.path, "not applied", n.detail});
     for (const auto& n : b.promote_notes) {
+      if (n.path.empty()) continue;  // not a file: logged where it was decided
       spdlog::warn("promote {} onto {}: {} {}: {} (policy [promotion])", b.id, s.rec.base, n.action, n.path,
                    n.detail);
     }
@@ -675,10 +691,12 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
   }
   // The upper is now the sealed layer (same bytes) or applied to the base.
   std::string reason = "promoted by commit";
-  if (!b.promote_notes.empty()) {
-    reason += "; onto the base without:";
-    for (const auto& n : b.promote_notes) reason += " " + n.path + " (" + n.action + ": " + n.detail + ")";
+  std::string without;
+  for (const auto& n : b.promote_notes) {
+    if (n.path.empty()) reason += "; " + n.action + ": " + n.detail;
+    else without += " " + n.path + " (" + n.action + ": " + n.detail + ")";
   }
+  if (!without.empty()) reason += "; onto the base without:" + without;
   SPECULA_TRY(RecordBranch(b, BranchState::kPromoted, reason,
                            s.rec.target == "layer" ? std::optional<uint64_t>(c.layer_bytes) : std::nullopt));
   if (b.probe) {

@@ -137,7 +137,7 @@ inline uint32_t SpeculativeCpuWeight(uint32_t committed_weight) {
 // device nodes, fifos and sockets out.
 struct PromoteNote {
   std::string path;    // relative to the base
-  std::string action;  // "stripped" | "not applied"
+  std::string action;  // "stripped" | "not applied" | "processes not kept" (path "")
   std::string detail;  // "setuid bit", "xattr security.foo", "fifo", ...
 };
 
@@ -155,8 +155,11 @@ struct CommitResult {
   // The lossy-path changes the action made (writes, creates, deletes; not
   // restores), as the branch's lossy journal recorded them.
   std::vector<lossy::LossyRecord> lossy_effects;
-  std::vector<std::string> flags;  // e.g. "restored_processes", "nondeterministic"
-  std::vector<PromoteNote> promote_notes;  // target "base" only
+  // e.g. "restored_processes", "nondeterministic", "processes_not_kept"
+  std::vector<std::string> flags;
+  // What the promote left out: files a base's promotion rules stripped, and
+  // (path "") processes CRIU could not checkpoint.
+  std::vector<PromoteNote> promote_notes;
 };
 
 // Commit's live output (docs/api.md "Streaming output"): the id of the

@@ -1,6 +1,7 @@
 // The speculation core against the real sandbox, overlayfs and CRIU.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -376,6 +377,32 @@ TEST_F(SessionManagerTest, LiveProcessesAreCheckpointedAndRestoredIntoBranches) 
   EXPECT_TRUE(h2->has_process_image);
   auto r3 = MustCommit(s, "kill %1 2>/dev/null; pkill -f 'sleep 0.05' ; kill $(jobs -p) 2>/dev/null; true");
   EXPECT_EQ(r3.exit_code, 0);
+}
+
+// Issue 16, loss 2: an action that leaves a process CRIU cannot checkpoint
+// (here a connected loopback TCP socket: CRIU wants --tcp-established) lost
+// the whole commit, its files included. The files are kept; the processes
+// are not, and the result says so (a flag and a note with CRIU's reason).
+TEST_F(SessionManagerTest, ACommitWhoseProcessesCannotBeCheckpointedKeepsItsFiles) {
+  std::string s = NewSession();
+  std::string f = Scratch() + "/kept";
+  auto r = mgr_->Commit(s, "mkdir -p " + Scratch() + "; echo kept > " + f +
+                               "; (python3 -c 'import socket, time\n"
+                               "l = socket.socket(); l.bind((\"127.0.0.1\", 0)); l.listen(1)\n"
+                               "c = socket.create_connection(l.getsockname()); a, _ = l.accept()\n"
+                               "time.sleep(100)' &) >/dev/null 2>&1 </dev/null; sleep 0.5; echo ran");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "ran\n");
+  EXPECT_NE(std::find(r->flags.begin(), r->flags.end(), "processes_not_kept"), r->flags.end());
+  ASSERT_FALSE(r->promote_notes.empty());
+  EXPECT_EQ(r->promote_notes.back().action, "processes not kept");
+  EXPECT_NE(r->promote_notes.back().detail.find("TCP"), std::string::npos) << r->promote_notes.back().detail;
+  auto head = mgr_->ShowCheckpoint(r->head);
+  ASSERT_TRUE(head.ok());
+  EXPECT_FALSE(head->has_process_image);
+  // The next command sees the file, and no process of the last one.
+  auto next = MustCommit(s, "cat " + f + "; ps -eo args | grep -c '^python3'");
+  EXPECT_EQ(next.stdout_data, "kept\n0\n");
 }
 
 TEST_F(SessionManagerTest, RollbackMovesTheHeadBack) {
