@@ -56,6 +56,17 @@ BranchInfo InfoFromRecord(const store::BranchRecord& rec) {
   return info;
 }
 
+// The promote kept the files but not the processes (PromoteLocked's note
+// without a path): the flag says so at a glance.
+void FlagProcessesNotKept(CommitResult& out) {
+  for (const auto& n : out.promote_notes) {
+    if (n.path.empty() && n.action == kProcessesNotKept) {
+      out.flags.push_back("processes_not_kept");
+      return;
+    }
+  }
+}
+
 void FillResult(CommitResult& out, const sandbox::ActionResult& r) {
   out.exit_code = r.exit_code;
   out.signal = r.signal;
@@ -173,7 +184,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
         out.head = *promoted;
         out.promote_notes = hit->promote_notes;
         if (hit->parent_has_image) out.flags.push_back("restored_processes");
-        if (hit->processes_not_kept) out.flags.push_back("processes_not_kept");
+        FlagProcessesNotKept(out);
         FillReport(out, hit->report);
         return out;
       }
@@ -283,7 +294,7 @@ Result<CommitResult> SessionManager::Commit(const std::string& session, const st
   out.head = *promoted;
   out.promote_notes = run->promote_notes;
   if (run->parent_has_image) out.flags.push_back("restored_processes");
-  if (run->processes_not_kept) out.flags.push_back("processes_not_kept");
+  FlagProcessesNotKept(out);
   FillReport(out, run->report);
   return out;
 }

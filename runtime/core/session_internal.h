@@ -60,7 +60,6 @@ struct SessionManager::Branch {
   std::optional<instrument::BranchReport> report;  // after the action
   std::optional<sandbox::ActionResult> result;
   std::vector<PromoteNote> promote_notes;  // set by PromoteLocked (onto a base; processes not kept)
-  bool processes_not_kept = false;         // PromoteLocked: CRIU refused them, the files were kept
   std::string error;
   // Why it is discarded, once a discard is decided: shown while its teardown
   // runs in the background; overrides the discard's own reason when set

@@ -640,8 +640,7 @@ Result<std::string> SessionManager::PromoteLocked(Session& s, Branch& b) {
       const std::string why = dump.error().message();
       spdlog::warn("promote {}: the processes the action left cannot be checkpointed; kept its files without them: {}",
                    b.id, why);
-      b.processes_not_kept = true;
-      b.promote_notes.push_back({"", "processes not kept",
+      b.promote_notes.push_back({"", kProcessesNotKept,
                                  why + "; the files are kept. Processes the next command needs must be started "
                                        "again, or left in a state CRIU can checkpoint"});
       (void)RemoveTree(dr.image_dir);

@@ -135,6 +135,9 @@ inline uint32_t SpeculativeCpuWeight(uint32_t committed_weight) {
 // (issue 12 "nothing stripped in silence"): the policy's promotion rules
 // strip setuid/setgid bits, file capabilities and foreign xattrs, and leave
 // device nodes, fifos and sockets out.
+// PromoteNote::action of the note (path "") a promote adds when CRIU could
+// not checkpoint the processes the action left: the files were kept.
+inline constexpr const char* kProcessesNotKept = "processes not kept";
 struct PromoteNote {
   std::string path;    // relative to the base
   std::string action;  // "stripped" | "not applied" | "processes not kept" (path "")
