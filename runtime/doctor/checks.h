@@ -4,6 +4,7 @@
 // runtime/doctor.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "runtime/doctor/doctor.h"
@@ -18,6 +19,9 @@ std::vector<DoctorCheck> SandboxChecks(const DoctorOptions& options);
 // `criu check`, hardware breakpoints, /run on tmpfs for its kdat cache).
 std::vector<DoctorCheck> EbpfChecks();
 std::vector<DoctorCheck> CriuChecks(const DoctorOptions& options);
+// A real `criu dump` of a tree in which one process changed uid (issue 16,
+// loss 2); `usable`: CriuFoundCheck found a CRIU to run. criu_dump_probe.cpp.
+DoctorCheck UidChangedDumpCheck(const DoctorOptions& options, const std::string& criu, bool usable);
 
 // The store's filesystem (options.state_dir) and whether disk limits are
 // enforced there; where none is mounted, a real btrfs quota probe.

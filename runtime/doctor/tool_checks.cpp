@@ -245,6 +245,9 @@ std::vector<DoctorCheck> CriuChecks(const DoctorOptions& o) {
   out.push_back(KdatCacheCheck(o, criu, usable));
   out.back().duration = Since(start);
   start = Clock::now();
+  out.push_back(UidChangedDumpCheck(o, criu, usable));
+  out.back().duration = Since(start);
+  start = Clock::now();
   out.push_back(UplinkCheck());
   out.back().duration = Since(start);
   return out;

@@ -138,7 +138,7 @@ TEST_F(DoctorRunTest, EveryCheckHasAUniqueNameAReasonAndAnActionUnlessOk) {
       EXPECT_FALSE(c.action.empty()) << c.name;
     }
   }
-  EXPECT_EQ(names.size(), 29u);  // docs/doctor.md lists them
+  EXPECT_EQ(names.size(), 30u);  // docs/doctor.md lists them
 }
 
 // Kernel 6.18 with btrfs built in (ENVIRONMENT.md) and btrfs-progs from
@@ -191,7 +191,7 @@ TEST(DoctorCommandTest, JsonParsesWithOneObjectPerCheck) {
   ASSERT_FALSE(j.is_discarded()) << out.str();
   EXPECT_EQ(j["ok"], true);
   ASSERT_TRUE(j["checks"].is_array());
-  EXPECT_EQ(j["checks"].size(), 29u);
+  EXPECT_EQ(j["checks"].size(), 30u);
   const std::set<std::string> statuses = {"ok", "degraded", "missing"};
   for (const auto& c : j["checks"]) {
     ASSERT_TRUE(c.is_object());
