@@ -294,6 +294,10 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
     for (int k : options.ks) configs.push_back({Config::Kind::kOracle, k, p});
   }
 
+  // The per-trajectory work dirs are made (and removed) below it; a root the
+  // bench made is removed once empty, a root that was there is left alone.
+  std::error_code root_ec;
+  bool root_existed = fs::exists(options.work_root, root_ec);
   int status = 0;
   std::map<std::string, Totals> totals;
   std::vector<std::string> order;
@@ -397,6 +401,7 @@ int BenchCommand(const BenchOptions& options, std::ostream& out) {
         << " wasted_s = wall time of discarded branches\n"
         << text;
   }
+  if (!root_existed) fs::remove(options.work_root, root_ec);  // only if empty
   return status;
 }
 

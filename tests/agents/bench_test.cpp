@@ -25,8 +25,13 @@ TEST(BenchTest, RunsOffAndOnAndChecksLosslessness) {
   o.make_environment = LocalTestEnvironmentFactory();
   std::ostringstream out, progress;
   o.progress = &progress;
+  ASSERT_FALSE(std::filesystem::exists(o.work_root));
   int status = BenchCommand(o, out);
+  // The bench made its work root, so it removes it (it used to leave an
+  // empty /tmp/specula-bench behind).
+  bool left = std::filesystem::exists(o.work_root);
   std::filesystem::remove_all(o.work_root);
+  EXPECT_FALSE(left) << o.work_root << " left behind";
   EXPECT_EQ(status, 0) << progress.str();
   auto j = nlohmann::json::parse(out.str(), nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << out.str();
