@@ -140,7 +140,9 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
   //    copied the host's mount table while that branch was mounted (CRIU's
   //    private namespace, another sandbox being set up) keeps its overlay
   //    alive until it drops the copy, a few ms to a CRIU run later. Wait
-  //    for that instead of failing (seen ~1 in 300 commits under load).
+  //    for that instead of failing (seen ~1 in 300 commits under load), up
+  //    to kBusyWait: a CRIU run under load takes seconds (the bound used to
+  //    be 3 s, a suspect of one CI failure that could not be reproduced).
   //  - EINVAL with <work>/work/incompat/volatile: a volatile attempt that
   //    got past the work dir left the marker, and the kernel refuses a
   //    marked work dir (after a crash its upper might be half written).
@@ -156,16 +158,19 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
   Status made = Create(c.fs.get(), opts);
   bool dropped_index = false;
   int marker_retries = 0;  // EINVAL can have other causes: bounded like the rest
-  for (int busy_waits = 0; !made.ok();) {
+  constexpr auto kBusyStep = std::chrono::milliseconds(20);
+  constexpr int kBusyWait = 10000 / 20;  // 10 s: a loaded CRIU run or two
+  int busy_waits = 0;
+  for (; !made.ok();) {
     const int err = made.error().sys_errno();
     std::error_code ec;
     bool cleared_marker = false;
     if (!layers.work.empty() && std::filesystem::exists(layers.work + "/work/incompat/volatile", ec)) {
       cleared_marker = std::filesystem::remove_all(layers.work + "/work", ec) > 0 && !ec;
     }
-    if (err == EBUSY && busy_waits < 150) {
+    if (err == EBUSY && busy_waits < kBusyWait) {
       ++busy_waits;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::this_thread::sleep_for(kBusyStep);
     } else if (err == EINVAL && cleared_marker && marker_retries++ < 2) {
       spdlog::info("overlay on {}: emptied work dir {} of an earlier volatile mount", target, layers.work);
     } else if (err == ESTALE && !dropped_index && !layers.work.empty() &&
@@ -177,6 +182,13 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
     }
     SPECULA_ASSIGN_OR_RETURN(c, Configure(layers, opts));
     made = Create(c.fs.get(), opts);
+  }
+  // How long a lower layer stayed busy is worth seeing (the daemon's log).
+  if (busy_waits >= 50) {
+    spdlog::warn("overlay on {}: a lower layer stayed busy for {} ms ({})", target,
+                 busy_waits * kBusyStep.count(), made.ok() ? "then mounted" : "gave up");
+  } else if (busy_waits > 0) {
+    spdlog::debug("overlay on {}: a lower layer was busy for {} ms", target, busy_waits * kBusyStep.count());
   }
   if (!made.ok()) {
     Error e = std::move(made).error().Context("mount overlay on " + target);
