@@ -222,6 +222,16 @@ Result<std::shared_ptr<SessionManager::Session>> SessionManager::FindSession(con
   return it->second;
 }
 
+Result<std::string> SessionManager::ResolveSession(const std::string& id_or_name) {
+  std::lock_guard lock(mu_);
+  if (sessions_.contains(id_or_name)) return id_or_name;
+  for (const auto& [id, s] : sessions_) {
+    if (s->rec.name == id_or_name) return id;
+  }
+  return Error(Code::kNotFound, "no session with id or name " + id_or_name)
+      .WithHint("`specula session ls` lists the live sessions, with their names");
+}
+
 Result<std::shared_ptr<SessionManager::Branch>> SessionManager::FindBranch(const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = branches_.find(id);

@@ -204,6 +204,10 @@ class SessionManager {
   Result<SessionInfo> CreateSession(const CreateSessionRequest& req);
   Result<std::vector<SessionInfo>> ListSessions();
   Result<SessionInfo> ShowSession(const std::string& session);
+  // The id of the live session whose id, else whose name, is id_or_name
+  // (names are unique among live sessions: CreateSession refuses a second).
+  // kNotFound with a hint to `specula session ls` otherwise.
+  Result<std::string> ResolveSession(const std::string& id_or_name);
   // Discards all branches and deletes the session's history and files.
   Status DestroySession(const std::string& session);
 

@@ -295,39 +295,44 @@ Result<std::vector<api::Session>> CoreSessionService::ListSessions(const api::Li
 }
 
 Result<api::Session> CoreSessionService::ShowSession(const api::ShowSessionRequest& req) {
-  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(req.session));
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
+  SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->ShowSession(session));
   return Convert(s);
 }
 
 Result<api::DestroySessionResponse> CoreSessionService::DestroySession(const api::DestroySessionRequest& req) {
-  SPECULA_TRY(manager_->DestroySession(req.session));
-  speculation_->Remove(req.session);
-  return api::DestroySessionResponse{req.session, true};
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
+  SPECULA_TRY(manager_->DestroySession(session));
+  speculation_->Remove(session);
+  return api::DestroySessionResponse{session, true};
 }
 
 Result<api::RollbackResponse> CoreSessionService::Rollback(const api::RollbackRequest& req) {
-  SPECULA_TRY(manager_->Rollback(req.session, req.checkpoint));
-  speculation_->AfterRollback(req.session, req.checkpoint);
-  return api::RollbackResponse{req.session, req.checkpoint};
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
+  SPECULA_TRY(manager_->Rollback(session, req.checkpoint));
+  speculation_->AfterRollback(session, req.checkpoint);
+  return api::RollbackResponse{session, req.checkpoint};
 }
 
 Result<api::SpeculateResponse> CoreSessionService::Speculate(const api::SpeculateRequest& req) {
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
   SPECULA_ASSIGN_OR_RETURN(std::string branch,
-                           manager_->Speculate(req.session, req.command, std::chrono::milliseconds(req.timeout_ms)));
+                           manager_->Speculate(session, req.command, std::chrono::milliseconds(req.timeout_ms)));
   return api::SpeculateResponse{std::move(branch)};
 }
 
 Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest& req,
                                                        const OutputChunkSink& on_chunk) {
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
   std::optional<api::OutputChunker> chunker;
   core::CommitOutputSink live;
   if (on_chunk) {
-    chunker.emplace(req.session, on_chunk);
+    chunker.emplace(session, on_chunk);
     live = [&chunker](const std::string& branch, sandbox::OutputStream stream, std::string_view data) {
       chunker->Add(branch, stream == sandbox::OutputStream::kStderr ? "stderr" : "stdout", data);
     };
   }
-  auto committed = manager_->Commit(req.session, req.command, std::chrono::milliseconds(req.timeout_ms), live);
+  auto committed = manager_->Commit(session, req.command, std::chrono::milliseconds(req.timeout_ms), live);
   // Before the reply: a character held back at the end of a stream.
   if (chunker) chunker->Flush();
   SPECULA_ASSIGN_OR_RETURN(core::CommitResult r, std::move(committed));
@@ -354,13 +359,13 @@ Result<api::CommitResponse> CoreSessionService::Commit(const api::CommitRequest&
     auto b = manager_->ShowBranch(r.branch);
     speculated = b.ok() && !b->origin.empty();
   }
-  speculation_->AfterCommit(req.session, r.head, std::move(step), r.hit, speculated, out.duration_ms,
+  speculation_->AfterCommit(session, r.head, std::move(step), r.hit, speculated, out.duration_ms,
                             out.saved_ms);
   return out;
 }
 
 Result<api::AbortResponse> CoreSessionService::Abort(const api::AbortRequest& req) {
-  const std::string& session = req.session;
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
   // The core does not count what it discards; count the live ones first.
   uint32_t live = 0;
   if (auto branches = manager_->ListBranches(session); branches.ok()) {
@@ -376,7 +381,8 @@ Result<api::AbortResponse> CoreSessionService::Abort(const api::AbortRequest& re
 }
 
 Result<std::vector<api::BranchSummary>> CoreSessionService::ListBranches(const api::ListBranchesRequest& req) {
-  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(req.session));
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
+  SPECULA_ASSIGN_OR_RETURN(auto branches, manager_->ListBranches(session));
   std::vector<api::BranchSummary> out(branches.size());
   for (size_t i = 0; i < branches.size(); ++i) FillSummary(branches[i], out[i]);
   return out;
@@ -431,7 +437,8 @@ Result<api::CheckpointDiff> CoreSessionService::DiffCheckpoint(const api::DiffCh
 }
 
 Result<std::vector<api::Checkpoint>> CoreSessionService::ListCheckpoints(const api::ListCheckpointsRequest& req) {
-  SPECULA_ASSIGN_OR_RETURN(auto cps, manager_->ListCheckpoints(req.session));
+  SPECULA_ASSIGN_OR_RETURN(const std::string session, manager_->ResolveSession(req.session));
+  SPECULA_ASSIGN_OR_RETURN(auto cps, manager_->ListCheckpoints(session));
   std::vector<api::Checkpoint> out;
   for (const auto& c : cps) out.push_back(Checkpoint(c));
   return out;

@@ -221,6 +221,40 @@ TEST_F(CliE2E, SpecThenRunIsAHitAndTheLogShowsIt) {
   EXPECT_EQ(ParseOut(shown)["head"], root);
 }
 
+// A session's name works wherever its id does (it used to be "no session
+// NAME" for every command but `session create`).
+TEST_F(CliE2E, ASessionIsAddressedByItsNameAsByItsId) {
+  std::string s = CreateSession("by-name");
+  ASSERT_FALSE(s.empty());
+  ASSERT_NE(s, "by-name");
+  auto spec = Cli({"--json", "spec", "by-name", "--", "echo named"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.out << spec.err;
+  auto run = Cli({"--json", "run", "by-name", "--", "echo named"});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  Json commit = ParseOut(run);
+  EXPECT_EQ(commit["hit"], true) << run.out;
+  EXPECT_EQ(commit["stdout"], "named\n");
+  auto shown = Cli({"--json", "session", "show", "by-name"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_EQ(ParseOut(shown)["session"], s);
+  EXPECT_EQ(ParseOut(shown)["head"], commit["head"]);
+  auto branches = Cli({"--json", "branches", "by-name"});
+  ASSERT_EQ(branches.exit_code, 0) << branches.err;
+  EXPECT_EQ(ParseOut(branches).size(), 1u) << branches.out;
+  auto log = Cli({"--json", "log", "by-name"});
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_EQ(ParseOut(log).size(), 2u) << log.out;
+  // An unknown name is not_found and says where to look.
+  auto unknown = Cli({"--json", "run", "no-such-name", "--", "true"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.out.find("not_found"), std::string::npos) << unknown.out;
+  EXPECT_NE(unknown.out.find("specula session ls"), std::string::npos) << unknown.out;
+  auto destroyed = Cli({"--json", "session", "rm", "by-name"});
+  ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
+  EXPECT_EQ(ParseOut(destroyed)["session"], s) << destroyed.out;
+  EXPECT_NE(Cli({"session", "show", s}).exit_code, 0);
+}
+
 TEST_F(CliE2E, DiffShowsWhatABranchWrote) {
   std::string s = CreateSession("diff-test");
   std::string hostname_before = ReadFile("/etc/hostname");
