@@ -359,8 +359,18 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
   SPECULA_ASSIGN_OR_RETURN(ActionProcess proc, Launch(out.get(), err.get(), &listener_recv));
   if (env_.seccomp->has_defer) {
     UniqueFd listener = RecvFd(listener_recv.get());
-    if (!listener) spdlog::warn("sandbox {}: action sent no seccomp listener", spec.name);
-    else env_.notifier->AddListener(std::move(listener));
+    if (listener) {
+      env_.notifier->AddListener(std::move(listener));
+    } else {
+      // A branch killed while launching (discarded, the session aborted)
+      // never gets to send it: routine (the SIGKILL may still be landing,
+      // hence the short wait, paid only here). An action alive without one
+      // runs with its deferred calls refused (the filter holds either way).
+      pollfd pfd{proc.pidfd(), POLLIN, 0};
+      bool ended = ::poll(&pfd, 1, 100) == 1;
+      if (ended) spdlog::debug("sandbox {}: action ended before sending its seccomp listener", spec.name);
+      else spdlog::warn("sandbox {}: action sent no seccomp listener: its deferred calls are refused", spec.name);
+    }
   }
 
   const auto& res = spec.policy.resources;
