@@ -4,7 +4,8 @@
 # then merges what it found back into that corpus, minimised, so CI replays
 # it (scripts/test.sh runs every target on its corpus). Prints one line of
 # figures per target; exits non-zero on the first crash, leaving the crash
-# input (crash-*) in the current directory.
+# input (crash-*) in the current directory. Ctrl-C ends the running target
+# early and still merges what it found.
 #
 # Usage: scripts/fuzz-campaign.sh [--runs N | --seconds S] [TARGET...]
 #   default --runs 10000000, every target built in build-fuzz/fuzz/.
@@ -20,7 +21,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) limit=(-runs="$2"); shift 2 ;;
     --seconds) limit=(-max_total_time="$2"); shift 2 ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -37,8 +38,17 @@ for t in "${targets[@]}"; do
   cp -r "$corpus"/. "$work"/
   start=$(date +%s)
   log=$(mktemp)
-  if ! "$bin" "${limit[@]}" -print_final_stats=1 -rss_limit_mb=2048 "$work" >"$log" 2>&1; then
+  # Ctrl-C (SIGINT) stops a campaign early: libFuzzer exits with
+  # -interrupted_exitcode (72) and what it found is still merged below.
+  rc=0
+  "$bin" "${limit[@]}" -print_final_stats=1 -rss_limit_mb=2048 -interrupted_exitcode=72 \
+    "$work" >"$log" 2>&1 || rc=$?
+  stopped=""
+  if [[ $rc -eq 72 ]]; then
+    stopped=" (interrupted)"
+  elif [[ $rc -ne 0 ]]; then
     tail -40 "$log" >&2
+    rm -rf "$work" "$log"
     echo "fuzz-campaign: $t crashed (input above / crash-* here)" >&2
     exit 1
   fi
@@ -50,7 +60,7 @@ for t in "${targets[@]}"; do
   before=$(find "$corpus" -type f | wc -l)
   rm -rf "$corpus" && mkdir -p "$corpus" && cp -r "$merged"/. "$corpus"/
   after=$(find "$corpus" -type f | wc -l)
-  printf '%-8s %12s execs in %6ss  crashes 0  corpus %s -> %s files (%s)\n' \
-    "$t" "${execs:-?}" "$secs" "$before" "$after" "$(du -sh "$corpus" | cut -f1)"
+  printf '%-8s %12s execs in %6ss%s  crashes 0  corpus %s -> %s files (%s)\n' \
+    "$t" "${execs:-?}" "$secs" "$stopped" "$before" "$after" "$(du -sh "$corpus" | cut -f1)"
   rm -rf "$work" "$merged" "$log"
 done
