@@ -19,6 +19,7 @@
 
 #include "common/paths.h"
 #include "runtime/doctor/checks.h"
+#include "runtime/doctor/kernel_probes.h"
 
 namespace specula::doctor {
 namespace {
@@ -30,9 +31,11 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-// Live processes of uid 65534 whose command is this test binary's: the
-// probe's forked (never exec'd) tree, the only such processes on this
-// machine. Zombies are dead already (this VM's init reaps them lazily).
+// Live processes of the probe's uids whose command is this test binary's:
+// its forked (never exec'd) trees, the only such processes on this machine.
+// Without a user namespace the child is 65534; in one, the root and the
+// child are host ids kProbeHostIdBase and kProbeHostIdBase + 1000. Zombies
+// are dead already (this VM's init reaps them lazily).
 int ProbeProcesses() {
   std::string self = Slurp("/proc/self/comm");
   int n = 0;
@@ -42,7 +45,8 @@ int ProbeProcesses() {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     std::string dir = std::string("/proc/") + e->d_name;
     struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != 65534) continue;
+    if (::stat(dir.c_str(), &st) != 0) continue;
+    if (st.st_uid != 65534 && st.st_uid != kProbeHostIdBase && st.st_uid != kProbeHostIdBase + 1000) continue;
     if (Slurp(dir + "/comm") != self) continue;
     std::string stat = Slurp(dir + "/stat");
     auto paren = stat.rfind(')');
