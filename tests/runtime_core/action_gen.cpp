@@ -48,7 +48,15 @@ std::string ActionGenerator::Next() {
       return "(exec -a specula-bg-" + std::to_string(bg_started_) +
              " sh -c 'while :; do sleep 0.1; done') >/dev/null 2>&1 </dev/null &";
     case 22: return "pkill -f specula-bg-" + std::to_string(Int(1, bg_started_ + 1)) + "; sleep 0.2; true";
-    case 23: return "ps -eo args --no-headers | grep '^specula-bg' | sort";
+    // The background loops' own processes. Not their children: `sh` forks
+    // for every `sleep`, and until that child execs it has the loop's argv
+    // too, so a plain `ps` sometimes listed a loop twice, more often under
+    // load (the differential tests' rare CI failures: "specula-bg-1" twice
+    // in one run's output, once in the other's). Two real copies of a loop
+    // still show as two lines.
+    case 23:
+      return R"CMD(ps -eo pid=,ppid=,args= | awk '$3 ~ /^specula-bg/ {bg[$1] = 1; parent[$1] = $2; line[$1] = $0} )CMD"
+             R"CMD(END {for (p in line) if (!(parent[p] in bg)) {l = line[p]; sub(/^ *[0-9]+ +[0-9]+ +/, "", l); print l}}' | sort)CMD";
     case 24: return "umask 0" + Pick({"022", "077", "002"}) + "; touch " + File();
     // Link counts of files only: overlayfs reports 1 for a directory merged
     // from several layers (docs/checkpoints.md, known differences).
