@@ -18,6 +18,8 @@
 
 namespace specula::sandbox {
 
+class DeviceFilterProgram;  // device_filter.h
+
 struct CgroupLayout {
   std::string v2_root;                       // cgroup2 mount point; empty if none
   std::map<std::string, std::string> v1;     // controller -> v1 mount point
@@ -42,8 +44,10 @@ Status RemoveCgroupParent(const std::string& parent);
 class SandboxCgroup {
  public:
   // parent: relative to each hierarchy root ("specula" when empty).
+  // device_filter: the loaded allowlist to attach (null: loaded here).
   static Result<SandboxCgroup> Create(const std::string& parent, const std::string& name,
-                                      const policy::Resources& limits);
+                                      const policy::Resources& limits,
+                                      const DeviceFilterProgram* device_filter = nullptr);
   // Adopts the same directories without setting limits again (restore path
   // creates them the same way; kept separate for clarity of intent).
   SandboxCgroup() = default;

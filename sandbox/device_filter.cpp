@@ -93,20 +93,26 @@ bool Unsupported(int err) { return err == ENOSYS || err == EINVAL || err == EOPN
 
 }  // namespace
 
-Result<bool> AttachDeviceFilter(const std::string& cgroup_dir) {
+Result<std::shared_ptr<const DeviceFilterProgram>> DeviceFilterProgram::Load() {
   int loaded = LoadProgram();
-  if (loaded < 0 && Unsupported(-loaded)) return false;
+  if (loaded < 0 && Unsupported(-loaded)) {
+    return std::shared_ptr<const DeviceFilterProgram>(new DeviceFilterProgram(UniqueFd()));
+  }
   if (loaded < 0) {
     errno = -loaded;
     return Error::FromErrno("load the device filter (BPF_CGROUP_DEVICE)");
   }
-  UniqueFd prog(loaded);
+  return std::shared_ptr<const DeviceFilterProgram>(new DeviceFilterProgram(UniqueFd(loaded)));
+}
+
+Result<bool> DeviceFilterProgram::Attach(const std::string& cgroup_dir) const {
+  if (!prog_) return false;
   UniqueFd cg(::open(cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!cg) return Error::FromErrno("open " + cgroup_dir);
   bpf_attr attr;
   std::memset(&attr, 0, sizeof attr);
   attr.target_fd = static_cast<uint32_t>(cg.get());
-  attr.attach_bpf_fd = static_cast<uint32_t>(prog.get());
+  attr.attach_bpf_fd = static_cast<uint32_t>(prog_.get());
   attr.attach_type = BPF_CGROUP_DEVICE;
   attr.attach_flags = BPF_F_ALLOW_MULTI;
   if (::syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr) != 0) {
@@ -114,6 +120,11 @@ Result<bool> AttachDeviceFilter(const std::string& cgroup_dir) {
     return Error::FromErrno("attach the device filter to " + cgroup_dir);
   }
   return true;
+}
+
+Result<bool> AttachDeviceFilter(const std::string& cgroup_dir) {
+  SPECULA_ASSIGN_OR_RETURN(auto program, DeviceFilterProgram::Load());
+  return program->Attach(cgroup_dir);
 }
 
 bool DeviceFilterSupported() {

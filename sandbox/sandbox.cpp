@@ -222,7 +222,7 @@ Status LinuxSandbox::Prepare() {
     return Error(Code::kInvalidArgument, "/proc in the sandbox's root is not a directory");
   }
   SPECULA_ASSIGN_OR_RETURN(cgroup_, SandboxCgroup::Create(spec_.cgroup_parent, spec_.name,
-                                                          spec_.policy.resources));
+                                                          spec_.policy.resources, spec_.device_filter.get()));
   return Status::Ok();
 }
 

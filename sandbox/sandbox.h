@@ -25,6 +25,7 @@
 
 #include "common/error.h"
 #include "policies/policy.h"
+#include "sandbox/device_filter.h"
 #include "sandbox/userns.h"
 
 namespace specula::sandbox {
@@ -102,6 +103,9 @@ struct SandboxSpec {
   // makes one for this sandbox; the runtime shares one among all.
   IdRange ids;
   std::shared_ptr<const MappingUserns> idmap;
+  // The device allowlist program (device_filter.h). Null: Create loads one
+  // for this sandbox; the runtime loads one per daemon and shares it.
+  std::shared_ptr<const DeviceFilterProgram> device_filter;
   // Host paths no branch may see, masked wherever they appear in its root
   // (the runtime's state dir, its socket's directory): an empty read-only
   // tmpfs over a directory, /dev/null over a file.

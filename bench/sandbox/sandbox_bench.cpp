@@ -8,6 +8,8 @@
 //           message when it is missing or fails)
 //   pooled: the same cycle as the warm pool's caller sees it: create done
 //           before, destroy after (the first Run("true") alone)
+//   Every sandbox gets the mapping user namespace and the device program
+//   the runtime makes once per daemon and shares (session_manager.cpp).
 //   action: Run("true") in a live sandbox (setns + seccomp + bash wrapper
 //           with state capture)  vs  `bash -c true` spawned on the host
 // Iterations are interleaved so machine noise hits both sides alike.
@@ -62,8 +64,16 @@ struct Dirs {
   }
 };
 
-SandboxSpec Spec(const std::string& name, const Dirs& d) {
+// What the runtime makes once per daemon and shares (session_manager.cpp).
+struct Shared {
+  std::shared_ptr<const MappingUserns> idmap;
+  std::shared_ptr<const DeviceFilterProgram> device_filter;
+};
+
+SandboxSpec Spec(const std::string& name, const Dirs& d, const Shared& shared) {
   SandboxSpec s;
+  s.idmap = shared.idmap;
+  s.device_filter = shared.device_filter;
   s.name = name;
   s.upper_dir = d.upper;
   s.work_dir = d.work;
@@ -124,8 +134,18 @@ int main(int argc, char** argv) {
   const std::vector<std::string> srt = SrtCommand(srt_settings);
   std::vector<double> cycle, bw, sr, action, bash, create_ms, run_ms, destroy_ms;
   const std::string base = "bench-" + std::to_string(::getpid());
+  Shared shared;
+  auto idmap = MappingUserns::Create(IdRange{});
+  auto device_filter = DeviceFilterProgram::Load();
+  if (!idmap.ok() || !device_filter.ok()) {
+    std::fprintf(stderr, "sandbox_bench: %s\n",
+                 (!idmap.ok() ? idmap.error() : device_filter.error()).ToString().c_str());
+    return 1;
+  }
+  shared.idmap = std::move(*idmap);
+  shared.device_filter = std::move(*device_filter);
   Dirs live_dirs(base + "-live");
-  auto live = Sandbox::Create(Spec(base + "-live", live_dirs));
+  auto live = Sandbox::Create(Spec(base + "-live", live_dirs, shared));
   if (!live.ok()) {
     std::fprintf(stderr, "sandbox_bench: %s\n", live.error().ToString().c_str());
     return 1;
@@ -134,7 +154,7 @@ int main(int argc, char** argv) {
     {
       Dirs d(base + "-" + std::to_string(i));
       auto t0 = Clock::now();
-      auto sb = Sandbox::Create(Spec(base + "-" + std::to_string(i), d));
+      auto sb = Sandbox::Create(Spec(base + "-" + std::to_string(i), d, shared));
       if (!sb.ok()) {
         std::fprintf(stderr, "create: %s\n", sb.error().ToString().c_str());
         return 1;

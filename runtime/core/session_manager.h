@@ -353,6 +353,11 @@ class SessionManager {
   SessionManagerOptions opts_;
   std::unique_ptr<store::CheckpointStore> store_;
   std::unique_ptr<criu::CriuDriver> criu_;
+  // Made once and handed to every sandbox (SandboxSpec): the mapping user
+  // namespace of the idmapped layers (null: each sandbox makes its own, as
+  // when the kernel refused one at open) and the device allowlist program.
+  std::shared_ptr<const sandbox::MappingUserns> idmap_;
+  std::shared_ptr<const sandbox::DeviceFilterProgram> device_filter_;
   std::unique_ptr<instrument::Instrumentation> instr_;  // null: instrumentation off
   // After the members its jobs use, so it is destroyed (drained) before them.
   std::unique_ptr<BackgroundQueue> reaper_;

@@ -23,6 +23,32 @@ namespace {
 
 enum Bit { kNullOpened = 1, kKmsgOpened = 2, kLoopOpened = 4, kMknodMade = 8, kJoinFailed = 16, kTtyTried = 32 };
 
+// Forks a child that joins the cgroups by writing "0" to each of
+// `procs_fds`, then opens /dev/null, /dev/kmsg and /dev/loop-control and
+// mknods /dev/null's numbers at `node`. Returns its Bits, -1 if it did not
+// exit.
+int ProbeDevices(const std::vector<int>& procs_fds, const std::string& node) {
+  pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    int bits = 0;
+    for (int fd : procs_fds) {
+      if (::write(fd, "0", 1) != 1) bits |= kJoinFailed;
+    }
+    int f = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (f >= 0) bits |= kNullOpened, ::close(f);
+    f = ::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f >= 0) bits |= kKmsgOpened, ::close(f);
+    f = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (f >= 0) bits |= kLoopOpened, ::close(f);
+    if (::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0) bits |= kMknodMade;
+    ::_exit(bits);
+  }
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
+  return WEXITSTATUS(st);
+}
+
 TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   auto layout = DetectCgroupLayout();
@@ -42,26 +68,10 @@ TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   std::string node = std::string(tmpl) + "/null2";
 
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    int bits = 0;
-    for (const auto& fd : cg->procs_fds()) {
-      if (::write(fd.get(), "0", 1) != 1) bits |= kJoinFailed;
-    }
-    int f = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (f >= 0) bits |= kNullOpened, ::close(f);
-    f = ::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (f >= 0) bits |= kKmsgOpened, ::close(f);
-    f = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-    if (f >= 0) bits |= kLoopOpened, ::close(f);
-    if (::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0) bits |= kMknodMade;
-    ::_exit(bits);
-  }
-  int st = 0;
-  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
-  ASSERT_TRUE(WIFEXITED(st));
-  int bits = WEXITSTATUS(st);
+  std::vector<int> fds;
+  for (const auto& fd : cg->procs_fds()) fds.push_back(fd.get());
+  int bits = ProbeDevices(fds, node);
+  ASSERT_GE(bits, 0) << "the probe did not exit";
   ::unlink(node.c_str());
   ::rmdir(tmpl);
   EXPECT_FALSE(bits & kJoinFailed);
@@ -72,6 +82,45 @@ TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   EXPECT_TRUE(cg->Remove().ok());
   // The test's parent cgroups (Create makes them; nothing else uses them).
   for (const auto& d : dirs) ::rmdir(d.substr(0, d.rfind('/')).c_str());
+}
+
+// The program alone: a child that joins only a cgroup2 directory the
+// shared program is attached to (its v1 devices cgroup stays the root's,
+// which allows everything), in two such directories, one program loaded
+// once, as the runtime shares it among all sandboxes.
+TEST(SandboxDevicesTest, OneLoadedProgramGuardsEveryCgroupItIsAttachedTo) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  auto layout = DetectCgroupLayout();
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  auto program = DeviceFilterProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.error().ToString();
+  if (!(*program)->supported()) GTEST_SKIP() << "no cgroup BPF (specula doctor: sandbox.device_filter)";
+  const std::string parent = layout->v2_root + "/specula-test-devbpf-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(parent.c_str(), 0755), 0) << parent;
+  for (int i = 0; i < 2; ++i) {
+    const std::string dir = parent + "/c" + std::to_string(i);
+    ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir;
+    auto attached = (*program)->Attach(dir);
+    ASSERT_TRUE(attached.ok()) << attached.error().ToString();
+    EXPECT_TRUE(*attached);
+    char tmpl[] = "/tmp/specula-devtest-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string node = std::string(tmpl) + "/null2";
+    int procs = ::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(procs, 0);
+    int bits = ProbeDevices({procs}, node);
+    ::close(procs);
+    ASSERT_GE(bits, 0) << "the probe did not exit";
+    ::unlink(node.c_str());
+    ::rmdir(tmpl);
+    EXPECT_FALSE(bits & kJoinFailed) << dir;
+    EXPECT_TRUE(bits & kNullOpened) << "an allowed device was refused in " << dir;
+    EXPECT_FALSE(bits & kKmsgOpened) << "/dev/kmsg opened in " << dir;
+    EXPECT_FALSE(bits & kLoopOpened) << "/dev/loop-control opened in " << dir;
+    EXPECT_FALSE(bits & kMknodMade) << "mknod of a device succeeded in " << dir;
+    EXPECT_EQ(::rmdir(dir.c_str()), 0) << dir;
+  }
+  EXPECT_EQ(::rmdir(parent.c_str()), 0) << parent;
 }
 
 TEST(SandboxDevicesTest, TheAllowlistIsWhatTheSandboxsDevProvides) {
