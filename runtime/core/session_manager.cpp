@@ -493,7 +493,11 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
   store::BranchRecord rec{b->id, session, b->parent_checkpoint, command,
                           ToString(BranchState::kStarting), "", b->created_ms, b->created_ms};
   rec.origin_json = origin;
-  if (Status st = store_->PutBranch(rec); !st.ok()) return pooled_failed(std::move(st).error());
+  // Relaxed (store::Durability): a restart discards a live branch anyway,
+  // and the WAL's fsync would be half of speculate -> running.
+  if (Status st = store_->PutBranch(rec, store::Durability::kRelaxed); !st.ok()) {
+    return pooled_failed(std::move(st).error());
+  }
   {
     std::lock_guard lock(s->mu);
     s->live[b->id] = b;
@@ -572,7 +576,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   }
   // finish() takes b->mu itself.
   if (cancelled) return finish(BranchState::kDiscarded, "");
-  (void)store_->UpdateBranch(b->id, ToString(BranchState::kRunning));
+  (void)store_->UpdateBranch(b->id, ToString(BranchState::kRunning), std::nullopt, store::Durability::kRelaxed);
   auto r = box->Run(b->command, timeout);
   {
     std::lock_guard lock(b->mu);

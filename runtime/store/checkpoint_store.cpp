@@ -406,8 +406,9 @@ Result<LayerRecord> CheckpointStore::GetLayer(const std::string& id) {
   return l;
 }
 
-Status CheckpointStore::PutBranch(const BranchRecord& b) {
+Status CheckpointStore::PutBranch(const BranchRecord& b, Durability d) {
   std::lock_guard lock(mu_);
+  RelaxedSyncScope relaxed(db_, d == Durability::kRelaxed);
   SPECULA_ASSIGN_OR_RETURN(auto q, db_.Prepare(std::string("INSERT INTO branches(") + kBranchCols +
                                                ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   q.Bind(1, b.id).Bind(2, b.session).Bind(3, b.parent_checkpoint).Bind(4, b.command);
@@ -418,15 +419,17 @@ Status CheckpointStore::PutBranch(const BranchRecord& b) {
 }
 
 Status CheckpointStore::UpdateBranch(const std::string& id, const std::string& state,
-                                     const std::optional<std::string>& result_json) {
+                                     const std::optional<std::string>& result_json, Durability d) {
   BranchUpdate u;
   u.state = state;
   u.result_json = result_json;
+  u.durability = d;
   return UpdateBranch(id, u);
 }
 
 Status CheckpointStore::UpdateBranch(const std::string& id, const BranchUpdate& u) {
   std::lock_guard lock(mu_);
+  RelaxedSyncScope relaxed(db_, u.durability == Durability::kRelaxed);
   // NULL keeps the stored value: one statement serves every partial update.
   SPECULA_ASSIGN_OR_RETURN(
       auto q, db_.Prepare("UPDATE branches SET updated=?1, state=COALESCE(?2, state), result=COALESCE(?3, result),"

@@ -93,7 +93,18 @@ struct BranchRecord {
 };
 
 // A change to a branch's record: fields left unset keep their stored value.
+// How a branch row is written. kSynced (the default) returns once the row
+// is on disk (synchronous=FULL: the WAL is fsynced, ~0.5 ms here). kRelaxed
+// returns once SQLite has it (synchronous=NORMAL for this transaction): a
+// killed daemon still finds it (it is in the page cache); a power loss may
+// drop it until the next synced transaction, which fsyncs the WAL and so
+// everything before it too. For what a restart throws away anyway: a
+// speculative branch's record while it starts and runs (crash recovery
+// works from the branch dirs, not the rows, and a promote commits synced).
+enum class Durability { kSynced, kRelaxed };
+
 struct BranchUpdate {
+  Durability durability = Durability::kSynced;
   std::optional<std::string> state;
   std::optional<std::string> result_json;
   std::optional<std::string> report_json;
@@ -210,9 +221,10 @@ class CheckpointStore {
   Status SyncFilesystem();
 
   // Branches.
-  Status PutBranch(const BranchRecord& b);
+  Status PutBranch(const BranchRecord& b, Durability d = Durability::kSynced);
   Status UpdateBranch(const std::string& id, const std::string& state,
-                      const std::optional<std::string>& result_json = std::nullopt);
+                      const std::optional<std::string>& result_json = std::nullopt,
+                      Durability d = Durability::kSynced);
   Status UpdateBranch(const std::string& id, const BranchUpdate& u);
   Result<BranchRecord> GetBranch(const std::string& id);
   Result<std::vector<BranchRecord>> ListBranches(const std::string& session);

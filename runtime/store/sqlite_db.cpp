@@ -1,5 +1,6 @@
 #include "runtime/store/sqlite_db.h"
 
+#include <spdlog/spdlog.h>
 #include <utility>
 
 namespace specula::store {
@@ -145,6 +146,19 @@ Status SqliteTxn::Commit() {
   SPECULA_TRY(db_->Exec("COMMIT"));
   db_ = nullptr;
   return Status::Ok();
+}
+
+RelaxedSyncScope::RelaxedSyncScope(SqliteDb& db, bool relaxed) {
+  if (!relaxed) return;
+  // A failed PRAGMA leaves FULL on: slower, never less durable.
+  if (db.Exec("PRAGMA synchronous=NORMAL").ok()) db_ = &db;
+}
+
+RelaxedSyncScope::~RelaxedSyncScope() {
+  if (db_ == nullptr) return;
+  if (Status st = db_->Exec("PRAGMA synchronous=FULL"); !st.ok()) {
+    spdlog::error("sqlite: synchronous=FULL not restored: {}", st.ToString());
+  }
 }
 
 }  // namespace specula::store

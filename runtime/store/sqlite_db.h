@@ -68,6 +68,20 @@ class SqliteDb {
   sqlite3* db_ = nullptr;
 };
 
+// While it lives (when `relaxed`), the connection's commits are not fsynced
+// (synchronous=NORMAL; Open sets FULL): see store::Durability for when that
+// is right. FULL again at the end of the scope. Not movable: a scope.
+class RelaxedSyncScope {
+ public:
+  RelaxedSyncScope(SqliteDb& db, bool relaxed);
+  RelaxedSyncScope(const RelaxedSyncScope&) = delete;
+  RelaxedSyncScope& operator=(const RelaxedSyncScope&) = delete;
+  ~RelaxedSyncScope();
+
+ private:
+  SqliteDb* db_ = nullptr;  // null: nothing to restore
+};
+
 // BEGIN IMMEDIATE ... COMMIT; rolls back unless Commit() was called.
 class SqliteTxn {
  public:

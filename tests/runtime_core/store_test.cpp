@@ -190,6 +190,53 @@ TEST_F(StoreTest, BranchOutcomeFieldsRoundTripAndPartialUpdatesKeepTheRest) {
   EXPECT_EQ((*list)[0].report_json, "{\"effects\":[]}");
 }
 
+// PRAGMA synchronous of a connection: 2 FULL, 1 NORMAL.
+int64_t Synchronous(SqliteDb& db) {
+  auto q = db.Prepare("PRAGMA synchronous");
+  if (!q.ok()) return -1;
+  auto row = q->Step();
+  return row.ok() && *row ? q->Int(0) : -1;
+}
+
+// Relaxed writes (store::Durability) skip the WAL's fsync for their own
+// transaction only: the connection is FULL before and after, whatever the
+// scope did, and a relaxed row is there like any other (after a reopen too).
+TEST_F(StoreTest, ARelaxedBranchWriteIsRelaxedForItselfOnly) {
+  {
+    auto db = SqliteDb::Open(dir_ + "/scope.db");
+    ASSERT_TRUE(db.ok()) << db.error().ToString();
+    EXPECT_EQ(Synchronous(*db), 2);
+    {
+      RelaxedSyncScope relaxed(*db, true);
+      EXPECT_EQ(Synchronous(*db), 1);
+      ASSERT_TRUE(db->Exec("CREATE TABLE t(x INTEGER)").ok());
+    }
+    EXPECT_EQ(Synchronous(*db), 2);
+    {
+      RelaxedSyncScope synced(*db, false);
+      EXPECT_EQ(Synchronous(*db), 2);
+    }
+    EXPECT_EQ(Synchronous(*db), 2);
+  }
+  {
+    auto store = CheckpointStore::Open(dir_, kNoFs);
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    auto& st = **store;
+    ASSERT_TRUE(st.PutSession(Session("s1")).ok());
+    ASSERT_TRUE(st.PutCheckpointAsHead(Ckpt("c1", "s1", "")).ok());
+    ASSERT_TRUE(st.PutBranch(BranchRecord{"b1", "s1", "c1", "make", "starting", "", NowMs(), NowMs()},
+                             Durability::kRelaxed)
+                    .ok());
+    ASSERT_TRUE(st.UpdateBranch("b1", "running", std::nullopt, Durability::kRelaxed).ok());
+    EXPECT_EQ(st.UpdateBranch("b9", "running", std::nullopt, Durability::kRelaxed).error().code(), Code::kNotFound);
+  }
+  auto store = CheckpointStore::Open(dir_, kNoFs);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto got = (*store)->GetBranch("b1");
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->state, "running");
+}
+
 // A database written by a schema-1 build (the version before branch outcomes
 // were kept): opening it migrates in place and keeps every row.
 TEST_F(StoreTest, MigratesSchemaOneDatabaseAddingBranchOutcomeColumns) {
