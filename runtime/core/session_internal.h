@@ -99,7 +99,22 @@ struct SessionManager::Session {
   std::deque<std::shared_ptr<Branch>> pool;
   uint64_t pool_gen = 0;
   uint32_t pool_filling = 0;  // fills of pool_gen posted and not finished
+  // How many sandboxes a head is asked for (speculates and a missed
+  // commit, pooled or not): `taken` at `taken_head` so far, and `demand`,
+  // the running mean over the earlier heads (each new head counts half;
+  // negative: no head seen yet, the pool starts full). The pool of a head
+  // holds what its demand says is still to come (PoolTarget).
+  std::string taken_head;
+  uint32_t taken = 0;
+  double demand = -1;
   bool closed = false;        // being destroyed: no more fills
 };
+
+// How many sandboxes the warm pool of a head should hold (ready and being
+// filled): what the session's demand (sandboxes asked of each head, a
+// running mean; negative: unknown yet, so `max`) says is still to come at
+// this head after `taken`, at least one (the commit that ends the head),
+// at most `max` (SessionManagerOptions::pool_per_session).
+uint32_t PoolTarget(double demand, uint32_t taken, uint32_t max);
 
 }  // namespace specula::core

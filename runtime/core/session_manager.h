@@ -67,12 +67,17 @@ struct SessionManagerOptions {
   // masked (the daemon's socket when it lies outside the state dir and
   // outside /run, which every sandbox replaces with its own tmpfs).
   std::vector<std::string> masked_paths;
-  // The warm pool (issue 15): after each commit, rollback and speculate, up
-  // to pool_per_session branch sandboxes are prepared from the session's
-  // head in the background (overlay, cgroup, seccomp, instrumentation, the
-  // CRIU restore of a head with live processes), and speculate and a missed
-  // commit take one instead of forking on their path. At most pool_total
-  // across all sessions (each holds an idle init, its mounts and cgroup).
+  // The warm pool (issue 15): after each commit, rollback and speculate,
+  // branch sandboxes are prepared from the session's head in the background
+  // (overlay, cgroup, seccomp, instrumentation, the CRIU restore of a head
+  // with live processes), and speculate and a missed commit take one
+  // instead of forking on their path. How many follows the session: the
+  // sandboxes its recent heads were asked for (a running mean, so k
+  // speculates and a missed commit a step make k + 1), less those this head
+  // already gave, at least 1 (for the commit that ends the head) and at
+  // most pool_per_session; at most
+  // pool_total across all sessions (each holds an idle init, its mounts
+  // and cgroup).
   // 0: no pool. Sessions with lossy paths never pool: a sandbox prepared
   // before the commit's own run would keep lossy pre-images from before it.
   uint32_t pool_per_session = 0;

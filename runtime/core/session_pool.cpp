@@ -17,6 +17,8 @@
 // bumps pool_gen; the old generation's ready sandboxes go to the reaper and
 // its fills in flight tear down what they made. Fills count in
 // Session::reaping, so destroying the session waits for them.
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
@@ -26,6 +28,32 @@
 #include "runtime/core/session_internal.h"
 
 namespace specula::core {
+namespace {
+
+// Under s.mu: moves the session's demand on to `head` (a new head folds the
+// last one's count into the mean). A template: Session is the manager's
+// private type.
+template <typename SessionT>
+void FollowHead(SessionT& s, const std::string& head) {
+  if (s.taken_head == head) return;
+  if (!s.taken_head.empty()) {
+    s.demand = s.demand < 0 ? static_cast<double>(s.taken) : 0.5 * s.demand + 0.5 * static_cast<double>(s.taken);
+  }
+  s.taken_head = head;
+  s.taken = 0;
+}
+
+}  // namespace
+
+uint32_t PoolTarget(double demand, uint32_t taken, uint32_t max) {
+  if (demand < 0) demand = max;
+  // Rounded up once a quarter over: a sandbox too many costs an idle init,
+  // one too few a cold fork on the caller's path. Never below one: every
+  // head ends in a commit, whose own run needs one unless it hits.
+  const double expected = std::ceil(demand - 0.25);
+  const double left = std::max(1.0, expected - static_cast<double>(taken));
+  return static_cast<uint32_t>(std::min<double>(left, max));
+}
 
 PoolStats SessionManager::pool_stats() {
   PoolStats st;
@@ -64,10 +92,12 @@ void SessionManager::RefillPool(const std::shared_ptr<Session>& s) {
       ++s->pool_gen;
     }
     gen = s->pool_gen;
+    FollowHead(*s, head);
     const uint32_t have = static_cast<uint32_t>(s->pool.size()) + s->pool_filling;
+    const uint32_t target = PoolTarget(s->demand, s->taken, opts_.pool_per_session);
     // Reserve against the manager's budget before posting: pooled_ counts
     // ready and in-flight sandboxes of every session.
-    while (have + want < opts_.pool_per_session) {
+    while (have + want < target) {
       uint32_t cur = pooled_.load();
       if (cur >= opts_.pool_total) break;
       if (!pooled_.compare_exchange_weak(cur, cur + 1)) continue;
@@ -150,6 +180,8 @@ std::shared_ptr<SessionManager::Branch> SessionManager::TakePooled(Session& s, c
   std::shared_ptr<Branch> b;
   {
     std::lock_guard lock(s.mu);
+    FollowHead(s, head);
+    ++s.taken;
     if (s.pool_head == head && !s.pool.empty()) {
       b = std::move(s.pool.front());
       s.pool.pop_front();

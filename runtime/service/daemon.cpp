@@ -90,7 +90,7 @@ int DaemonMain(int argc, char** argv) {
   size_t quick_workers = 4, blocking_workers = 16;
   uint64_t grace_ms = 30000;
   std::string metrics_listen;
-  uint32_t pool_per_session = 1, pool_total = 4;
+  uint32_t pool_per_session = 3, pool_total = 4;
   bool version = false;
   app.add_option("--socket", socket, "Unix socket to serve")->capture_default_str();
   app.add_option("--state-dir", state_dir, "state directory (database, layers, images)")->capture_default_str();
@@ -107,7 +107,8 @@ int DaemonMain(int argc, char** argv) {
                  "serve Prometheus metrics (GET /metrics) on HOST:PORT or an absolute Unix socket path; "
                  "off by default");
   app.add_option("--pool-per-session", pool_per_session,
-                 "warm branch sandboxes kept ready per session head (0: no warm pool)")
+                 "warm branch sandboxes at most per session head; how many follows what the session's heads are asked for "
+                 "(0: no warm pool)")
       ->capture_default_str()->check(CLI::Range(0, 64));
   app.add_option("--pool-total", pool_total, "warm branch sandboxes at most, all sessions together")
       ->capture_default_str()->check(CLI::Range(0, 1024));

@@ -2,7 +2,8 @@
 // CRIU and store: a missed commit on a warm sandbox runs at the committed
 // path's priority, a new head drops the old pool, destroying the session
 // leaves nothing, and sessions with lossy paths never pool. Losslessness with
-// the pool on is the differential test's (differential_test.cpp).
+// the pool on is the differential test's (differential_test.cpp), and the
+// pool's size follows what the session's heads are asked for.
 #include <unistd.h>
 
 #include <chrono>
@@ -113,6 +114,35 @@ TEST_F(SessionPoolTest, ANewHeadDropsTheOldPoolAndDestroyLeavesNothing) {
   auto mounts = MountsUnder(mgr_->store().BranchDir(""));
   ASSERT_TRUE(mounts.ok());
   EXPECT_TRUE(mounts->empty()) << (*mounts)[0];
+}
+
+// The pool follows what the session's heads are asked for (issue 15: "the
+// pool size follows the launch rule's expected k"): a new session's pool
+// starts full (2 here); a session that only commits (one sandbox a head:
+// its own run) keeps one ready; one that speculates twice and commits
+// (three a head) goes back to the most.
+TEST_F(SessionPoolTest, ThePoolHoldsWhatTheSessionsHeadsAreAskedFor) {
+  std::string s = NewSession();
+  ASSERT_TRUE(WaitReady(2)) << "a new session's pool does not start full";
+  for (const char* cmd : {"echo one", "echo two"}) {
+    EXPECT_EQ(MustCommit(s, cmd).exit_code, 0);
+    ASSERT_TRUE(WaitReady(1)) << "after `" << cmd << "` (one sandbox a head) the pool has "
+                              << mgr_->pool_stats().ready << " ready, " << mgr_->pool_stats().filling
+                              << " filling";
+  }
+  mgr_->WaitForDiscards();
+  EXPECT_EQ(BranchDirs(), 1u);
+  for (int round = 0; round < 2; ++round) {
+    for (const char* guess : {"echo x", "echo y"}) {
+      auto b = mgr_->Speculate(s, guess);
+      ASSERT_TRUE(b.ok()) << b.error().ToString();
+    }
+    EXPECT_EQ(MustCommit(s, "echo z").stdout_data, "z\n");
+  }
+  EXPECT_TRUE(WaitReady(2)) << "after heads asked for three sandboxes each the pool has "
+                            << mgr_->pool_stats().ready << " ready, " << mgr_->pool_stats().filling
+                            << " filling";
+  ASSERT_TRUE(mgr_->DestroySession(s).ok());
 }
 
 TEST_F(SessionPoolTest, SessionsWithLossyPathsNeverPool) {
