@@ -107,6 +107,17 @@ struct SessionManager::Session {
   std::string taken_head;
   uint32_t taken = 0;
   double demand = -1;
+  // Under mu: moves the demand on to `head` (a new head folds the last
+  // one's count into the mean).
+  void FollowHead(const std::string& head) {
+    if (taken_head == head) return;
+    if (!taken_head.empty()) {
+      const double last = static_cast<double>(taken);
+      demand = demand < 0 ? last : 0.5 * demand + 0.5 * last;
+    }
+    taken_head = head;
+    taken = 0;
+  }
   bool closed = false;        // being destroyed: no more fills
 };
 

@@ -75,9 +75,8 @@ struct SessionManagerOptions {
   // sandboxes its recent heads were asked for (a running mean, so k
   // speculates and a missed commit a step make k + 1), less those this head
   // already gave, at least 1 (for the commit that ends the head) and at
-  // most pool_per_session; at most
-  // pool_total across all sessions (each holds an idle init, its mounts
-  // and cgroup).
+  // most pool_per_session; at most pool_total across all sessions (each
+  // holds an idle init, its mounts and cgroup).
   // 0: no pool. Sessions with lossy paths never pool: a sandbox prepared
   // before the commit's own run would keep lossy pre-images from before it.
   uint32_t pool_per_session = 0;

@@ -28,22 +28,6 @@
 #include "runtime/core/session_internal.h"
 
 namespace specula::core {
-namespace {
-
-// Under s.mu: moves the session's demand on to `head` (a new head folds the
-// last one's count into the mean). A template: Session is the manager's
-// private type.
-template <typename SessionT>
-void FollowHead(SessionT& s, const std::string& head) {
-  if (s.taken_head == head) return;
-  if (!s.taken_head.empty()) {
-    s.demand = s.demand < 0 ? static_cast<double>(s.taken) : 0.5 * s.demand + 0.5 * static_cast<double>(s.taken);
-  }
-  s.taken_head = head;
-  s.taken = 0;
-}
-
-}  // namespace
 
 uint32_t PoolTarget(double demand, uint32_t taken, uint32_t max) {
   if (demand < 0) demand = max;
@@ -92,7 +76,7 @@ void SessionManager::RefillPool(const std::shared_ptr<Session>& s) {
       ++s->pool_gen;
     }
     gen = s->pool_gen;
-    FollowHead(*s, head);
+    s->FollowHead(head);
     const uint32_t have = static_cast<uint32_t>(s->pool.size()) + s->pool_filling;
     const uint32_t target = PoolTarget(s->demand, s->taken, opts_.pool_per_session);
     // Reserve against the manager's budget before posting: pooled_ counts
@@ -180,7 +164,7 @@ std::shared_ptr<SessionManager::Branch> SessionManager::TakePooled(Session& s, c
   std::shared_ptr<Branch> b;
   {
     std::lock_guard lock(s.mu);
-    FollowHead(s, head);
+    s.FollowHead(head);
     ++s.taken;
     if (s.pool_head == head && !s.pool.empty()) {
       b = std::move(s.pool.front());

@@ -92,7 +92,6 @@ struct BranchRecord {
   std::string origin_json = {};
 };
 
-// A change to a branch's record: fields left unset keep their stored value.
 // How a branch row is written. kSynced (the default) returns once the row
 // is on disk (synchronous=FULL: the WAL is fsynced, ~0.5 ms here). kRelaxed
 // returns once SQLite has it (synchronous=NORMAL for this transaction): a
@@ -103,6 +102,7 @@ struct BranchRecord {
 // works from the branch dirs, not the rows, and a promote commits synced).
 enum class Durability { kSynced, kRelaxed };
 
+// A change to a branch's record: fields left unset keep their stored value.
 struct BranchUpdate {
   Durability durability = Durability::kSynced;
   std::optional<std::string> state;
