@@ -4,7 +4,9 @@
 # then merges what it found back into that corpus, minimised, so CI replays
 # it (scripts/test.sh runs every target on its corpus). Prints one line of
 # figures per target; exits non-zero on the first crash, leaving the crash
-# input (crash-*) in the current directory. Ctrl-C ends the running target
+# input (crash-*) in the current directory. libFuzzer's other artifacts
+# (slow-unit-*, written when a run is paused or the box is loaded) go to a
+# temporary directory and are dropped, so they never land in the tree. Ctrl-C ends the running target
 # early and still merges what it found.
 #
 # Usage: scripts/fuzz-campaign.sh [--runs N | --seconds S] [TARGET...]
@@ -38,17 +40,19 @@ for t in "${targets[@]}"; do
   cp -r "$corpus"/. "$work"/
   start=$(date +%s)
   log=$(mktemp)
+  artifacts=$(mktemp -d)
   # Ctrl-C (SIGINT) stops a campaign early: libFuzzer exits with
   # -interrupted_exitcode (72) and what it found is still merged below.
   rc=0
   "$bin" "${limit[@]}" -print_final_stats=1 -rss_limit_mb=2048 -interrupted_exitcode=72 \
-    "$work" >"$log" 2>&1 || rc=$?
+    -artifact_prefix="$artifacts/" "$work" >"$log" 2>&1 || rc=$?
   stopped=""
   if [[ $rc -eq 72 ]]; then
     stopped=" (interrupted)"
   elif [[ $rc -ne 0 ]]; then
     tail -40 "$log" >&2
-    rm -rf "$work" "$log"
+    cp "$artifacts"/crash-* . 2>/dev/null || true
+    rm -rf "$work" "$log" "$artifacts"
     echo "fuzz-campaign: $t crashed (input above / crash-* here)" >&2
     exit 1
   fi
@@ -62,5 +66,5 @@ for t in "${targets[@]}"; do
   after=$(find "$corpus" -type f | wc -l)
   printf '%-8s %12s execs in %6ss%s  crashes 0  corpus %s -> %s files (%s)\n' \
     "$t" "${execs:-?}" "$secs" "$stopped" "$before" "$after" "$(du -sh "$corpus" | cut -f1)"
-  rm -rf "$work" "$merged" "$log"
+  rm -rf "$work" "$merged" "$log" "$artifacts"
 done
