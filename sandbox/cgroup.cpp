@@ -127,7 +127,7 @@ SandboxCgroup::~SandboxCgroup() {
 
 Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const std::string& name,
                                             const policy::Resources& limits,
-                                            const DeviceFilterProgram* device_filter) {
+                                            const DeviceFilterProgram& device_filter) {
   const std::string parent = parent_in.empty() ? "specula" : parent_in;
   if (!ValidRelative(parent)) {
     return Error(Code::kInvalidArgument, "cgroup parent '" + parent + "' must be a relative path");
@@ -224,11 +224,7 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
       SPECULA_TRY_CTX(WriteFile(d + "/devices.allow", rule.V1Line()), "device allowlist");
     }
   }
-  if (device_filter) {
-    SPECULA_ASSIGN_OR_RETURN(cg.device_filter_, device_filter->Attach(cg.v2_path_));
-  } else {
-    SPECULA_ASSIGN_OR_RETURN(cg.device_filter_, AttachDeviceFilter(cg.v2_path_));
-  }
+  SPECULA_ASSIGN_OR_RETURN(cg.device_filter_, device_filter.Attach(cg.v2_path_));
   if (!cg.device_filter_ && layout.v1.count("devices") == 0) {
     // Still no device reachable: no CAP_MKNOD, seccomp refuses mknod, every
     // mount is nodev. `specula doctor` reports the missing layer.

@@ -44,10 +44,11 @@ Status RemoveCgroupParent(const std::string& parent);
 class SandboxCgroup {
  public:
   // parent: relative to each hierarchy root ("specula" when empty).
-  // device_filter: the loaded allowlist to attach (null: loaded here).
+  // device_filter: the loaded allowlist to attach (one per daemon; a
+  // program the kernel does not support attaches nothing).
   static Result<SandboxCgroup> Create(const std::string& parent, const std::string& name,
                                       const policy::Resources& limits,
-                                      const DeviceFilterProgram* device_filter = nullptr);
+                                      const DeviceFilterProgram& device_filter);
   // Adopts the same directories without setting limits again (restore path
   // creates them the same way; kept separate for clarity of intent).
   SandboxCgroup() = default;

@@ -122,16 +122,4 @@ Result<bool> DeviceFilterProgram::Attach(const std::string& cgroup_dir) const {
   return true;
 }
 
-Result<bool> AttachDeviceFilter(const std::string& cgroup_dir) {
-  SPECULA_ASSIGN_OR_RETURN(auto program, DeviceFilterProgram::Load());
-  return program->Attach(cgroup_dir);
-}
-
-bool DeviceFilterSupported() {
-  int fd = LoadProgram();
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
-}
-
 }  // namespace specula::sandbox

@@ -52,10 +52,5 @@ class DeviceFilterProgram {
   UniqueFd prog_;
 };
 
-// Load() then Attach(cgroup_dir), for a caller without a shared program.
-Result<bool> AttachDeviceFilter(const std::string& cgroup_dir);
-
-// Whether this kernel loads a BPF_CGROUP_DEVICE program (for doctor).
-bool DeviceFilterSupported();
 
 }  // namespace specula::sandbox

@@ -179,8 +179,12 @@ Status LinuxSandbox::Prepare() {
   priv_.last_cap = LastCapability();
   priv_.nofile = spec_.policy.resources.nofile;
   SPECULA_ASSIGN_OR_RETURN(launcher_, SealedProgram("specula-launch", kSandboxLauncher, kSandboxLauncher_size));
+  // What the runtime shares among sandboxes, made here when it did not.
   if (userns() && !spec_.idmap) {
     SPECULA_ASSIGN_OR_RETURN(spec_.idmap, MappingUserns::Create(spec_.ids));
+  }
+  if (!spec_.device_filter) {
+    SPECULA_ASSIGN_OR_RETURN(spec_.device_filter, DeviceFilterProgram::Load());
   }
   const int idmap_fd = userns() ? spec_.idmap->fd() : -1;
   externals_ = BuildExternalMounts(spec_);
@@ -222,7 +226,7 @@ Status LinuxSandbox::Prepare() {
     return Error(Code::kInvalidArgument, "/proc in the sandbox's root is not a directory");
   }
   SPECULA_ASSIGN_OR_RETURN(cgroup_, SandboxCgroup::Create(spec_.cgroup_parent, spec_.name,
-                                                          spec_.policy.resources, spec_.device_filter.get()));
+                                                          spec_.policy.resources, *spec_.device_filter));
   return Status::Ok();
 }
 
@@ -424,13 +428,25 @@ Status LinuxSandbox::ReexecRestoredInit() {
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(nonce));
   const std::string want = std::string("specula-init") + '\0' + hex + '\0';
   const std::string cmdline = "/proc/" + std::to_string(init_pid_) + "/cmdline";
-  for (int i = 0; i < 2000; ++i) {
+  // A wall-clock bound, not a count of 1 ms sleeps: on a loaded 2-core box
+  // the exec took over 2 s once (two fuzzers beside a full test run), and
+  // each sleep can last far longer than asked. Polls fast at first (the
+  // exec usually takes well under a millisecond), then every 10 ms; stops
+  // at once if init died instead.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int i = 0;; ++i) {
     auto text = ReadTextFile(cmdline, 256);
     if (text.ok() && *text == want) return Status::Ok();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    pollfd pfd{init_pidfd_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) > 0) {
+      return Error(Code::kUnavailable, "restored init of " + spec_.name + " exited instead of exec'ing again")
+          .WithHint("its image may predate this version of specula");
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(i < 100 ? 1 : 10));
   }
-  return Error(Code::kUnavailable, "restored init of " + spec_.name + " did not exec again within 2 s")
-      .WithHint("its image may predate this version of specula");
+  return Error(Code::kUnavailable, "restored init of " + spec_.name + " did not exec again within 10 s")
+      .WithHint("its image may predate this version of specula, or the host is overloaded");
 }
 
 Status LinuxSandbox::Adopt() {

@@ -54,7 +54,9 @@ TEST(SandboxDevicesTest, OnlyTheSandboxsDevicesOpenAndMknodIsRefused) {
   auto layout = DetectCgroupLayout();
   ASSERT_TRUE(layout.ok()) << layout.error().ToString();
   policy::Resources limits;
-  auto cg = SandboxCgroup::Create("specula-test", "devices-" + std::to_string(::getpid()), limits);
+  auto program = DeviceFilterProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.error().ToString();
+  auto cg = SandboxCgroup::Create("specula-test", "devices-" + std::to_string(::getpid()), limits, **program);
   ASSERT_TRUE(cg.ok()) << cg.error().ToString();
   ASSERT_TRUE(cg->device_filter() || layout->v1.count("devices") > 0)
       << "neither a device filter nor a devices controller";
