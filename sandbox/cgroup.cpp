@@ -48,6 +48,18 @@ Status MakeDir(const std::string& path) {
   return Status::Ok();
 }
 
+// A limit the policy sets but no hierarchy can enforce: refused, not
+// silently dropped. On a pure cgroup2 host the controller is missing from
+// the sandbox's parent (not delegated down to it); on a hybrid one it is
+// neither in cgroup2 nor mounted as v1.
+Error NoController(const std::string& controller, const CgroupLayout& layout) {
+  return Error(Code::kUnavailable, "no " + controller + " cgroup controller: cgroup2 at " + layout.v2_root +
+                                       " does not offer it to the sandbox's cgroup and no v1 hierarchy has it")
+      .WithHint(layout.v1.empty() ? "enable it for specula's parent cgroup: echo +" + controller +
+                                        " > <parent>/cgroup.subtree_control (specula doctor: cgroup.controllers)"
+                                  : "mount the v1 " + controller + " hierarchy under /sys/fs/cgroup/" + controller);
+}
+
 bool ValidRelative(const std::string& p) {
   if (p.empty() || p.front() == '/' || p.back() == '/') return false;
   for (const auto& part : Split(p, '/')) {
@@ -71,8 +83,12 @@ bool CgroupLayout::v2_has(const std::string& controller) const {
 }
 
 Result<CgroupLayout> DetectCgroupLayout() {
-  std::ifstream in("/proc/self/mountinfo");
-  if (!in) return Error::FromErrno("read /proc/self/mountinfo");
+  SPECULA_ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/mountinfo"));
+  return ParseCgroupLayout(text);
+}
+
+Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo) {
+  std::stringstream in{std::string(mountinfo)};
   CgroupLayout layout;
   std::string line;
   while (std::getline(in, line)) {
@@ -183,7 +199,7 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
     (void)WriteFile(cg.v2_path_ + "/memory.swap.max", "0");
   } else {
     SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("memory"));
-    if (d.empty()) return Error(Code::kUnavailable, "no memory cgroup controller");
+    if (d.empty()) return NoController("memory", layout);
     SPECULA_TRY(WriteFile(d + "/memory.limit_in_bytes", mem));
     (void)WriteFile(d + "/memory.memsw.limit_in_bytes", mem);  // only with swap accounting
   }
@@ -192,7 +208,7 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
     SPECULA_TRY(WriteFile(cg.v2_path_ + "/pids.max", pids));
   } else {
     SPECULA_ASSIGN_OR_RETURN(std::string d, v1_dir("pids"));
-    if (d.empty()) return Error(Code::kUnavailable, "no pids cgroup controller");
+    if (d.empty()) return NoController("pids", layout);
     SPECULA_TRY(WriteFile(d + "/pids.max", pids));
   }
   const uint64_t quota = static_cast<uint64_t>(limits.cpu_millis) * 100;  // period 100 ms

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -28,6 +29,10 @@ struct CgroupLayout {
 
 // Reads /proc/self/mountinfo.
 Result<CgroupLayout> DetectCgroupLayout();
+// The layout a mountinfo text describes (the first cgroup2 mount; v1
+// mounts of memory, pids, cpu, freezer, devices). kUnavailable without a
+// cgroup2 mount.
+Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo);
 
 // The directory of `parent` (relative to each hierarchy root) in every
 // hierarchy: the cgroup2 one first, then each distinct v1 mount.
