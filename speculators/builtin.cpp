@@ -67,9 +67,47 @@ size_t RunbookStore::size() const {
   return runs_.size();
 }
 
+void AgentLearning::AddSession(const std::string& agent, const std::vector<StepEvent>& events) {
+  if (events.empty()) return;
+  std::lock_guard l(mu_);
+  Learned& a = agents_[agent];
+  // Bounded: each new snapshot copies the table, and a daemon's life is
+  // long. Past this many steps the agent's habits are known.
+  if (a.counts.steps() >= kMaxSteps) return;
+  for (const auto& e : events) a.counts.Add(e);
+  a.sessions += 1;
+  // A new snapshot (sessions reading the old one keep it): the full counts,
+  // each context's templates ranked; nothing dropped (it never leaves the
+  // process, so the shipped model's privacy pruning does not apply).
+  CountTable t = a.counts;
+  PruneOptions o;
+  o.min_hits = 1;
+  o.min_context = 1;
+  o.min_tasks = 1;
+  t.Finalize(o, /*drop=*/false);
+  a.snapshot = std::make_shared<const CountTable>(std::move(t));
+}
+
+std::shared_ptr<const CountTable> AgentLearning::Table(const std::string& agent) const {
+  std::lock_guard l(mu_);
+  auto it = agents_.find(agent);
+  return it == agents_.end() ? nullptr : it->second.snapshot;
+}
+
+size_t AgentLearning::Sessions(const std::string& agent) const {
+  std::lock_guard l(mu_);
+  auto it = agents_.find(agent);
+  return it == agents_.end() ? 0 : it->second.sessions;
+}
+
 BuiltinSpeculator::BuiltinSpeculator(std::shared_ptr<const Model> model, BuiltinOptions options,
-                                     std::shared_ptr<const RunbookStore> runbooks)
-    : model_(std::move(model)), options_(options), store_(std::move(runbooks)) {}
+                                     std::shared_ptr<const RunbookStore> runbooks,
+                                     std::shared_ptr<AgentLearning> learning)
+    : model_(std::move(model)), options_(options), store_(std::move(runbooks)), learning_(std::move(learning)) {}
+
+BuiltinSpeculator::~BuiltinSpeculator() {
+  if (learning_ && begun_) learning_->AddSession(agent_, events_);
+}
 
 Result<std::unique_ptr<BuiltinSpeculator>> BuiltinSpeculator::WithShippedModel(BuiltinOptions options) {
   SPECULA_ASSIGN_OR_RETURN(auto model, Model::Shipped());
@@ -77,6 +115,12 @@ Result<std::unique_ptr<BuiltinSpeculator>> BuiltinSpeculator::WithShippedModel(B
 }
 
 void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task, const std::string& task_id) {
+  // Another session through the same object: the last one is over. The
+  // same session again (a rollback cut its history, a window with a gap):
+  // its kept steps are observed again below, so the old events go.
+  bool same = begun_ && agent == agent_ && task == task_ && task_id == task_id_;
+  if (learning_ && begun_ && !same) learning_->AddSession(agent_, events_);
+  events_.clear();
   begun_ = true;
   agent_ = agent;
   task_ = task;
@@ -86,6 +130,11 @@ void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task,
   h.task_id = task_id;
   task_key_ = TaskKey(h);
   agent_table_ = model_ ? model_->Agent(agent) : nullptr;
+  learned_.reset();
+  if (!agent_table_ && learning_) {
+    learned_ = learning_->Table(agent);
+    agent_table_ = learned_.get();
+  }
   state_ = SessionState(task);
   session_ = CountTable();
   commands_.clear();
@@ -104,7 +153,9 @@ void BuiltinSpeculator::Observe(const Step& step) {
   pending_.clear();
   pending_at_ = static_cast<size_t>(-1);
   CommandInfo info = AnalyzeCommand(step.command);
-  if (options_.learn_session) session_.Add(MakeEvent(state_, info));
+  StepEvent event = MakeEvent(state_, info);
+  if (options_.learn_session) session_.Add(event);
+  if (learning_) events_.push_back(std::move(event));
   state_.Push(step, std::move(info));
   commands_.push_back(std::move(truth));
 }

@@ -41,6 +41,32 @@ class RunbookStore {
   std::unordered_map<std::string, std::vector<std::vector<std::string>>> runs_;
 };
 
+// What one process (the daemon, an eval run) has learned online of agents
+// the model does not know, from their finished sessions: per agent id (""
+// for a client that names none) a count table of every step event, so the
+// next session of that agent starts with the agent's habits (its opener,
+// its view templates, its submit command) instead of the pooled corpus
+// only. Calibration of a table learned this way is the session's online
+// calibrator's job (it does not transfer between agents). Locked; the
+// snapshot a session reads is immutable.
+class AgentLearning {
+ public:
+  void AddSession(const std::string& agent, const std::vector<StepEvent>& events);
+  // The agent's table (finalized), or null before its first session.
+  std::shared_ptr<const CountTable> Table(const std::string& agent) const;
+  size_t Sessions(const std::string& agent) const;
+  static constexpr double kMaxSteps = 100000;  // steps learned per agent, at most
+
+ private:
+  struct Learned {
+    CountTable counts;
+    std::shared_ptr<const CountTable> snapshot;
+    size_t sessions = 0;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Learned> agents_;
+};
+
 struct BuiltinOptions {
   bool learn_session = true;       // the session's own count table
   bool online_calibration = true;  // scale confidences by the session's hit rate
@@ -60,7 +86,10 @@ struct ScoredCandidate {
 class BuiltinSpeculator : public Speculator {
  public:
   explicit BuiltinSpeculator(std::shared_ptr<const Model> model, BuiltinOptions options = {},
-                             std::shared_ptr<const RunbookStore> runbooks = nullptr);
+                             std::shared_ptr<const RunbookStore> runbooks = nullptr,
+                             std::shared_ptr<AgentLearning> learning = nullptr);
+  // Folds the session into `learning` (once).
+  ~BuiltinSpeculator() override;
   // With the shipped model.
   static Result<std::unique_ptr<BuiltinSpeculator>> WithShippedModel(BuiltinOptions options = {});
 
@@ -69,7 +98,9 @@ class BuiltinSpeculator : public Speculator {
   Result<std::vector<Candidate>> Propose(const History& history, int k) override;
   std::string Name() const override { return "builtin"; }
 
-  // Incremental use (one object per session, e.g. in the daemon):
+  // Incremental use (one object per session, e.g. in the daemon). Begin
+  // for another agent or task ends the session before it (its steps go to
+  // `learning`, as they do when the object is destroyed).
   void Begin(const std::string& agent, const std::string& task, const std::string& task_id = "");
   void Observe(const Step& step);
   std::vector<Candidate> Next(int k);
@@ -87,6 +118,9 @@ class BuiltinSpeculator : public Speculator {
   std::shared_ptr<const Model> model_;
   BuiltinOptions options_;
   std::shared_ptr<const RunbookStore> store_;
+  std::shared_ptr<AgentLearning> learning_;
+  std::shared_ptr<const CountTable> learned_;  // the agent's learned table, when the model has none
+  std::vector<StepEvent> events_;              // this session's, for learning_
   const CountTable* agent_table_ = nullptr;
   std::string agent_, task_, task_id_, task_key_;
   SessionState state_;

@@ -164,7 +164,10 @@ Json Model::ToJson() const {
 
 Result<Model> Model::FromJson(const Json& j) {
   if (!j.is_object()) return Error(Code::kInvalidArgument, "model: not a JSON object");
-  if (j.value("format", "") != kFormat) return Error(Code::kInvalidArgument, "model: format is not " + std::string(kFormat));
+  // Typed before it is read: json::value() throws for a non-string.
+  if (!j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != kFormat) {
+    return Error(Code::kInvalidArgument, "model: format is not " + std::string(kFormat));
+  }
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kVersion) {
     return Error(Code::kInvalidArgument, "model: unsupported version");
   }

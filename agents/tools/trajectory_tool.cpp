@@ -256,7 +256,8 @@ int Evaluate(const std::vector<std::string>& args) {
   std::vector<std::string> params;
   sp::EvalOptions eo;
   std::string split = "heldout", model_file, speculator = "builtin";
-  bool json = false, shipped = false, agent_unknown = false, learn_runbooks = false, quiet = false;
+  bool json = false, shipped = false, agent_unknown = false, learn_runbooks = false, learn_agents = false,
+       quiet = false;
   sp::BuiltinOptions bo;
   sp::TrainOptions to;
   std::vector<std::string>* side = nullptr;
@@ -281,6 +282,7 @@ int Evaluate(const std::vector<std::string>& args) {
     else if (a == "--no-runbooks") bo.use_runbooks = false;
     else if (a == "--agent-unknown") agent_unknown = true;
     else if (a == "--learn-runbooks") learn_runbooks = true;
+    else if (a == "--learn-agents") learn_agents = true;
     else if (a == "--quiet") quiet = true;
     else if (!a.empty() && a[0] == '-') {
       std::cerr << "eval: unknown option " << a << "\n";
@@ -298,7 +300,7 @@ int Evaluate(const std::vector<std::string>& args) {
     std::cerr << "usage: specula-trajectories eval --train SOURCE... --test SOURCE... [--k 1,3,8] [--json]\n"
                  "       [--split heldout|dev|replay|cv] [--model FILE | --shipped] [--speculator builtin|ngram]\n"
                  "       [--misses N] [--no-online-calibration] [--no-session] [--no-runbooks] [--agent-unknown]\n"
-                 "       [--learn-runbooks] [--param KEY=JSON]...\n";
+                 "       [--learn-runbooks] [--learn-agents] [--param KEY=JSON]...\n";
     return 2;
   }
   if (eo.ks.empty()) eo.ks = {1, 3, 8};
@@ -350,6 +352,16 @@ int Evaluate(const std::vector<std::string>& args) {
     if (agent_unknown) {
       for (auto& es : test_sessions) es.history.agent = "";
     }
+    if (learn_agents) {
+      // What is learned across sessions includes earlier runs of the same
+      // task: report those sessions apart ("+task-seen"), so the figure of
+      // the others is the agent's habits alone.
+      std::set<std::string> seen;
+      for (auto& es : test_sessions) {
+        std::string key = sp::TaskKey(es.history);
+        if (!key.empty() && !seen.insert(es.history.agent + "\n" + key).second) es.source += "+task-seen";
+      }
+    }
     sp::SpeculatorFactory factory;
     std::shared_ptr<const sp::Model> model;
     std::shared_ptr<sp::RunbookStore> runbooks = std::make_shared<sp::RunbookStore>();
@@ -395,8 +407,12 @@ int Evaluate(const std::vector<std::string>& args) {
         for (const auto& s : es.history.steps) cmds.push_back(TrimCommand(s.command));
         runbooks->Add(sp::TaskKey(es.history), std::move(cmds));
       }
-      factory = [&](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
-        return std::make_unique<sp::BuiltinSpeculator>(model, bo, runbooks);
+      // --learn-agents: what the daemon does (runtime/speculation): the
+      // test sessions, in order, teach the agent tables of agents the model
+      // does not know; each session sees only those finished before it.
+      auto learning = learn_agents ? std::make_shared<sp::AgentLearning>() : nullptr;
+      factory = [&, learning](const sp::EvalSession&) -> std::unique_ptr<Speculator> {
+        return std::make_unique<sp::BuiltinSpeculator>(model, bo, runbooks, learning);
       };
       if (learn_runbooks) {
         eo.after_session = [&](const sp::EvalSession& es) {

@@ -67,6 +67,7 @@ class SpeculationConfig:
     launch: str = "rule"  # rule|all
     model: str = ""
     endpoint: str = ""
+    agent: str = ""  # the agent driving the session: the daemon learns its habits across sessions
 
 
 @dataclass

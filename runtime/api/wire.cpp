@@ -94,7 +94,7 @@ auto FieldsOf(const SpeculationConfig*) {
   using T = SpeculationConfig;
   return std::tuple{F("speculator", &T::speculator), F("k", &T::k), F("min_p", &T::min_p),
                     F("launch", &T::launch), F("model", &T::model, kOmitIfEmpty),
-                    F("endpoint", &T::endpoint, kOmitIfEmpty)};
+                    F("endpoint", &T::endpoint, kOmitIfEmpty), F("agent", &T::agent, kOmitIfEmpty)};
 }
 auto FieldsOf(const CreateSessionRequest*) {
   using T = CreateSessionRequest;
@@ -287,6 +287,7 @@ Status DecodeSpeculation(const Json& j, SpeculationConfig& out) {
   SPECULA_ASSIGN_OR_RETURN(out.launch, p.OptString("launch", "rule"));
   SPECULA_ASSIGN_OR_RETURN(out.model, p.OptString("model", ""));
   SPECULA_ASSIGN_OR_RETURN(out.endpoint, p.OptString("endpoint", ""));
+  SPECULA_ASSIGN_OR_RETURN(out.agent, p.OptString("agent", ""));
   SPECULA_TRY(p.Finish());
   auto bad = [](const std::string& what) {
     return Error(Code::kInvalidArgument, "session.create: speculation " + what)
@@ -304,6 +305,11 @@ Status DecodeSpeculation(const Json& j, SpeculationConfig& out) {
   }
   if (out.speculator != "openai" && (!out.model.empty() || !out.endpoint.empty())) {
     return bad("model and endpoint are only for speculator \"openai\"");
+  }
+  // A label, shown and used as a key: short, printable, one line.
+  if (out.agent.size() > 64 ||
+      std::any_of(out.agent.begin(), out.agent.end(), [](char c) { return c < 0x20 || c == 0x7f; })) {
+    return bad("agent must be at most 64 printable characters");
   }
   return Status::Ok();
 }

@@ -80,6 +80,10 @@ struct SpeculationConfig {
   std::string launch = "rule";      // "rule": the launch rule with measured costs; "all": every candidate >= min_p
   std::string model = {};           // openai: the model name
   std::string endpoint = {};        // openai: base URL (e.g. http://127.0.0.1:8000/v1)
+  // The agent driving the session ("claude-code", "my-loop"; "" = unnamed):
+  // the built-in speculator learns each agent's habits from its finished
+  // sessions in this daemon, and a name the shipped model knows uses its table.
+  std::string agent = {};
 };
 
 struct CreateSessionRequest {

@@ -181,6 +181,7 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
   std::string speculator;
   uint32_t spec_k = 3;
   double spec_min_p = 0;
+  std::string spec_agent;
   create->add_option("--speculation", speculator,
                      "transparent speculation: the daemon launches the next commands itself (builtin or none)")
       ->check(CLI::IsMember({"builtin", "none"}));
@@ -188,11 +189,14 @@ int CliMain(int argc, char** argv, const std::vector<CliExtension>& extensions) 
       ->capture_default_str()->check(CLI::Range(1, 16));
   create->add_option("--min-p", spec_min_p, "with --speculation: never launch a candidate under this confidence")
       ->check(CLI::Range(0.0, 1.0));
+  create->add_option("--agent", spec_agent,
+                     "with --speculation: the agent's name; the daemon learns its habits across sessions");
   create->callback([&] {
     action = [&] {
       api::CreateSessionRequest req{.base = Absolute(base), .target = target, .name = name};
       if (!speculator.empty()) {
-        req.speculation = api::SpeculationConfig{.speculator = speculator, .k = spec_k, .min_p = spec_min_p};
+        req.speculation =
+            api::SpeculationConfig{.speculator = speculator, .k = spec_k, .min_p = spec_min_p, .agent = spec_agent};
       }
       // A file (made absolute), or else the name of a shipped policy.
       if (!policy_file.empty()) {

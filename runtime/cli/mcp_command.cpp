@@ -30,6 +30,7 @@ struct McpOptions {
   std::string base = "/", target = "layer", policy, name, session;
   std::string speculation;  // "": off
   uint32_t k = 3;
+  std::string agent;  // the speculator learns this agent across sessions
   bool keep_session = false;
   uint64_t progress_ms = 1000;
   std::string listen;      // "": stdio; else Streamable HTTP on this loopback HOST:PORT
@@ -87,7 +88,8 @@ int RunMcp(const CliGlobals& g, const McpOptions& o) {
   session_options.create.target = o.target;
   session_options.create.name = o.name;
   if (!o.speculation.empty()) {
-    session_options.create.speculation = api::SpeculationConfig{.speculator = o.speculation, .k = o.k};
+    session_options.create.speculation =
+        api::SpeculationConfig{.speculator = o.speculation, .k = o.k, .agent = o.agent};
   }
   if (!o.policy.empty()) {
     std::error_code ec;
@@ -175,6 +177,9 @@ void AddMcpCommand(CLI::App& app, const CliGlobals& globals, std::function<int()
       ->check(CLI::IsMember({"builtin", "none"}));
   mcp->add_option("--k", o->k, "with --speculation: branches launched after each command, at most")
       ->capture_default_str()->check(CLI::Range(1, 16));
+  mcp->add_option("--agent", o->agent,
+                  "with --speculation: the agent's name (e.g. claude-code); the daemon learns its habits across "
+                  "sessions");
   mcp->add_option("--session", o->session, "use this existing session instead of creating one (never destroyed)");
   mcp->add_flag("--keep-session", o->keep_session, "keep the session it created when it exits");
   mcp->add_option("--progress-ms", o->progress_ms, "interval of progress notifications for running tool calls")

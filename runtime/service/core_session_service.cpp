@@ -277,7 +277,7 @@ Result<api::CreateSessionResponse> CoreSessionService::CreateSession(const api::
   // leaves nothing behind.
   std::unique_ptr<speculation::Proposer> proposer;
   if (req.speculation) {
-    SPECULA_ASSIGN_OR_RETURN(proposer, speculation::Proposer::Create(*req.speculation));
+    SPECULA_ASSIGN_OR_RETURN(proposer, speculation_->MakeProposer(*req.speculation));
   }
   SPECULA_ASSIGN_OR_RETURN(core::SessionInfo s, manager_->CreateSession(c));
   if (proposer) {

@@ -32,11 +32,13 @@ double MarginalBranchCostMs(double idle_cores, double launch_ms, double run_ms, 
   return std::max(0.0, launch_ms) + std::max(0.0, run_ms) * std::clamp(speculative_share, 0.0, 1.0) * missing;
 }
 
-Result<std::unique_ptr<Proposer>> Proposer::Create(const api::SpeculationConfig& config) {
+Result<std::unique_ptr<Proposer>> Proposer::Create(const api::SpeculationConfig& config,
+                                                  std::shared_ptr<speculators::AgentLearning> learning) {
   std::unique_ptr<speculators::Speculator> s;
   if (config.speculator == "builtin") {
-    SPECULA_ASSIGN_OR_RETURN(auto builtin, speculators::BuiltinSpeculator::WithShippedModel());
-    s = std::move(builtin);
+    SPECULA_ASSIGN_OR_RETURN(auto model, speculators::Model::Shipped());
+    s = std::make_unique<speculators::BuiltinSpeculator>(std::move(model), speculators::BuiltinOptions{}, nullptr,
+                                                        std::move(learning));
   } else if (config.speculator == "openai") {
     speculators::OpenAIConfig oc;
     oc.base_url = config.endpoint;
@@ -58,7 +60,10 @@ Proposer::Proposer(api::SpeculationConfig config, std::unique_ptr<speculators::S
     : config_(std::move(config)), speculator_(std::move(speculator)),
       costs_(speculators::CostModel::Priors{.saving_ms = 1000, .branch_cost_ms = 5, .prior_weight = 1}) {
   status_.config = config_;
-  history_.agent = "";  // unknown agent: the built-in model's pooled tables
+  // The client's agent name: the shipped model's table when it knows it,
+  // else what this daemon learned of it (speculators::AgentLearning), else
+  // the pooled tables.
+  history_.agent = config_.agent;
 }
 
 void Proposer::Observe(speculators::Step step, const std::string& head, bool hit, bool speculated,

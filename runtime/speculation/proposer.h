@@ -15,6 +15,10 @@
 #include "speculators/launch_rule.h"
 #include "speculators/speculator.h"
 
+namespace specula::speculators {
+class AgentLearning;  // speculators/builtin.h
+}
+
 namespace specula::speculation {
 
 // One branch to launch: the candidate command and why.
@@ -48,7 +52,11 @@ class Proposer {
 
   // The speculator the config names ("builtin": the shipped model; "openai":
   // the OpenAI-compatible client; "none": nothing is ever proposed).
-  static Result<std::unique_ptr<Proposer>> Create(const api::SpeculationConfig& config);
+  // `learning`: the daemon's tables of agents learned from finished
+  // sessions (speculators::AgentLearning; the built-in speculator reads and
+  // feeds it, keyed by config.agent). Null: nothing learned across sessions.
+  static Result<std::unique_ptr<Proposer>> Create(const api::SpeculationConfig& config,
+                                                  std::shared_ptr<speculators::AgentLearning> learning = nullptr);
   Proposer(api::SpeculationConfig config, std::unique_ptr<speculators::Speculator> speculator);
 
   // A commit: its step, the head it made, whether it was a hit and whether

@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "speculators/builtin.h"
+
 namespace specula::speculation {
 
 double IdleCores() {
@@ -21,7 +23,10 @@ double IdleCores() {
 }
 
 Speculation::Speculation(LaunchFn launch, std::function<double()> idle_cores)
-    : launch_(std::move(launch)), idle_cores_(std::move(idle_cores)), worker_([this] { Run(); }) {}
+    : launch_(std::move(launch)),
+      idle_cores_(std::move(idle_cores)),
+      learning_(std::make_shared<speculators::AgentLearning>()),
+      worker_([this] { Run(); }) {}
 
 Speculation::~Speculation() { Stop(); }
 
@@ -36,8 +41,12 @@ void Speculation::Stop() {
   if (worker_.joinable()) worker_.join();
 }
 
+Result<std::unique_ptr<Proposer>> Speculation::MakeProposer(const api::SpeculationConfig& config) const {
+  return Proposer::Create(config, learning_);
+}
+
 Status Speculation::Enable(const std::string& session, const api::SpeculationConfig& config) {
-  SPECULA_ASSIGN_OR_RETURN(auto proposer, Proposer::Create(config));
+  SPECULA_ASSIGN_OR_RETURN(auto proposer, MakeProposer(config));
   Enable(session, std::move(proposer));
   return Status::Ok();
 }

@@ -41,6 +41,9 @@ class Speculation {
   // Speculation on for `session` (config.speculator "none" is kept, and
   // launches nothing). Fails only for a speculator that cannot be built.
   Status Enable(const std::string& session, const api::SpeculationConfig& config);
+  // A proposer for `config` that learns across this daemon's sessions (the
+  // shared speculators::AgentLearning); Enable(session, config) uses it.
+  Result<std::unique_ptr<Proposer>> MakeProposer(const api::SpeculationConfig& config) const;
   void Enable(const std::string& session, std::unique_ptr<Proposer> proposer);
   void Remove(const std::string& session);
 
@@ -68,6 +71,8 @@ class Speculation {
 
   LaunchFn launch_;
   std::function<double()> idle_cores_;
+  // What the built-in speculator learned of agents from finished sessions.
+  std::shared_ptr<speculators::AgentLearning> learning_;
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Entry>> sessions_;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -151,6 +152,45 @@ TEST_F(SpeculationE2E, ACommandTheSpeculatorMisreadCannotCrashTheDaemon) {
   }
   EXPECT_EQ(round_head, head);
   EXPECT_EQ(Commit(s, "echo alive")["stdout"], "alive\n");
+}
+
+// The daemon learns an agent across sessions (speculators::AgentLearning):
+// once sessions of agent "habit-bot" have ended, a new session of the same
+// agent has the agent's opener launched from its root before its first
+// commit; a session of another agent does not.
+TEST_F(SpeculationE2E, AnAgentsFinishedSessionsTeachItsNextSession) {
+  const std::string opener = "echo habit-opener-7f3";
+  auto create = [&](const std::string& agent) {
+    return Call("session.create", {{"speculation", {{"speculator", "builtin"}, {"k", 8}, {"launch", "all"},
+                                                    {"agent", agent}}}});
+  };
+  for (int i = 0; i < 3; ++i) {
+    std::string s = create("habit-bot").value("session", "");
+    ASSERT_FALSE(s.empty());
+    EXPECT_EQ(Commit(s, opener)["stdout"], "habit-opener-7f3\n");
+    Commit(s, "true");
+    Call("session.destroy", {{"session", s}});
+  }
+  // The round over a new session's root, settled (whatever it launched).
+  auto root_round = [&](const std::string& agent) {
+    Json created = create(agent);
+    const std::string s = created.value("session", ""), head = created.value("head", "");
+    EXPECT_FALSE(s.empty());
+    for (int i = 0; i < 600; ++i) {
+      if (Call("session.show", {{"session", s}})["speculation"].value("round_head", "") == head) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::vector<std::string> commands;
+    for (const auto& b : Call("branch.list", {{"session", s}})) {
+      if (b.contains("origin")) commands.push_back(b["command"]);
+    }
+    return commands;
+  };
+  auto learned = root_round("habit-bot");
+  EXPECT_NE(std::find(learned.begin(), learned.end(), opener), learned.end())
+      << ::testing::PrintToString(learned);
+  auto other = root_round("someone-else");
+  EXPECT_EQ(std::find(other.begin(), other.end(), opener), other.end()) << ::testing::PrintToString(other);
 }
 
 TEST_F(SpeculationE2E, AModelEndpointDownNeverFailsACommitAndSessionShowSaysWhy) {

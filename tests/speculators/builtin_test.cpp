@@ -272,6 +272,10 @@ TEST(BuiltinSpeculatorTest, ModelParserRejectsBadFiles) {
   EXPECT_FALSE(Model::FromJson(nlohmann::json::array()).ok());
   EXPECT_FALSE(Model::FromJson({{"format", "other"}, {"version", 1}}).ok());
   EXPECT_FALSE(Model::FromJson({{"format", "specula-builtin-model"}, {"version", 2}}).ok());
+  // Found by the model fuzzer (fuzz/corpus/model/format-not-a-string): a
+  // format that is not a string threw out of the parser.
+  EXPECT_FALSE(Model::FromJson({{"format", {{"a", 1}}}, {"version", 1}}).ok());
+  EXPECT_FALSE(Model::FromJson({{"format", 7}}).ok());
   nlohmann::json j = TrainOn(Corpus("bot", 6))->ToJson();
   auto bad = j;
   bad["generic"]["levels"] = nlohmann::json::array();
@@ -337,6 +341,58 @@ TEST(ShippedModelTest, LoadsAndHoldsOnlyShortDerivedContent) {
   auto c = (*spec)->Propose(h, 3);
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->empty());
+}
+
+}  // namespace
+}  // namespace specula::speculators
+
+namespace specula::speculators {
+namespace {
+
+// What the daemon learns across sessions (AgentLearning): an agent the
+// model never saw teaches the next session of the same agent its opener
+// (among its first three) and its "run the file just written", and
+// nothing reaches another agent.
+TEST(AgentLearningTest, FinishedSessionsTeachTheNextSessionOfTheSameUnknownAgent) {
+  std::vector<History> others;
+  for (int i = 0; i < 10; ++i) others.push_back(OtherRun(i));
+  auto model = TrainOn(others);  // knows "other" only
+  auto learning = std::make_shared<AgentLearning>();
+  auto propose = [&](const std::string& agent, int task, size_t steps, bool learn) {
+    BuiltinSpeculator spec(model, {}, nullptr, learn ? learning : nullptr);
+    History h = AgentRun(agent, task);
+    h.steps.resize(steps);
+    auto c = spec.Propose(h, 3);
+    EXPECT_TRUE(c.ok());
+    return c.ok() ? *c : std::vector<Candidate>{};
+  };
+  // Before: neither the opener nor the run of the written file.
+  EXPECT_FALSE(Contains(propose("bot", 50, 0, true), "ls -la"));
+  EXPECT_EQ(learning->Table("bot"), nullptr) << "a session that observed no step teaches nothing";
+  EXPECT_FALSE(Contains(propose("bot", 50, 3, true), "python check_50.py"));
+  EXPECT_EQ(learning->Sessions("bot"), 1u) << "the three steps it saw are learned";
+  // Four whole sessions of "bot", each folded in when its speculator goes.
+  for (int task = 60; task < 64; ++task) {
+    BuiltinSpeculator spec(model, {}, nullptr, learning);
+    History h = AgentRun("bot", task);
+    ASSERT_TRUE(spec.Propose(h, 3).ok());
+  }
+  EXPECT_EQ(learning->Sessions("bot"), 5u);
+  ASSERT_NE(learning->Table("bot"), nullptr);
+  // After: a new task of "bot" starts with its opener and runs its script.
+  auto open = propose("bot", 70, 0, true);
+  EXPECT_TRUE(Contains(open, "ls -la")) << ::testing::PrintToString(Commands(open));
+  auto run = propose("bot", 70, 3, true);
+  EXPECT_TRUE(Contains(run, "python check_70.py")) << ::testing::PrintToString(Commands(run));
+  for (const auto& c : run) {
+    EXPECT_GE(c.confidence, 0.0);
+    EXPECT_LE(c.confidence, 1.0);
+  }
+  // Without the learning (a speculator not given it) nothing changed.
+  EXPECT_FALSE(Contains(propose("bot", 70, 3, false), "python check_70.py"));
+  // Another unknown agent learns nothing from "bot".
+  EXPECT_EQ(learning->Table("third"), nullptr);
+  EXPECT_FALSE(Contains(propose("third", 70, 3, true), "python check_70.py"));
 }
 
 }  // namespace
