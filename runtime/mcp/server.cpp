@@ -165,6 +165,7 @@ void Server::HandleRequest(Message& m) {
       Write(EncodeError(m.id, kInvalidRequest, "initialize: the session is already initialized"));
       return;
     }
+    tools_.OnInitialize(m.params);
     Write(EncodeResult(m.id, InitializeResult(m.params)));
     return;
   }

@@ -77,6 +77,9 @@ class ToolHandler {
   // do not match the input schema): it becomes a -32602 reply. A failure of
   // the tool itself is a ToolResult with is_error.
   virtual Result<ToolResult> Call(const std::string& name, const Json& arguments, const CallContext& ctx) = 0;
+  // The client's initialize params (clientInfo, capabilities), once, before
+  // any tool call.
+  virtual void OnInitialize(const Json& params) { (void)params; }
 };
 
 struct ServerOptions {

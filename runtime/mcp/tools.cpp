@@ -237,6 +237,22 @@ Result<std::string> SpeculaTools::Session() {
   return session_;
 }
 
+void SpeculaTools::OnInitialize(const Json& params) {
+  auto info = params.find("clientInfo");
+  if (info == params.end() || !info->is_object()) return;
+  auto name = info->find("name");
+  if (name == info->end() || !name->is_string()) return;
+  // What session.create accepts as an agent: printable, at most 64 bytes.
+  std::string agent;
+  for (char c : name->get<std::string>()) {
+    if (agent.size() == 64) break;
+    if (c >= 0x20 && c < 0x7f) agent += c;
+  }
+  std::lock_guard lock(mu_);
+  auto& spec = options_.create.speculation;
+  if (spec && spec->agent.empty() && !agent.empty()) spec->agent = agent;
+}
+
 bool SpeculaTools::created() const {
   std::lock_guard lock(mu_);
   return created_;

@@ -83,6 +83,10 @@ class SpeculaTools : public ToolHandler {
   Status DestroyCreated();
 
   std::vector<ToolSpec> Tools() const override;
+  // The client's name (clientInfo.name: "claude-code", ...) becomes the
+  // agent of the session's transparent speculation when --agent gave none,
+  // so the daemon learns each MCP client's habits across its sessions.
+  void OnInitialize(const Json& params) override;
   Result<ToolResult> Call(const std::string& name, const Json& arguments, const CallContext& ctx) override;
 
  private:

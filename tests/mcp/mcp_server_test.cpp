@@ -317,6 +317,25 @@ TEST_F(McpServerTest, BashCommitsInTheCreatedSession) {
   EXPECT_EQ(daemon_.Calls("session.destroy")[0].second["session"], "s1");
 }
 
+// The session's speculator learns the MCP client as its agent: clientInfo's
+// name, unless --agent named one; nothing without speculation.
+TEST_F(McpServerTest, TheClientsNameIsTheSpeculationsAgent) {
+  daemon_.On("action.commit", [](const Json&) -> Result<Json> { return api::ToJson(api::CommitResponse{}); });
+  for (const std::string given : {"", "mine"}) {
+    options_.create.speculation = api::SpeculationConfig{.speculator = "builtin", .k = 3, .agent = given};
+    Start();
+    Initialize();  // clientInfo.name "t"
+    ASSERT_TRUE(CallTool("a" + given, "bash", {{"command", "true"}}).contains("result"));
+    ASSERT_TRUE(daemon_.created_with.speculation.has_value());
+    EXPECT_EQ(daemon_.created_with.speculation->agent, given.empty() ? "t" : given);
+  }
+  options_.create.speculation.reset();
+  Start();
+  Initialize();
+  ASSERT_TRUE(CallTool("b", "bash", {{"command", "true"}}).contains("result"));
+  EXPECT_FALSE(daemon_.created_with.speculation.has_value());
+}
+
 TEST_F(McpServerTest, DaemonErrorsAreToolErrorsWithTheHint) {
   Start();
   Initialize();
