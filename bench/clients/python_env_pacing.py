@@ -205,6 +205,7 @@ class Run:
     wasted_ms: float = 0.0      # run time of speculated branches never promoted
     killed_unfinished: int = 0  # speculated branches discarded before they finished
     outputs: list[tuple[str, int]] = field(default_factory=list)
+    hit_steps: list[bool] = field(default_factory=list)
 
 
 def replay(client: specula.Client, backend: Backend, t: Trajectory, run: Run, scale: float) -> Run:
@@ -222,6 +223,7 @@ def replay(client: specula.Client, backend: Backend, t: Trajectory, run: Run, sc
         run.hits += hit
         run.saved_ms += saved
         run.outputs.append((output, code))
+        run.hit_steps.append(bool(hit))
         history += len(step.command.encode()) + len(output.encode())
     run.wall_s = time.monotonic() - start
     for b in client.branches(backend.session_id):
@@ -296,6 +298,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--launch", default="rule", choices=("rule", "all"))
     ap.add_argument("--mcp", action="store_true", help="also through `specula mcp` over stdio")
     ap.add_argument("--no-env", action="store_true", help="with --mcp: through `specula mcp` only")
+    ap.add_argument("--agent", default="", help="the sessions' speculation agent (the daemon learns it across "
+                    "sessions; default: unnamed, which is learned the same way)")
+    ap.add_argument("--agent-per-trajectory", action="store_true",
+                    help="a distinct agent per trajectory: nothing is learned across sessions")
     ap.add_argument("--json", action="store_true", help="print the runs and totals as JSON too")
     args = ap.parse_args(argv)
     if os.path.exists(WORK):
@@ -312,7 +318,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             for i, t in enumerate(trajectories):
                 for name in clients:
                     for on in ((False, True) if i % 2 == 0 else (True, False)):  # alternate who goes first
-                        spec = speculation if on else None
+                        agent = f"trajectory-{i}" if args.agent_per_trajectory else args.agent
+                        spec = (speculation | ({"agent": agent} if agent else {})) if on else None
                         backend: Backend = (EnvBackend(socket, spec) if name == "env"
                                             else McpBackend(args.specula, socket, spec))
                         try:
@@ -332,7 +339,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name in clients:
         for t in trajectories:
             pair = {r.speculation: r for r in runs if r.client == name and r.trajectory == t.name}
-            differing += sum(a != b for a, b in zip(pair[False].outputs, pair[True].outputs))
+            for i, (a, b) in enumerate(zip(pair[False].outputs, pair[True].outputs)):
+                if a == b:
+                    continue
+                differing += 1
+                # Which step, whether the "on" run's was a hit, and the first
+                # line that differs: a nondeterministic command (dates, pids)
+                # or a real loss.
+                la, lb = a[0].splitlines(), b[0].splitlines()
+                j = next((k for k in range(max(len(la), len(lb)))
+                          if (la[k] if k < len(la) else None) != (lb[k] if k < len(lb) else None)), 0)
+                print(f"  differs: {t.name} step {i} ({'hit' if pair[True].hit_steps[i] else 'miss'}) "
+                      f"{t.steps[i].command[:120]!r}: exit {a[1]} vs {b[1]}; line {j}: "
+                      f"{(la[j] if j < len(la) else '<none>')[:160]!r} vs {(lb[j] if j < len(lb) else '<none>')[:160]!r}")
         off = summary([r for r in runs if r.client == name and not r.speculation])
         on = summary([r for r in runs if r.client == name and r.speculation])
         print(f"{name}: total wall off {off['wall_s']:.1f} s / on {on['wall_s']:.1f} s "
@@ -342,7 +361,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{on['wasted_ms'] / 1000:.2f} s (+{on['killed_unfinished']} killed unfinished)")
     print(f"steps whose output or exit code differ between off and on: {differing}")
     if args.json:
-        print(json.dumps([{k: v for k, v in asdict(r).items() if k != "outputs"} for r in runs]))
+        print(json.dumps([{k: v for k, v in asdict(r).items() if k not in ("outputs", "hit_steps")} for r in runs]))
     return 0
 
 
