@@ -70,22 +70,28 @@ size_t RunbookStore::size() const {
 void AgentLearning::AddSession(const std::string& agent, const std::vector<StepEvent>& events) {
   if (events.empty()) return;
   std::lock_guard l(mu_);
+  if (steps_ + events.size() > max_steps_) return;
+  if (!agents_.contains(agent) && agents_.size() >= kMaxAgents) return;
   Learned& a = agents_[agent];
-  // Bounded: each new snapshot copies the table, and a daemon's life is
-  // long. Past this many steps the agent's habits are known.
-  if (a.counts.steps() >= kMaxSteps) return;
   for (const auto& e : events) a.counts.Add(e);
+  steps_ += events.size();
   a.sessions += 1;
-  // A new snapshot (sessions reading the old one keep it): the full counts,
-  // each context's templates ranked; nothing dropped (it never leaves the
-  // process, so the shipped model's privacy pruning does not apply).
+  // A new snapshot after every session (sessions reading the old one keep
+  // it); it copies the whole table, which max_steps bounds (tens of ms).
+  // Pruned like the shipped model's tables (each context's best templates),
+  // without its privacy rules: it never leaves the process.
   CountTable t = a.counts;
   PruneOptions o;
   o.min_hits = 1;
   o.min_context = 1;
   o.min_tasks = 1;
-  t.Finalize(o, /*drop=*/false);
+  t.Finalize(o, /*drop=*/true);
   a.snapshot = std::make_shared<const CountTable>(std::move(t));
+}
+
+size_t AgentLearning::steps() const {
+  std::lock_guard l(mu_);
+  return steps_;
 }
 
 std::shared_ptr<const CountTable> AgentLearning::Table(const std::string& agent) const {

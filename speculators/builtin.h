@@ -51,19 +51,28 @@ class RunbookStore {
 // snapshot a session reads is immutable.
 class AgentLearning {
  public:
+  // Bounded, since agent names come from clients: at most `max_steps` step
+  // events over all agents (the full counts cost about 7 KiB a step here),
+  // at most kMaxAgents agents; past either, nothing more is learned.
+  static constexpr size_t kDefaultMaxSteps = 8000;
+  static constexpr size_t kMaxAgents = 16;
+  explicit AgentLearning(size_t max_steps = kDefaultMaxSteps) : max_steps_(max_steps) {}
+
   void AddSession(const std::string& agent, const std::vector<StepEvent>& events);
   // The agent's table (finalized), or null before its first session.
   std::shared_ptr<const CountTable> Table(const std::string& agent) const;
   size_t Sessions(const std::string& agent) const;
-  static constexpr double kMaxSteps = 100000;  // steps learned per agent, at most
+  size_t steps() const;  // learned, over all agents
 
  private:
   struct Learned {
-    CountTable counts;
-    std::shared_ptr<const CountTable> snapshot;
+    CountTable counts;                          // every event, unpruned
+    std::shared_ptr<const CountTable> snapshot;  // pruned copy sessions read
     size_t sessions = 0;
   };
+  const size_t max_steps_;
   mutable std::mutex mu_;
+  size_t steps_ = 0;
   std::unordered_map<std::string, Learned> agents_;
 };
 

@@ -397,3 +397,29 @@ TEST(AgentLearningTest, FinishedSessionsTeachTheNextSessionOfTheSameUnknownAgent
 
 }  // namespace
 }  // namespace specula::speculators
+
+namespace specula::speculators {
+namespace {
+
+// Agent names come from clients: what is learned stays bounded.
+TEST(AgentLearningTest, LearningStopsAtItsBounds) {
+  SessionState state("");
+  std::vector<StepEvent> events;
+  for (int i = 0; i < 6; ++i) events.push_back(MakeEvent(state, AnalyzeCommand("ls -la")));
+  AgentLearning small(10);
+  small.AddSession("a", events);
+  small.AddSession("a", events);  // 12 > 10: not learned
+  EXPECT_EQ(small.Sessions("a"), 1u);
+  EXPECT_EQ(small.steps(), 6u);
+  AgentLearning many;
+  std::vector<StepEvent> one(events.begin(), events.begin() + 1);
+  for (size_t i = 0; i < AgentLearning::kMaxAgents; ++i) many.AddSession("agent-" + std::to_string(i), one);
+  many.AddSession("one-too-many", one);
+  EXPECT_NE(many.Table("agent-0"), nullptr);
+  EXPECT_EQ(many.Table("one-too-many"), nullptr);
+  many.AddSession("agent-0", one);  // a known agent still learns
+  EXPECT_EQ(many.Sessions("agent-0"), 2u);
+}
+
+}  // namespace
+}  // namespace specula::speculators
