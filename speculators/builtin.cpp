@@ -112,7 +112,7 @@ BuiltinSpeculator::BuiltinSpeculator(std::shared_ptr<const Model> model, Builtin
     : model_(std::move(model)), options_(options), store_(std::move(runbooks)), learning_(std::move(learning)) {}
 
 BuiltinSpeculator::~BuiltinSpeculator() {
-  if (learning_ && begun_) learning_->AddSession(agent_, events_);
+  if (begun_) Learn();
 }
 
 Result<std::unique_ptr<BuiltinSpeculator>> BuiltinSpeculator::WithShippedModel(BuiltinOptions options) {
@@ -125,7 +125,7 @@ void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task,
   // same session again (a rollback cut its history, a window with a gap):
   // its kept steps are observed again below, so the old events go.
   bool same = begun_ && agent == agent_ && task == task_ && task_id == task_id_;
-  if (learning_ && begun_ && !same) learning_->AddSession(agent_, events_);
+  if (begun_ && !same) Learn();
   events_.clear();
   begun_ = true;
   agent_ = agent;
@@ -149,6 +149,12 @@ void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task,
   pending_at_ = static_cast<size_t>(-1);
   runbooks_.clear();
   if (options_.use_runbooks && store_ && !task_key_.empty()) runbooks_ = store_->Get(task_key_);
+}
+
+void BuiltinSpeculator::Learn() {
+  // Only agents the model does not know read a learned table: the others
+  // would spend the learning's bound for nothing.
+  if (learning_ && !(model_ && model_->Agent(agent_))) learning_->AddSession(agent_, events_);
 }
 
 void BuiltinSpeculator::SetRunbooks(std::vector<std::vector<std::string>> runs) { runbooks_ = std::move(runs); }

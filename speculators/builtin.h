@@ -124,6 +124,7 @@ class BuiltinSpeculator : public Speculator {
   void SetRunbooks(std::vector<std::vector<std::string>> runs);
 
  private:
+  void Learn();  // the session so far into learning_
   std::shared_ptr<const Model> model_;
   BuiltinOptions options_;
   std::shared_ptr<const RunbookStore> store_;
