@@ -545,6 +545,7 @@ Status LinuxSandbox::Destroy() {
   init_pidfd_.Reset();
   launcher_.Reset();
   spec_.idmap.reset();  // the mapping namespace's fd, when no one else shares it
+  spec_.device_filter.reset();  // the device program's fd, likewise
   if (!cgroup_.v2_path().empty()) {
     for (int i = 0; i < 2000; ++i) {
       auto pids = cgroup_.Pids();
