@@ -9,18 +9,16 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz/fuzz_check.h"
 #include "runtime/mcp/message.h"
 #include "runtime/mcp/server.h"
 #include "runtime/rpc/framing.h"
 
 using namespace specula;
+using specula::fuzz::Check;
 using namespace specula::mcp;
 
 namespace {
-
-void Check(bool ok) {
-  if (!ok) std::abort();
-}
 
 // Tools with schemas like specula's, answering without a daemon.
 class EchoTools : public ToolHandler {

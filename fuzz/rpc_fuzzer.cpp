@@ -9,19 +9,17 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz/fuzz_check.h"
 #include "runtime/api/params.h"
 #include "runtime/api/wire.h"
 #include "runtime/rpc/framing.h"
 #include "runtime/rpc/protocol.h"
 
 using namespace specula::rpc;
+using specula::fuzz::Check;
 using specula::api::Params;
 
 namespace {
-
-void Check(bool ok) {
-  if (!ok) std::abort();
-}
 
 void DecodeOne(std::string_view line) {
   Decoded d = DecodeRequest(line);

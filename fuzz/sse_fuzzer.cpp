@@ -8,17 +8,16 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz/fuzz_check.h"
 #include "speculators/features.h"
 #include "speculators/prompt.h"
 #include "speculators/session_state.h"
 #include "speculators/sse.h"
 
 using namespace specula::speculators;
+using specula::fuzz::Check;
 
 namespace {
-void Check(bool ok) {
-  if (!ok) std::abort();
-}
 bool Same(const std::vector<SseEvent>& a, const std::vector<SseEvent>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -87,23 +87,60 @@ Result<CgroupLayout> DetectCgroupLayout() {
   return ParseCgroupLayout(text);
 }
 
+namespace {
+
+// The fields of one mountinfo line, split on single spaces (the kernel
+// escapes spaces inside a field, so there are no empty fields).
+std::vector<std::string_view> Fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  while (!line.empty()) {
+    size_t sp = line.find(' ');
+    out.push_back(line.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    line.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+// A mount point as the kernel writes it: space, tab, newline and backslash
+// as \ooo (fs/proc_namespace.c, mangle()). Any other backslash is kept.
+std::string UnescapeMountPoint(std::string_view field) {
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  out.reserve(field.size());
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() &&
+        octal(field[i + 1]) && octal(field[i + 2]) && octal(field[i + 3])) {
+      out.push_back(static_cast<char>(((field[i + 1] - '0') << 6) | ((field[i + 2] - '0') << 3) | (field[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(field[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo) {
-  std::stringstream in{std::string(mountinfo)};
   CgroupLayout layout;
-  std::string line;
-  while (std::getline(in, line)) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    auto left = Split(line.substr(0, dash), ' ');
-    std::stringstream right(line.substr(dash + 3));
-    std::string fstype, source, super;
-    right >> fstype >> source >> super;
-    if (left.size() < 5) continue;
-    const std::string& mountpoint = left[4];
+  while (!mountinfo.empty()) {
+    size_t nl = mountinfo.find('\n');
+    std::string_view line = mountinfo.substr(0, nl);
+    mountinfo.remove_prefix(nl == std::string_view::npos ? mountinfo.size() : nl + 1);
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER"
+    size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos) continue;
+    std::vector<std::string_view> left = Fields(line.substr(0, dash));
+    std::vector<std::string_view> right = Fields(line.substr(dash + 3));
+    if (left.size() < 5 || right.size() < 3) continue;
+    std::string mountpoint = UnescapeMountPoint(left[4]);
+    if (mountpoint.empty() || mountpoint.front() != '/') continue;  // not a mountinfo line
+    const std::string_view fstype = right[0];
     if (fstype == "cgroup2" && layout.v2_root.empty()) {
-      layout.v2_root = mountpoint;
+      layout.v2_root = std::move(mountpoint);
     } else if (fstype == "cgroup") {
-      for (const auto& opt : Split(super, ',')) {
+      for (const auto& opt : Split(std::string(right[2]), ',')) {
         if (opt == "memory" || opt == "pids" || opt == "cpu" || opt == "freezer" || opt == "devices") {
           layout.v1.emplace(opt, mountpoint);
         }

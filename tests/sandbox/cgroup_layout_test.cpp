@@ -43,5 +43,19 @@ TEST(CgroupLayoutTest, WithoutCgroup2ItIsUnavailableAndSaysHowToMountIt) {
   EXPECT_FALSE(ParseCgroupLayout("garbage\n - cgroup2\n\n").ok());
 }
 
+// The kernel writes a space in a mount point as \040 (and tab, newline,
+// backslash likewise); the layout holds the real path. A mount point that
+// is not absolute is no mountinfo line and is skipped.
+TEST(CgroupLayoutTest, MountPointsAreUnescapedAndMustBeAbsolute) {
+  auto layout = ParseCgroupLayout(
+      "31 30 0:27 / /run/my\\040cgroups\\134x rw - cgroup2 cgroup2 rw\n"
+      "34 30 0:30 / memory rw - cgroup cgroup rw,memory\n"
+      "35 30 0:31 /  rw - cgroup cgroup rw,pids\n");
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  EXPECT_EQ(layout->v2_root, "/run/my cgroups\\x");
+  EXPECT_TRUE(layout->v1.empty());
+  EXPECT_FALSE(ParseCgroupLayout("31 30 0:27 / unified rw - cgroup2 cgroup2 rw\n").ok());
+}
+
 }  // namespace
 }  // namespace specula::sandbox
