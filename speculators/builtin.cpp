@@ -136,6 +136,9 @@ void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task,
   h.task_id = task_id;
   task_key_ = TaskKey(h);
   agent_table_ = model_ ? model_->Agent(agent) : nullptr;
+  // Only agents the model does not know read a learned table, so only
+  // their steps are kept for it (the others would spend its bound).
+  learns_ = learning_ && !agent_table_;
   learned_.reset();
   if (!agent_table_ && learning_) {
     learned_ = learning_->Table(agent);
@@ -152,9 +155,7 @@ void BuiltinSpeculator::Begin(const std::string& agent, const std::string& task,
 }
 
 void BuiltinSpeculator::Learn() {
-  // Only agents the model does not know read a learned table: the others
-  // would spend the learning's bound for nothing.
-  if (learning_ && !(model_ && model_->Agent(agent_))) learning_->AddSession(agent_, events_);
+  if (learns_) learning_->AddSession(agent_, events_);
 }
 
 void BuiltinSpeculator::SetRunbooks(std::vector<std::vector<std::string>> runs) { runbooks_ = std::move(runs); }
@@ -167,7 +168,8 @@ void BuiltinSpeculator::Observe(const Step& step) {
   CommandInfo info = AnalyzeCommand(step.command);
   StepEvent event = MakeEvent(state_, info);
   if (options_.learn_session) session_.Add(event);
-  if (learning_) events_.push_back(std::move(event));
+  // A session longer than the whole bound would never be learned.
+  if (learns_ && events_.size() < learning_->max_steps()) events_.push_back(std::move(event));
   state_.Push(step, std::move(info));
   commands_.push_back(std::move(truth));
 }

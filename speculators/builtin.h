@@ -63,6 +63,7 @@ class AgentLearning {
   std::shared_ptr<const CountTable> Table(const std::string& agent) const;
   size_t Sessions(const std::string& agent) const;
   size_t steps() const;  // learned, over all agents
+  size_t max_steps() const { return max_steps_; }
 
  private:
   struct Learned {
@@ -131,6 +132,7 @@ class BuiltinSpeculator : public Speculator {
   std::shared_ptr<AgentLearning> learning_;
   std::shared_ptr<const CountTable> learned_;  // the agent's learned table, when the model has none
   std::vector<StepEvent> events_;              // this session's, for learning_
+  bool learns_ = false;                        // this session's agent is learned (Begin)
   const CountTable* agent_table_ = nullptr;
   std::string agent_, task_, task_id_, task_key_;
   SessionState state_;
