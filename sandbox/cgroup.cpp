@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -43,9 +44,25 @@ Result<std::string> ReadFile(const std::string& path) {
 
 bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
-Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error::FromErrno("mkdir " + path);
-  return Status::Ok();
+// root/parent/leaf, making each missing directory on the way (enter(dir)
+// on each before going below it). `exclusive`: the leaf must be new. A
+// parent pruned by another instance's RemoveCgroupParent between two
+// mkdirs (ENOENT) makes the chain start again, a few times.
+Result<std::string> MakeChain(const std::string& root, const std::string& parent, const std::string& leaf,
+                              bool exclusive, const std::function<void(const std::string&)>& enter) {
+  const std::vector<std::string> parts = Split(parent + "/" + leaf, '/');
+  for (int attempt = 0;; ++attempt) {
+    std::string dir = root;
+    int err = 0;
+    for (size_t i = 0; i < parts.size() && err == 0; ++i) {
+      if (enter) enter(dir);
+      dir += "/" + parts[i];
+      const bool leaf_dir = i + 1 == parts.size();
+      if (::mkdir(dir.c_str(), 0755) != 0 && (errno != EEXIST || (leaf_dir && exclusive))) err = errno;
+    }
+    if (err == 0) return dir;
+    if (err != ENOENT || attempt == 3) return Error::FromErrno("mkdir " + dir, err);
+  }
 }
 
 // A limit the policy sets but no hierarchy can enforce: refused, not
@@ -189,24 +206,16 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
   const std::string leaf = "specula-" + name;
   SandboxCgroup cg;
 
-  // cgroup2: the parent must delegate the controllers it can to its children.
-  std::string v2_parent = layout.v2_root;
-  for (const auto& part : Split(parent, '/')) {
+  // cgroup2: the parent must delegate the controllers it can to its
+  // children. Another instance closing may remove an empty parent between
+  // two of these mkdirs (RemoveCgroupParent prunes): then the chain is made
+  // again.
+  auto delegate = [](const std::string& dir) {
     for (const char* c : {"+memory", "+pids", "+cpu"}) {
-      (void)WriteFile(v2_parent + "/cgroup.subtree_control", c);  // best effort, may be absent
+      (void)WriteFile(dir + "/cgroup.subtree_control", c);  // best effort, may be absent
     }
-    v2_parent += "/" + part;
-    SPECULA_TRY_CTX(MakeDir(v2_parent), "cgroup2 parent");
-  }
-  for (const char* c : {"+memory", "+pids", "+cpu"}) {
-    (void)WriteFile(v2_parent + "/cgroup.subtree_control", c);
-  }
-  cg.v2_path_ = v2_parent + "/" + leaf;
-  if (::mkdir(cg.v2_path_.c_str(), 0755) != 0) {
-    Error e = Error::FromErrno("mkdir " + cg.v2_path_);
-    cg.v2_path_.clear();
-    return e;
-  }
+  };
+  SPECULA_ASSIGN_OR_RETURN(cg.v2_path_, MakeChain(layout.v2_root, parent, leaf, true, delegate));
   CgroupLayout v2_layout;
   v2_layout.v2_root = cg.v2_path_;  // its cgroup.controllers: what the sandbox's dir really has
   struct stat st {};
@@ -217,14 +226,9 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
   auto v1_dir = [&](const std::string& ctrl) -> Result<std::string> {
     auto it = layout.v1.find(ctrl);
     if (it == layout.v1.end()) return std::string();
-    std::string dir = it->second;
-    for (const auto& part : Split(parent, '/')) {
-      dir += "/" + part;
-      SPECULA_TRY(MakeDir(dir));
-    }
-    dir += "/" + leaf;
+    const std::string dir = it->second + "/" + parent + "/" + leaf;
     if (std::find(cg.v1_paths_.begin(), cg.v1_paths_.end(), dir) == cg.v1_paths_.end()) {
-      SPECULA_TRY(MakeDir(dir));
+      SPECULA_TRY(MakeChain(it->second, parent, leaf, false, nullptr));
       cg.v1_paths_.push_back(dir);
     }
     return dir;
@@ -420,8 +424,20 @@ std::vector<std::string> CgroupParentDirs(const CgroupLayout& layout, const std:
   return dirs;
 }
 
+std::vector<std::string> CgroupParentAncestors(const CgroupLayout& layout, const std::string& parent) {
+  std::vector<std::string> out;
+  for (const auto& dir : CgroupParentDirs(layout, parent)) {
+    std::string up = dir;
+    for (size_t n = std::count(parent.begin(), parent.end(), '/'); n > 0; --n) {
+      up.resize(up.rfind('/'));
+      out.push_back(up);
+    }
+  }
+  return out;
+}
+
 Status RemoveCgroupParent(const std::string& parent) {
-  if (parent.empty() || parent.find("..") != std::string::npos || parent.front() == '/') {
+  if (!ValidRelative(parent)) {
     return Error(Code::kInvalidArgument, "cgroup parent \"" + parent + "\" is not a relative path");
   }
   SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
@@ -430,6 +446,9 @@ Status RemoveCgroupParent(const std::string& parent) {
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) continue;
     if (result.ok()) result = Error::FromErrno("rmdir " + dir);
   }
+  // Deepest first, so a parent emptied by its child's removal goes next;
+  // ENOTEMPTY or EBUSY: someone else's, kept.
+  for (const auto& dir : CgroupParentAncestors(layout, parent)) (void)::rmdir(dir.c_str());
   return result;
 }
 

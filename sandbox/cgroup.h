@@ -38,11 +38,18 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo);
 // hierarchy: the cgroup2 one first, then each distinct v1 mount.
 std::vector<std::string> CgroupParentDirs(const CgroupLayout& layout, const std::string& parent);
 
+// The directories above `parent` in every hierarchy, deepest first
+// ("specula" for "specula/i-1234"): made on the way to it, removed after
+// it while no one else uses them.
+std::vector<std::string> CgroupParentAncestors(const CgroupLayout& layout, const std::string& parent);
+
 // Removes `parent` (relative to each hierarchy root, as given to
 // SandboxCgroup::Create) in every hierarchy where it exists and is empty:
 // the owner of a cgroup parent gives it back when it closes. A directory
 // that still holds sandboxes (EBUSY) stays and is reported; one already
-// gone is fine.
+// gone is fine. Then its ancestors go too, each only if empty: one that
+// another instance (or anyone) still uses stays, silently. Creating under
+// a parent makes the chain again when such a removal races it.
 Status RemoveCgroupParent(const std::string& parent);
 
 // Owns the directories; Remove() (or the destructor) deletes them once empty.

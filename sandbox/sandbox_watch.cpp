@@ -92,7 +92,7 @@ bool RemoveCgroupTree(int parent_fd, const char* name, int depth) {
 }
 
 [[noreturn]] void Watch(int daemon_fd, int kill_fd, int lock_fd, const char* events,
-                        const std::vector<std::string>& instance_dirs) {
+                        const std::vector<std::string>& instance_dirs, const std::vector<std::string>& ancestors) {
   pollfd p{daemon_fd, POLLIN, 0};
   while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
   }
@@ -108,6 +108,7 @@ bool RemoveCgroupTree(int parent_fd, const char* name, int depth) {
   lock.l_whence = SEEK_SET;
   if (lock_fd >= 0 && ::fcntl(lock_fd, F_SETLK, &lock) == 0) {
     for (const std::string& dir : instance_dirs) (void)RemoveCgroupTree(AT_FDCWD, dir.c_str(), 0);
+    for (const std::string& dir : ancestors) (void)::rmdir(dir.c_str());  // only if no one else's
   }
   ::_exit(0);
 }
@@ -117,7 +118,14 @@ bool RemoveCgroupTree(int parent_fd, const char* name, int depth) {
 Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::string& lock_path) {
   SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
   const std::string dir = layout.v2_root + "/" + cgroup_parent;
-  SPECULA_TRY_CTX(MakeDirs(dir, 0755), "sandbox watch");
+  // Another instance's watch or close may prune an empty shared parent
+  // ("specula") between two mkdirs: then again (RemoveCgroupParent).
+  Status made;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    made = MakeDirs(dir, 0755);
+    if (made.ok() || made.error().sys_errno() != ENOENT) break;
+  }
+  SPECULA_TRY_CTX(std::move(made), "sandbox watch");
   UniqueFd kill_fd(::open((dir + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC));
   if (!kill_fd) {
     return Error::FromErrno("open " + dir + "/cgroup.kill")
@@ -135,6 +143,7 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
   // makes system calls.
   const std::string events = dir + "/cgroup.events";
   const std::vector<std::string> instance_dirs = CgroupParentDirs(layout, cgroup_parent);
+  const std::vector<std::string> ancestors = CgroupParentAncestors(layout, cgroup_parent);
   pid_t pid = ::fork();
   if (pid < 0) return Error::FromErrno("fork sandbox watch");
   if (pid == 0) {
@@ -160,7 +169,7 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
       ::dup2(null, 2);
       if (null > 2) ::close(null);
     }
-    Watch(daemon.get(), kill_fd.get(), lock_fd, events.c_str(), instance_dirs);
+    Watch(daemon.get(), kill_fd.get(), lock_fd, events.c_str(), instance_dirs, ancestors);
   }
   return pid;
 }

@@ -1,8 +1,10 @@
 // The speculation core against the real sandbox, overlayfs and CRIU.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -54,6 +56,43 @@ TEST_F(SessionManagerTest, AClosedManagerLeavesNoInstanceCgroupDirectory) {
   ASSERT_TRUE(any) << "the manager's sandboxes were not under " << instance;
   mgr_.reset();
   for (const auto& d : dirs) EXPECT_FALSE(HostHas(d)) << d << " left behind";
+}
+
+// The parent directories a manager made for its instance go with it when no
+// one else uses them: `specula` itself was left in every hierarchy after
+// the last daemon stopped. A parent of this test's own, so that no other
+// manager (tests run side by side) holds it.
+TEST_F(SessionManagerTest, AClosedManagerRemovesTheParentsItMadeWhenEmpty) {
+  mgr_.reset();
+  const std::string top = "specula-prune-" + std::to_string(::getpid());
+  SessionManagerOptions o;
+  o.state_dir = dir_ + "/state2";
+  o.cgroup_parent = top + "/i-test";
+  auto m = SessionManager::Open(o);
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  mgr_ = std::move(*m);
+  const std::string s = NewSession();
+  ASSERT_TRUE(mgr_->Speculate(s, "sleep 30").ok());
+  MustCommit(s, "true");
+  auto layout = sandbox::DetectCgroupLayout();
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  const std::vector<std::string> tops = sandbox::CgroupParentDirs(*layout, top);
+  bool any = false;
+  for (const auto& d : tops) any = any || HostHas(d + "/i-test");
+  ASSERT_TRUE(any) << "the manager's sandboxes were not under " << top;
+  // Another user's directory beside the instance keeps the parent.
+  const std::string other = tops.front() + "/someone-else";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0) << std::strerror(errno);
+  mgr_.reset();
+  for (const auto& d : tops) EXPECT_FALSE(HostHas(d + "/i-test")) << d << "/i-test left behind";
+  EXPECT_TRUE(HostHas(tops.front())) << "a parent still in use was removed";
+  ASSERT_EQ(::rmdir(other.c_str()), 0) << std::strerror(errno);
+  // Now empty: a second manager on the same parent makes and removes it again.
+  m = SessionManager::Open(o);
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  m->reset();  // (the fixture's TearDown finds mgr_ empty)
+  for (const auto& d : tops) EXPECT_FALSE(HostHas(d)) << d << " left behind";
+  for (const auto& d : tops) (void)::rmdir(d.c_str());
 }
 
 // docs/api.md: a name is unique among live sessions (already_exists), and
