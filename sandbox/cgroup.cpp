@@ -61,7 +61,7 @@ Result<std::string> MakeChain(const std::string& root, const std::string& parent
       if (::mkdir(dir.c_str(), 0755) != 0 && (errno != EEXIST || (leaf_dir && exclusive))) err = errno;
     }
     if (err == 0) return dir;
-    if (err != ENOENT || attempt == 3) return Error::FromErrno("mkdir " + dir, err);
+    if (err != ENOENT || attempt == 7) return Error::FromErrno("mkdir " + dir, err);
   }
 }
 

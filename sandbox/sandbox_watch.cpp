@@ -121,7 +121,7 @@ Result<pid_t> StartSandboxWatch(const std::string& cgroup_parent, const std::str
   // Another instance's watch or close may prune an empty shared parent
   // ("specula") between two mkdirs: then again (RemoveCgroupParent).
   Status made;
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
     made = MakeDirs(dir, 0755);
     if (made.ok() || made.error().sys_errno() != ENOENT) break;
   }
