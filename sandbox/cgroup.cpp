@@ -184,6 +184,7 @@ SandboxCgroup& SandboxCgroup::operator=(SandboxCgroup&& o) noexcept {
     procs_fds_ = std::move(o.procs_fds_);
     v2_dir_ = std::move(o.v2_dir_);
     frozen_v1_ = o.frozen_v1_;
+    prune_parent_ = o.prune_parent_;
     o.v2_path_.clear();
     o.v1_paths_.clear();
   }
@@ -205,6 +206,7 @@ Result<SandboxCgroup> SandboxCgroup::Create(const std::string& parent_in, const 
   SPECULA_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
   const std::string leaf = "specula-" + name;
   SandboxCgroup cg;
+  cg.prune_parent_ = parent_in.empty();
 
   // cgroup2: the parent must delegate the controllers it can to its
   // children. Another instance closing may remove an empty parent between
@@ -471,6 +473,12 @@ Status SandboxCgroup::Remove() {
       }
     }
     if (!removed && result.ok()) result = Error::FromErrno("rmdir " + dir);
+  }
+  // The default parent has no owner to close it: the last sandbox in it
+  // gives it back (ENOTEMPTY, EBUSY: still someone's; a sandbox being made
+  // beside it makes its chain again, MakeChain).
+  if (prune_parent_) {
+    for (const auto& dir : dirs) (void)::rmdir(dir.substr(0, dir.rfind('/')).c_str());
   }
   v2_path_.clear();
   v1_paths_.clear();

@@ -116,6 +116,7 @@ class SandboxCgroup {
   UniqueFd v2_dir_;
   bool frozen_v1_ = false;
   bool device_filter_ = false;
+  bool prune_parent_ = false;  // in the default parent, which goes with its last sandbox
 };
 
 }  // namespace specula::sandbox

@@ -13,6 +13,7 @@
 
 #include "common/paths.h"
 #include "common/spawn.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox.h"
 #include "sandbox_test_util.h"
 
@@ -110,6 +111,16 @@ TEST(SandboxSerialTest, DestroyLeavesNothingBehind) {
   EXPECT_FALSE(std::filesystem::exists(dirs.run()));
   sb->reset();
   EXPECT_EQ(Count(name), before);
+  // The default parent ("specula", no one's to close) goes with the last
+  // sandbox in it; one that still holds other directories stays.
+  auto layout = DetectCgroupLayout();
+  ASSERT_TRUE(layout.ok()) << layout.error().ToString();
+  for (const auto& d : CgroupParentDirs(*layout, "specula")) {
+    bool in_use = false;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) in_use = in_use || e.is_directory();
+    EXPECT_TRUE(!std::filesystem::exists(d) || in_use) << d << " left behind, empty";
+  }
 }
 
 TEST(SandboxSerialTest, CriuDumpsSandboxWithBackgroundProcessAndRestoresIt) {
