@@ -33,6 +33,14 @@ struct {
   __type(value, __u8);
 } allowlist SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, SPECULA_EGRESS_MAX_HOST_ADDRS);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct specula_egress_host_key);
+  __type(value, __u8);
+} host_denied SEC(".maps");
+
 /* The config of the guarded cgroup the caller is in or below, and its id.
  * Tasks usually sit in the guarded directory itself (one lookup); the walk
  * covers sub-cgroups, whose tasks the attachment also hooks. Userspace never
@@ -69,7 +77,9 @@ static __always_inline bool is_local(const __u32 a[4])
   return false;
 }
 
-static __always_inline bool allowlisted(__u64 guarded, const __u32 a[4], __u16 port)
+/* The address bits (IPv6 terms, 0..128) of the longest allowlist entry of
+ * the guarded cgroup that matches, or -1. An entry's value is its bits. */
+static __always_inline int allowlisted(__u64 guarded, const __u32 a[4], __u16 port)
 {
   struct specula_egress_key key = {};
   key.prefixlen = SPECULA_EGRESS_KEY_BYTES * 8;
@@ -77,10 +87,20 @@ static __always_inline bool allowlisted(__u64 guarded, const __u32 a[4], __u16 p
   key.data[8] = port >> 8;
   key.data[9] = port & 0xff;
   __builtin_memcpy(&key.data[10], a, 16);
-  if (bpf_map_lookup_elem(&allowlist, &key)) return true;
+  __u8 *bits = bpf_map_lookup_elem(&allowlist, &key);
+  if (bits) return *bits;
   key.data[8] = 0; /* entries for any port */
   key.data[9] = 0;
-  return bpf_map_lookup_elem(&allowlist, &key) != 0;
+  bits = bpf_map_lookup_elem(&allowlist, &key);
+  return bits ? *bits : -1;
+}
+
+static __always_inline bool host_address(const __u32 a[4])
+{
+  struct specula_egress_host_key key = {};
+  key.prefixlen = 128;
+  __builtin_memcpy(key.addr, a, 16);
+  return bpf_map_lookup_elem(&host_denied, &key) != 0;
 }
 
 /* 1: let the call proceed; 0: the kernel fails it with EPERM. */
@@ -90,13 +110,20 @@ static __always_inline int decide(const __u32 a[4], __u16 port)
   __u64 guarded = 0;
   struct specula_egress_config *c = config_for_current(&guarded);
   if (!c) return 0; /* attached here but no config (yet / any more): deny */
-  if (c->mode == SPECULA_EGRESS_LOSSY) {
+  /* The host's own addresses pass only an allowlist entry naming exactly
+   * that address (an operator's deliberate choice), never lossy mode or a
+   * range that happens to contain them. */
+  bool host = c->mode != SPECULA_EGRESS_LOOPBACK_ONLY && host_address(a);
+  if (c->mode == SPECULA_EGRESS_LOSSY && !host) {
     __sync_fetch_and_add(&c->counts.lossy, 1);
     return 1;
   }
-  if (c->mode == SPECULA_EGRESS_ALLOWLIST && allowlisted(guarded, a, port)) {
-    __sync_fetch_and_add(&c->counts.allowed, 1);
-    return 1;
+  if (c->mode == SPECULA_EGRESS_ALLOWLIST) {
+    int bits = allowlisted(guarded, a, port);
+    if (bits >= 0 && (!host || bits == 128)) {
+      __sync_fetch_and_add(&c->counts.allowed, 1);
+      return 1;
+    }
   }
   __sync_fetch_and_add(&c->counts.denied, 1);
   return 0;

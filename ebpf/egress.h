@@ -57,4 +57,20 @@ struct specula_egress_key {
   __u8 data[SPECULA_EGRESS_KEY_BYTES];
 };
 
+/* Destinations no branch reaches in allowlist or lossy mode, whatever its
+ * rules: the host's own addresses (a branch's traffic leaves through
+ * slirp4netns on the host, so a host service would see it coming from the
+ * host itself, as trusted as its loopback, which is never reachable either)
+ * and link-local ranges (cloud metadata at 169.254.169.254); an allowlist
+ * entry naming exactly one of those addresses still lets it through (the
+ * allowlist trie's value is each entry's address bits). One LPM trie
+ * for every branch, keyed by the IPv6-form address (IPv4 as ::ffff:a.b.c.d);
+ * userspace fills it when the programs load and again at each attach
+ * (EgressPrograms::RefreshHostAddresses). */
+#define SPECULA_EGRESS_MAX_HOST_ADDRS 1024
+struct specula_egress_host_key {
+  __u32 prefixlen;
+  __u8 addr[16];
+};
+
 #endif /* SPECULA_EBPF_EGRESS_H_ */

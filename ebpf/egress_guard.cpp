@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include <spdlog/spdlog.h>
 
@@ -167,7 +169,57 @@ Result<std::shared_ptr<EgressPrograms>> EgressPrograms::Load() {
   if (int err = egress_bpf__load(impl->skel.get()); err != 0) {
     return LibbpfError("egress guard: load BPF programs", err);
   }
-  return std::shared_ptr<EgressPrograms>(new EgressPrograms(std::move(impl)));
+  std::shared_ptr<EgressPrograms> programs(new EgressPrograms(std::move(impl)));
+  SPECULA_TRY(programs->RefreshHostAddresses());
+  return programs;
+}
+
+Status EgressPrograms::RefreshHostAddresses() {
+  std::vector<specula_egress_host_key> keys;
+  auto add = [&](const uint8_t addr[16], uint32_t prefix_bits) {
+    specula_egress_host_key k{};
+    k.prefixlen = prefix_bits;
+    std::memcpy(k.addr, addr, 16);
+    keys.push_back(k);
+  };
+  const uint8_t v4_link_local[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 169, 254, 0, 0};
+  const uint8_t v6_link_local[16] = {0xfe, 0x80};
+  add(v4_link_local, 96 + 16);
+  add(v6_link_local, 10);
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return Error::FromErrno("egress guard: list the host's addresses");
+  for (struct ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    uint8_t addr[16] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127) continue;  // loopback: the branch's own
+      addr[10] = addr[11] = 0xff;
+      std::memcpy(&addr[12], &sin->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)) continue;
+      std::memcpy(addr, &sin6->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    add(addr, 128);
+  }
+  ::freeifaddrs(list);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const uint8_t one = 1;
+  for (const auto& k : keys) {
+    if (int err = bpf_map__update_elem(impl_->skel->maps.host_denied, &k, sizeof(k), &one, sizeof(one), BPF_ANY);
+        err != 0) {
+      if (err == -ENOSPC || err == -E2BIG) {
+        return Error(Code::kResourceExhausted, "egress guard: more than " +
+                                                   std::to_string(SPECULA_EGRESS_MAX_HOST_ADDRS) +
+                                                   " host addresses to deny", -err);
+      }
+      return LibbpfError("egress guard: deny the host's addresses", err);
+    }
+  }
+  return Status::Ok();
 }
 
 Result<EgressPrograms::Usage> EgressPrograms::MapUsage() const {
@@ -275,6 +327,13 @@ Result<EgressGuard> EgressGuard::Attach(std::shared_ptr<EgressPrograms> programs
   impl->what = what;
   impl->cgroup_id = id;
   EgressPrograms::Impl& shared = *impl->programs->impl_;
+  if (network.mode == policy::NetworkMode::kAllowlist || network.mode == policy::NetworkMode::kLossyEgress) {
+    // The set from Load stays in force if this fails; an address the host
+    // gained since would be reachable, so say so.
+    if (Status st = impl->programs->RefreshHostAddresses(); !st.ok()) {
+      spdlog::warn("{}: refresh the host's denied addresses: {}", what, st.ToString());
+    }
+  }
   SPECULA_TRY(shared.Reserve(id, AncestorIds(cgroup2_path), what));
   impl->reserved = true;
 
@@ -289,11 +348,11 @@ Result<EgressGuard> EgressGuard::Attach(std::shared_ptr<EgressPrograms> programs
   }
   impl->configured = true;
 
-  const uint8_t one = 1;
   for (const EgressRule& r : rules) {
     specula_egress_key key = KeyFor(id, r);
     if (std::any_of(impl->keys.begin(), impl->keys.end(), [&](const auto& k) { return SameKey(k, key); })) continue;
-    if (int err = bpf_map__update_elem(skel->maps.allowlist, &key, sizeof(key), &one, sizeof(one), BPF_NOEXIST);
+    const uint8_t bits = static_cast<uint8_t>(r.prefix_bits);  // the BPF side tells an exact host entry by it
+    if (int err = bpf_map__update_elem(skel->maps.allowlist, &key, sizeof(key), &bits, sizeof(bits), BPF_NOEXIST);
         err != 0) {
       if (err == -ENOSPC || err == -E2BIG) {
         return Error(Code::kResourceExhausted,

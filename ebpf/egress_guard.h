@@ -63,6 +63,13 @@ class EgressPrograms {
   };
   Result<Usage> MapUsage() const;
 
+  // Puts the host's own addresses (every interface's, but loopback) and the
+  // link-local ranges into the denied set (egress.h: host_denied). Load does
+  // it, and Attach again for allowlist and lossy guards, so an address the
+  // host gained since is covered from the next branch on. Entries are never
+  // removed: an address the host gave up stays denied.
+  Status RefreshHostAddresses();
+
   struct Impl;
 
  private:

@@ -6,6 +6,7 @@
 #include "ebpf/egress_guard.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -177,6 +178,83 @@ TEST_F(EgressGuardTest, AllowlistLetsListedEndpointsThrough) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->allowed, 3u);
   EXPECT_EQ(c->denied, 1u);
+}
+
+// The host's own non-loopback IPv4 address (0 if it has none).
+uint32_t HostAddress() {
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return 0;
+  uint32_t found = 0;
+  for (struct ifaddrs* i = list; i != nullptr && found == 0; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr);
+    if ((a >> 24) != 127) found = a;
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+struct HostTargets {
+  int report_fd;
+  uint32_t host;  // the host's own address, or 0
+};
+struct HostAttempts {
+  int host = -1, metadata = -1, other = -1;
+};
+
+int TryHostTargets(void* p) {
+  auto* a = static_cast<HostTargets*>(p);
+  if (::unshare(CLONE_NEWNET) != 0) return 50;
+  HostAttempts r;
+  r.host = a->host != 0 ? Connect4(a->host, 47011, SOCK_STREAM) : -1;
+  r.metadata = Connect4(0xA9FEA9FE, 80, SOCK_STREAM);  // 169.254.169.254
+  r.other = Connect4(kTenDotOne, 9, SOCK_STREAM);
+  if (::write(a->report_fd, &r, sizeof(r)) != static_cast<ssize_t>(sizeof(r))) return 55;
+  return 0;
+}
+
+// A branch's allowed traffic leaves through slirp4netns on the host, so a
+// connection to the host's own address reached host services as if it came
+// from the host (an audit, 2026-12-07: "lossy" mode read a listener on
+// 0.0.0.0 through the host's eth0 address; the sysadmin policy uses this
+// mode). The host's addresses and link-local (cloud metadata) are denied in
+// lossy mode and under allowlist ranges that merely contain them; only an
+// allowlist entry naming the exact address lets it through (the operator's
+// choice, NetUplinkTest.AllowlistedHostEndpointIsReachableOthersAreNot).
+// Other destinations still follow the mode.
+TEST_F(EgressGuardTest, TheHostsOwnAddressesAndLinkLocalAreDenied) {
+  const uint32_t host = HostAddress();
+  const std::string host_text = std::to_string(host >> 24) + "." + std::to_string((host >> 16) & 255) + "." +
+                                std::to_string((host >> 8) & 255) + "." + std::to_string(host & 255);
+  for (int exact = 0; exact < (host != 0 ? 3 : 2); ++exact) {
+    const auto mode = exact == 0 ? policy::NetworkMode::kLossyEgress : policy::NetworkMode::kAllowlist;
+    SCOPED_TRACE(exact == 0 ? "lossy" : exact == 1 ? "allowlist 0.0.0.0/0" : "allowlist the host's /32 too");
+    TestCgroup cg("egress-host");
+    ASSERT_TRUE(cg.ok()) << cg.error();
+    policy::Network net;
+    net.mode = mode;
+    net.lossy_tag = "net";
+    if (mode == policy::NetworkMode::kAllowlist) net.allow.push_back({"0.0.0.0/0", 0});
+    if (exact == 2) net.allow.push_back({host_text + "/32", 47011});
+    Result<EgressGuard> guard = EgressGuard::Attach(cg.path(), net);
+    ASSERT_TRUE(guard.ok()) << guard.error().ToString();
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    UniqueFd rd(p[0]), wr(p[1]);
+    HostTargets args{wr.get(), host};
+    GatedChild child(TryHostTargets, &args);
+    wr.Reset();
+    ASSERT_TRUE(cg.Move(child.pid()));
+    ASSERT_TRUE(child.Release());
+    ASSERT_EQ(child.Wait(), 0);
+    HostAttempts r;
+    ASSERT_EQ(::read(rd.get(), &r, sizeof(r)), static_cast<ssize_t>(sizeof(r)));
+    if (host != 0) {
+      EXPECT_EQ(r.host, exact == 2 ? ENETUNREACH : EPERM) << "the host's own address " << host_text;
+    }
+    EXPECT_EQ(r.metadata, EPERM);
+    EXPECT_EQ(r.other, ENETUNREACH) << "other destinations still pass";
+  }
 }
 
 TEST_F(EgressGuardTest, LossyEgressAllowsAndCounts) {
