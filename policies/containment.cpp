@@ -25,6 +25,8 @@ const std::vector<std::string>& BaselineDeniedSyscalls() {
       "adjtimex", "clock_adjtime", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
       "open_by_handle_at", "mount", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
       "open_tree", "mount_setattr",
+      // Legacy x86 segments (CVE-2017-17053, CVE-2015-5157); Docker denies it too.
+      "modify_ldt",
   };
   return kList;
 }

@@ -412,7 +412,12 @@ Result<ActionResult> ActionRunner::Run(ShellState& shell, const std::string& com
   (void)::ftruncate(err.get(), 0);
 
   if (!result.timed_out) {
-    UniqueFd state(::openat(dir.get(), "state", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    // The sandbox's root can put anything at this name: O_NONBLOCK so a
+    // FIFO cannot block the open (it did: the run never returned), and only
+    // a regular file is read.
+    UniqueFd state(::openat(dir.get(), "state", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    struct stat sst {};
+    if (state && (::fstat(state.get(), &sst) != 0 || !S_ISREG(sst.st_mode))) state.Reset();
     std::string text;
     bool truncated = false;
     if (state) ReadCapped(state.get(), kMaxStateBytes, text, truncated);

@@ -85,27 +85,6 @@ bool ValidRelative(const std::string& p) {
   return true;
 }
 
-}  // namespace
-
-bool CgroupLayout::v2_has(const std::string& controller) const {
-  if (v2_root.empty()) return false;
-  auto text = ReadFile(v2_root + "/cgroup.controllers");
-  if (!text.ok()) return false;
-  std::stringstream ss(*text);
-  std::string c;
-  while (ss >> c) {
-    if (c == controller) return true;
-  }
-  return false;
-}
-
-Result<CgroupLayout> DetectCgroupLayout() {
-  SPECULA_ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/mountinfo"));
-  return ParseCgroupLayout(text);
-}
-
-namespace {
-
 // The fields of one mountinfo line, split on single spaces (the kernel
 // escapes spaces inside a field, so there are no empty fields).
 std::vector<std::string_view> Fields(std::string_view line) {
@@ -138,6 +117,23 @@ std::string UnescapeMountPoint(std::string_view field) {
 }
 
 }  // namespace
+
+bool CgroupLayout::v2_has(const std::string& controller) const {
+  if (v2_root.empty()) return false;
+  auto text = ReadFile(v2_root + "/cgroup.controllers");
+  if (!text.ok()) return false;
+  std::stringstream ss(*text);
+  std::string c;
+  while (ss >> c) {
+    if (c == controller) return true;
+  }
+  return false;
+}
+
+Result<CgroupLayout> DetectCgroupLayout() {
+  SPECULA_ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/mountinfo"));
+  return ParseCgroupLayout(text);
+}
 
 Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo) {
   CgroupLayout layout;

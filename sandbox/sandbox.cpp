@@ -2,6 +2,7 @@
 // namespaces (a user namespace of its own by default) or a CRIU-restored
 // one adopted by pid; actions started through the launcher
 // (sandbox/action_runner.h). See docs/sandbox.md for the design.
+#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -174,8 +175,21 @@ class LinuxSandbox final : public Sandbox {
 
 Status LinuxSandbox::Prepare() {
   SPECULA_TRY(ValidateSpec(spec_));
-  SPECULA_ASSIGN_OR_RETURN(seccomp_, BuildSeccompProgram(spec_.policy.syscalls));
+  // A writable host bind (a lossy path) is the host's own directory, and the
+  // sandbox's root is host root on it (the bind's idmap, or no user
+  // namespace): a setuid bit or a file capability set there works on the
+  // host for anyone. Unless the policy lets a promote carry them, a sandbox
+  // with such a bind can set neither, anywhere (the seccomp rules cannot tell
+  // the bind's files from the overlay's).
+  const bool writable_bind =
+      std::any_of(spec_.binds.begin(), spec_.binds.end(), [](const BindMount& b) { return !b.read_only; });
+  const bool guard_setuid = writable_bind && !spec_.policy.promotion.allow_setuid;
+  SPECULA_ASSIGN_OR_RETURN(seccomp_, BuildSeccompProgram(spec_.policy.syscalls, guard_setuid));
   SPECULA_ASSIGN_OR_RETURN(priv_.cap_mask, CapabilityMask(spec_.policy.sandbox.capabilities));
+  if (writable_bind && !spec_.policy.promotion.allow_file_caps) {
+    SPECULA_ASSIGN_OR_RETURN(int setfcap, CapabilityFromName("CAP_SETFCAP"));
+    priv_.cap_mask &= ~(uint64_t{1} << setfcap);
+  }
   priv_.last_cap = LastCapability();
   priv_.nofile = spec_.policy.resources.nofile;
   SPECULA_ASSIGN_OR_RETURN(launcher_, SealedProgram("specula-launch", kSandboxLauncher, kSandboxLauncher_size));

@@ -81,6 +81,34 @@ Status AddBaseline(scmp_filter_ctx ctx, const std::set<std::string>& overridden)
   return Status::Ok();
 }
 
+// setuid/setgid bits in a mode register: chmod family and creations (each
+// bit is its own rule: a masked compare tests for all of its mask's bits).
+Status AddPrivilegeBitRules(scmp_filter_ctx ctx) {
+  const uint32_t deny = SCMP_ACT_ERRNO(kBaselineErrno);
+  struct ModeArg {
+    int nr;
+    unsigned arg;
+    const char* name;
+  };
+  std::vector<ModeArg> calls = {
+      {SCMP_SYS(chmod), 1, "chmod"},   {SCMP_SYS(fchmod), 1, "fchmod"}, {SCMP_SYS(fchmodat), 2, "fchmodat"},
+      {SCMP_SYS(open), 2, "open"},     {SCMP_SYS(openat), 3, "openat"}, {SCMP_SYS(creat), 1, "creat"},
+      {SCMP_SYS(mknod), 1, "mknod"},   {SCMP_SYS(mknodat), 2, "mknodat"},
+  };
+#if defined(__x86_64__)
+  // fchmodat2 (Linux 6.6) is newer than the libseccomp this builds with may
+  // know by name; an unknown number left open would bypass the chmod rules.
+  calls.push_back({452, 2, "fchmodat2"});
+#endif
+  for (const auto& c : calls) {
+    for (unsigned bit : {S_ISUID, S_ISGID}) {
+      scmp_arg_cmp cmp{c.arg, SCMP_CMP_MASKED_EQ, bit, bit};
+      SPECULA_TRY(Check(seccomp_rule_add_array(ctx, deny, c.nr, 1, &cmp), std::string("privilege bits of ") + c.name));
+    }
+  }
+  return Check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");
+}
+
 }  // namespace
 
 // The lists live in policies/containment.h, so `policy check` warns about
@@ -89,7 +117,8 @@ const std::vector<std::string>& BaselineDeniedSyscalls() { return policy::Baseli
 
 const std::vector<std::string>& BaselineConditionalSyscalls() { return policy::BaselineConditionalSyscalls(); }
 
-Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule>& rules) {
+Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule>& rules,
+                                           bool deny_privilege_bits) {
   std::set<std::string> baseline(BaselineDeniedSyscalls().begin(), BaselineDeniedSyscalls().end());
   baseline.insert(BaselineConditionalSyscalls().begin(), BaselineConditionalSyscalls().end());
   std::set<std::string> seen;
@@ -135,6 +164,7 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule
   SPECULA_TRY(Check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS)),
                     "bad-arch action"));
   SPECULA_TRY(AddBaseline(ctx.get(), overridden));
+  if (deny_privilege_bits) SPECULA_TRY(AddPrivilegeBitRules(ctx.get()));
 
   SeccompProgram prog;
   for (const auto* r : applied) {

@@ -40,7 +40,13 @@ const std::vector<std::string>& BaselineConditionalSyscalls();
 // outright, a policy may only choose kill or defer instead (a deferred call
 // still never runs in an unpromoted branch); rules that would allow a
 // baseline syscall, or touch one restricted by argument, are ignored.
-Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule>& rules);
+//
+// deny_privilege_bits: also refuse (EPERM) every chmod and file creation that
+// sets S_ISUID or S_ISGID, and openat2 (its mode is in memory: ENOSYS, so
+// callers fall back to openat). For sandboxes with a writable host bind, whose
+// files the host runs as they are (LinuxSandbox::Prepare).
+Result<SeccompProgram> BuildSeccompProgram(const std::vector<policy::SyscallRule>& rules,
+                                           bool deny_privilege_bits = false);
 
 // Native syscall number -> name ("?" + number if unknown).
 std::string SyscallName(int nr);

@@ -3,6 +3,8 @@
 // changes the host's value (sandbox/host_bind.h). Part of sandbox_serial_test:
 // it changes a host-wide sysctl, so nothing may run beside it.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -131,6 +133,50 @@ TEST_F(SandboxHostBindTest, SymlinkOnTheHostPathIsRefused) {
     EXPECT_NE(sb.error().ToString().find("symlink"), std::string::npos) << sb.error().ToString();
     EXPECT_FALSE(std::filesystem::exists(spec.run_dir)) << "nothing is created before the check";
   }
+}
+
+// A writable host bind (a lossy path) is the host's own directory: with the
+// sandbox's root mapped to host root on it (the idmap, or no user namespace
+// at all), `chown 0:0 f; chmod 4755 f` made a setuid-root file on the host
+// that any local user could run (an audit, 2026-12-07, confirmed with a
+// setuid `euid` printer: euid=0 for uid 65534). Unless the policy allows
+// setuid bits and file capabilities, a sandbox with a writable bind can set
+// neither, anywhere.
+TEST_F(SandboxHostBindTest, AWritableBindGetsNoSetuidFileAndNoFileCapability) {
+  const std::string dir = dirs_->root() + "/lossy-dir";
+  for (bool userns : {true, false}) {
+    SCOPED_TRACE(userns ? "user namespace" : "no user namespace");
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
+    SandboxSpec spec = spec_;
+    spec.policy.sandbox.user_namespace = userns;
+    spec.binds.push_back({dir, "/var/lossy", /*read_only=*/false});
+    auto sb = Sandbox::Create(spec);
+    ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+    auto r = (*sb)->Run(
+        "cd /var/lossy; cp /bin/true suid; chown 0:0 suid; chmod 4755 suid; chmod u+s suid; "
+        "cp /bin/true sgid; chown 0:0 sgid; chmod 2755 sgid; "
+        "python3 -c 'import os; os.close(os.open(\"made\", os.O_CREAT | os.O_WRONLY, 0o6755))'; "
+        "cp /bin/true capped; setcap cap_setuid+ep capped; "
+        "cp /bin/true plain; chmod 0750 plain && echo plain-ok; true",
+        std::chrono::seconds(20));
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_NE(r->stdout_data.find("plain-ok"), std::string::npos) << r->stderr_data;
+    for (const char* name : {"suid", "sgid", "made", "capped"}) {
+      struct stat st {};
+      if (std::string(name) == "made" && ::lstat((dir + "/made").c_str(), &st) != 0) continue;  // refused outright
+      ASSERT_EQ(::lstat((dir + "/" + name).c_str(), &st), 0) << name << ": " << r->stderr_data;
+      EXPECT_EQ(st.st_mode & (S_ISUID | S_ISGID), 0u) << name << " mode " << std::oct << st.st_mode;
+      EXPECT_LT(::lgetxattr((dir + "/" + name).c_str(), "security.capability", nullptr, 0), 0)
+          << name << " has a file capability";
+    }
+    struct stat plain {};
+    ASSERT_EQ(::lstat((dir + "/plain").c_str(), &plain), 0);
+    EXPECT_EQ(plain.st_mode & 07777, 0750u) << "ordinary modes still work";
+    ASSERT_TRUE((*sb)->Destroy().ok());
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

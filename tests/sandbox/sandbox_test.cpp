@@ -47,6 +47,32 @@ TEST_F(SandboxTest, RunsCommandAndCapturesOutputSeparately) {
   EXPECT_EQ(sig.signal, SIGTERM);
 }
 
+// The action's io dir is writable by the sandbox's root, and the runtime
+// reads the shell state the EXIT trap leaves there. A FIFO planted in its
+// place (and the trap killed) blocked the runtime's open forever: the run
+// never returned, and Destroy waited for it (an audit, 2026-12-07). A state
+// that is not a regular file is not read; the run returns.
+TEST_F(SandboxTest, AFifoInPlaceOfTheStateFileDoesNotHangTheRun) {
+  Start();
+  sandbox::Sandbox* box = sb_.get();
+  auto run = std::async(std::launch::async, [box] {
+    return box->Run("for d in /run/.specula/a*/; do rm -f \"${d}state\"; mkfifo \"${d}state\"; done; "
+                    "echo planted; kill -9 $$",
+                    std::chrono::seconds(20));
+  });
+  if (run.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "the run hangs on the planted FIFO";
+    std::abort();  // the stuck run would keep the sandbox (and this process) up forever
+  }
+  auto r = run.get();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "planted\n") << r->stderr_data;
+  EXPECT_FALSE(r->state_captured);
+  // The sandbox still works, and its next action is unaffected.
+  auto next = RunOk("echo again");
+  EXPECT_EQ(next.stdout_data, "again\n");
+}
+
 TEST_F(SandboxTest, WriteInsideIsInvisibleOnHost) {
   Start();
   const std::string file = "/tmp/specula-inside-" + name_;

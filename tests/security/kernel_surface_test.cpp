@@ -134,6 +134,14 @@ TEST_F(KernelSurface, HostGlobalStateClass_RebootAcctSyslogIoplRefused) {
   for (const char* w : {"reboot", "acct", "syslog-clear", "iopl", "ioperm"}) ExpectRefused(r, w);
 }
 
+// Legacy x86 segments: writing an LDT entry (modify_ldt) is a kernel
+// surface with its own history of bugs (CVE-2017-17053, CVE-2015-5157)
+// that nothing an agent runs needs; Docker's default profile denies it too.
+// It was allowed (an audit, 2026-12-07).
+TEST_F(KernelSurface, LegacyAbiClass_ModifyLdtRefused) {
+  ExpectRefused(Run(Attack("kernel modify_ldt")), "modify_ldt");
+}
+
 // Speculates `attack kernel <call>` (a call the policy defers: it changes
 // the whole host), waits until the branch is blocked on it, and discards
 // the branch: the call never ran.
