@@ -164,6 +164,8 @@ class Stager {
     return Status::Ok();
   }
 
+  // Recursive, one fd per level: the scan refused any tree deeper than
+  // kMaxUpperDepth, so this is bounded (about 1 KB of stack per level).
   Status StageNode(int dir_fd, const std::string& dir_rel, const std::string& name, const Node& n) {
     switch (n.type) {
       case Node::Type::kFile:
@@ -222,9 +224,17 @@ class Stager {
 // Above this many objects one syncfs beats an fsync each (docs/promote.md).
 constexpr uint64_t kSyncFsThreshold = 64;
 
-uint64_t CountNodes(const Node& n) {
-  uint64_t c = 1;
-  for (const auto& ch : n.children) c += CountNodes(ch);
+// Iterative, like every walk that need not recurse: the scan bounds the
+// tree's depth (kMaxUpperDepth), this does not even depend on it.
+uint64_t CountNodes(const Node& root) {
+  uint64_t c = 0;
+  std::vector<const Node*> todo{&root};
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    ++c;
+    for (const auto& ch : n->children) todo.push_back(&ch);
+  }
   return c;
 }
 

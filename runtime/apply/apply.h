@@ -22,6 +22,14 @@
 
 namespace specula::apply {
 
+// How deep directories may nest in an upper that is promoted to the base or
+// diffed (an entry of the upper's root is at depth 1). The branch controls
+// the upper's shape completely; a deeper tree is refused with
+// kInvalidArgument before anything is written, so every walk of the
+// validated tree afterwards is bounded by it. Real trees stay far below
+// (PATH_MAX alone allows about 2,000 one-letter levels).
+inline constexpr int kMaxUpperDepth = 1024;
+
 struct ApplyOptions {
   policy::Promotion promotion;  // allow_setuid / allow_file_caps / allow_xattrs / allow_devices
   // Where the journal and pre-images live. Must not exist yet (its parent

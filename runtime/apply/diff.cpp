@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <optional>
 #include <set>
+#include <string>
 
 #include "common/spawn.h"
 #include "runtime/apply/apply.h"
@@ -65,7 +66,8 @@ class Differ {
   Differ(int upper_fd, std::vector<UniqueFd> layers, const DiffOptions& opts)
       : upper_fd_(upper_fd), layers_(std::move(layers)), opts_(opts) {}
 
-  Status Walk(int upper_dir, const std::string& rel, bool lower_visible, bool opaque);
+  // `depth`: how many components `rel` has (0: the upper's root).
+  Status Walk(int upper_dir, const std::string& rel, bool lower_visible, bool opaque, int depth);
   UpperDiff Take() { return std::move(diff_); }
 
  private:
@@ -223,7 +225,15 @@ Status Differ::AddFileEntry(DiffEntry e, const struct stat& ust, const std::opti
   return Status::Ok();
 }
 
-Status Differ::Walk(int upper_dir, const std::string& rel, bool lower_visible, bool opaque) {
+Status Differ::Walk(int upper_dir, const std::string& rel, bool lower_visible, bool opaque, int depth) {
+  // One stack frame and one fd per level, on a tree the branch shaped (it
+  // may be live): bounded like a promote's scan (apply.h), with the same
+  // error, instead of overflowing the daemon's stack.
+  if (depth > kMaxUpperDepth) {
+    return Error(Code::kInvalidArgument, "upper nests directories deeper than " + std::to_string(kMaxUpperDepth) +
+                                             " levels, at " + rel.substr(0, 200) + (rel.size() > 200 ? "..." : ""))
+        .WithHint("specula diff lists at most " + std::to_string(kMaxUpperDepth) + " nested directories");
+  }
   SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(upper_dir));
   if (opaque && lower_visible) {
     // Whatever the lowers show here and the upper does not have is gone.
@@ -261,7 +271,7 @@ Status Differ::Walk(int upper_dir, const std::string& rel, bool lower_visible, b
       } else {
         diff_.entries.push_back(e);
       }
-      SPECULA_TRY(Walk(d.get(), child, lower_dir, child_opaque));
+      SPECULA_TRY(Walk(d.get(), child, lower_dir, child_opaque, depth + 1));
       continue;
     }
     SPECULA_TRY(AddFileEntry(std::move(e), *ust, lower));
@@ -280,7 +290,7 @@ Result<UpperDiff> DiffUpper(const std::string& upper_dir, const std::vector<std:
     layers.push_back(std::move(fd));
   }
   Differ d(upper.get(), std::move(layers), opts);
-  SPECULA_TRY_CTX(d.Walk(upper.get(), "", !lower_dirs.empty(), false), "diff " + upper_dir);
+  SPECULA_TRY_CTX(d.Walk(upper.get(), "", !lower_dirs.empty(), false, 0), "diff " + upper_dir);
   UpperDiff out = d.Take();
   std::sort(out.entries.begin(), out.entries.end(),
             [](const DiffEntry& a, const DiffEntry& b) { return a.path < b.path; });

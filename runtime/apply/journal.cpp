@@ -48,6 +48,46 @@ const char* KindName(OpKind k) {
   return "?";
 }
 
+// A path as the journal stores it: printable ASCII except '%' as itself,
+// every other byte as %XX. The kernel allows any byte but '/' and NUL in a
+// name, the branch chooses its names, and JSON strings must be UTF-8.
+std::string EscapeName(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+Result<std::string> UnescapeName(const std::string& s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    int hi = i + 2 < s.size() ? hex(s[i + 1]) : -1, lo = i + 2 < s.size() ? hex(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0) return Error(Code::kDataLoss, "bad escape in journal path: " + s);
+    out.push_back(static_cast<char>(hi << 4 | lo));
+    i += 2;
+  }
+  return out;
+}
+
 json MetaToJson(const MetaRec& m) {
   return {{"mode", m.mode}, {"uid", m.uid}, {"gid", m.gid},
           {"mtime", {m.mtime_sec, m.mtime_nsec}}};
@@ -87,7 +127,7 @@ PostRec PostFromJson(const json& j) {
 std::string Serialize(const Journal& jr) {
   json ops = json::array();
   for (const auto& op : jr.ops) {
-    json o = {{"kind", KindName(op.kind)}, {"path", op.path}};
+    json o = {{"kind", KindName(op.kind)}, {"path", EscapeName(op.path)}};
     if (op.kind == OpKind::kPut) {
       o["stage"] = op.stage;
       o["staged"] = {op.staged.dev, op.staged.ino};
@@ -99,7 +139,7 @@ std::string Serialize(const Journal& jr) {
     o["post"] = PostToJson(op.post);
     if (!op.subtree_post.empty()) {
       json sub = json::array();
-      for (const auto& [rel, post] : op.subtree_post) sub.push_back({rel, PostToJson(post)});
+      for (const auto& [rel, post] : op.subtree_post) sub.push_back({EscapeName(rel), PostToJson(post)});
       o["subtree"] = std::move(sub);
     }
     ops.push_back(std::move(o));
@@ -114,7 +154,7 @@ Result<Journal> Parse(const std::string& text) {
     json j = json::parse(text);
     Journal jr;
     jr.version = j.at("version").get<int>();
-    if (jr.version != 1) {
+    if (jr.version != 1 && jr.version != kJournalVersion) {
       return Error(Code::kDataLoss, "unsupported journal version " + std::to_string(jr.version));
     }
     jr.id = j.at("id").get<std::string>();
@@ -126,6 +166,10 @@ Result<Journal> Parse(const std::string& text) {
     }
     if (!known) return Error(Code::kDataLoss, "unknown journal state " + state);
     jr.base = {j.at("base").at(0).get<uint64_t>(), j.at("base").at(1).get<uint64_t>()};
+    auto name = [&](const json& v) -> Result<std::string> {
+      if (jr.version == 1) return v.get<std::string>();
+      return UnescapeName(v.get<std::string>());
+    };
     for (const auto& o : j.at("ops")) {
       JournalOp op;
       std::string kind = o.at("kind").get<std::string>();
@@ -133,7 +177,7 @@ Result<Journal> Parse(const std::string& text) {
       else if (kind == "delete") op.kind = OpKind::kDelete;
       else if (kind == "meta") op.kind = OpKind::kMeta;
       else return Error(Code::kDataLoss, "unknown op kind " + kind);
-      op.path = o.at("path").get<std::string>();
+      SPECULA_ASSIGN_OR_RETURN(op.path, name(o.at("path")));
       // Paths are re-validated: a damaged journal must not steer renames.
       if (!IsCleanRelPath(op.path)) {
         return Error(Code::kDataLoss, "bad op path in journal: " + op.path);
@@ -152,7 +196,8 @@ Result<Journal> Parse(const std::string& text) {
       op.post = PostFromJson(o.at("post"));
       if (o.contains("subtree")) {
         for (const auto& e : o.at("subtree")) {
-          op.subtree_post.emplace_back(e.at(0).get<std::string>(), PostFromJson(e.at(1)));
+          SPECULA_ASSIGN_OR_RETURN(std::string rel, name(e.at(0)));
+          op.subtree_post.emplace_back(std::move(rel), PostFromJson(e.at(1)));
         }
       }
       jr.ops.push_back(std::move(op));
@@ -166,7 +211,12 @@ Result<Journal> Parse(const std::string& text) {
 }  // namespace
 
 Status WriteJournal(int journal_dir_fd, const Journal& j, CrashCounter* steps) {
-  std::string text = Serialize(j);
+  std::string text;
+  try {
+    text = Serialize(j);  // every string in it is ASCII; a throw here would be a bug
+  } catch (const std::exception& e) {
+    return Error(Code::kInternal, std::string("write journal: ") + e.what());
+  }
   int fd = ::openat(journal_dir_fd, "journal.tmp",
                     O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Error::FromErrno("write journal: open journal.tmp");

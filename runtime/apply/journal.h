@@ -65,8 +65,12 @@ struct JournalOp {
   std::vector<std::pair<std::string, PostRec>> subtree_post;
 };
 
+// Version 2 writes paths escaped (journal.cpp: EscapeName): a name is
+// bytes, a JSON string UTF-8. Version 1 journals (paths raw) still read.
+inline constexpr int kJournalVersion = 2;
+
 struct Journal {
-  int version = 1;
+  int version = kJournalVersion;
   std::string id;
   JournalState state = JournalState::kStaging;
   FileId base;  // the base directory this journal belongs to

@@ -141,7 +141,8 @@ Status BackwardDelete(const Runner& r, size_t i, const JournalOp& op, int parent
 }
 
 // Every entry below a directory, depth first in name order, without
-// following symlinks.
+// following symlinks. Recursive: it walks what this apply staged, a tree
+// the scan bounded to kMaxUpperDepth levels (upper_scan.cpp).
 Status CollectTree(int dir_fd, const std::string& prefix, std::vector<std::pair<std::string, PostRec>>* out) {
   SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(dir_fd));
   for (const auto& n : names) {

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "common/files.h"
+
 namespace specula::apply {
 
 Result<UniqueFd> OpenTrustedDir(const std::string& path) {
@@ -81,11 +83,13 @@ Status RemoveTreeAt(int dir_fd, const std::string& name) {
   if (::unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
   if (errno != EISDIR && errno != EPERM) return Error::FromErrno("unlink " + name);
   // A directory: empty it through an fd opened without following symlinks.
+  // The tree may be a branch's (a staged copy of its upper, pre-images):
+  // EmptyDirectoryAt is iterative with bounded fds, so no depth fails it.
   int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Error::FromErrno("open " + name);
   UniqueFd sub(fd);
-  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(sub.get()));
-  for (const auto& n : names) SPECULA_TRY_CTX(RemoveTreeAt(sub.get(), n), name);
+  SPECULA_TRY(EmptyDirectoryAt(sub.get(), name));
+  sub.Reset();
   if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return Error::FromErrno("rmdir " + name);
   }
@@ -158,34 +162,71 @@ Status RenameAt(int from_dir, const std::string& from, int to_dir, const std::st
   return Status::Ok();
 }
 
+namespace {
+
+// Copies [off, off + len) of in_fd to the same offsets of out_fd.
+Status CopyRange(int in_fd, int out_fd, off_t off, uint64_t len, bool* use_cfr, std::vector<char>* buf) {
+  while (len > 0) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(len, uint64_t{1} << 30));
+    ssize_t n;
+    if (*use_cfr) {
+      loff_t in_off = off, out_off = off;
+      n = ::copy_file_range(in_fd, &in_off, out_fd, &out_off, want, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        *use_cfr = false;  // fall back to plain reads and writes
+        buf->resize(1 << 17);
+        continue;
+      }
+      if (n < 0) return Error::FromErrno("copy_file_range");
+    } else {
+      n = ::pread(in_fd, buf->data(), std::min(buf->size(), want), off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::FromErrno("read");
+      for (ssize_t done = 0; n > 0 && done < n;) {
+        ssize_t w = ::pwrite(out_fd, buf->data() + done, static_cast<size_t>(n - done), off + done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return Error::FromErrno("write");
+        done += w;
+      }
+    }
+    if (n == 0) return Status::Ok();  // the file shrank under us: what is left is a hole
+    off += n;
+    len -= static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// Only the data extents are copied (SEEK_DATA / SEEK_HOLE) and the size is
+// set at the end, so a sparse file stays sparse: a branch's 1 GiB file with
+// 4 KiB of data costs 4 KiB against its disk limit and must cost no more on
+// the host (copying it byte for byte filled the host's disk).
 Result<uint64_t> CopyData(int in_fd, int out_fd) {
+  struct stat st {};
+  if (::fstat(in_fd, &st) != 0) return Error::FromErrno("fstat");
+  const off_t size = st.st_size;
   uint64_t total = 0;
   bool use_cfr = true;
   std::vector<char> buf;
-  for (;;) {
-    if (use_cfr) {
-      ssize_t n = ::copy_file_range(in_fd, nullptr, out_fd, nullptr, 1 << 30, 0);
-      if (n > 0) { total += static_cast<uint64_t>(n); continue; }
-      if (n == 0) return total;
-      if (errno == EINTR) continue;
-      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-        return Error::FromErrno("copy_file_range");
-      }
-      use_cfr = false;  // fall back to plain read/write from the current offsets
-      buf.resize(1 << 17);
+  for (off_t off = 0; off < size;) {
+    off_t data = ::lseek(in_fd, off, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // only a hole is left
+    off_t hole = data < 0 ? size : ::lseek(in_fd, data, SEEK_HOLE);
+    if (data < 0) {
+      if (errno != EINVAL) return Error::FromErrno("lseek SEEK_DATA");
+      data = off;  // no extent map here: all of it is data
     }
-    ssize_t r = ::read(in_fd, buf.data(), buf.size());
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Error::FromErrno("read");
-    if (r == 0) return total;
-    for (ssize_t off = 0; off < r;) {
-      ssize_t w = ::write(out_fd, buf.data() + off, static_cast<size_t>(r - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return Error::FromErrno("write");
-      off += w;
-    }
-    total += static_cast<uint64_t>(r);
+    if (hole < 0) return Error::FromErrno("lseek SEEK_HOLE");
+    hole = std::min(hole, size);
+    if (hole <= data) break;
+    SPECULA_TRY(CopyRange(in_fd, out_fd, data, static_cast<uint64_t>(hole - data), &use_cfr, &buf));
+    total += static_cast<uint64_t>(hole - data);
+    off = hole;
   }
+  if (::ftruncate(out_fd, size) != 0) return Error::FromErrno("ftruncate");
+  return total;
 }
 
 std::string RandomId() {

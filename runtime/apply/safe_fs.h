@@ -46,7 +46,9 @@ Result<std::optional<struct stat>> LstatAt(int dir_fd, const std::string& name);
 Result<std::vector<std::string>> ListDir(int dir_fd);
 
 // Removes `name` in dir_fd and, if it is a directory, everything below it,
-// without following symlinks. Missing is fine.
+// without following symlinks or entering another filesystem (a btrfs
+// subvolume below is deleted), at any depth (common/files.h,
+// EmptyDirectoryAt). Missing is fine.
 Status RemoveTreeAt(int dir_fd, const std::string& name);
 
 Status FsyncFd(int fd, const std::string& what);

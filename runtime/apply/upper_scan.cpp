@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <string>
 
 namespace specula::apply {
 namespace {
@@ -13,18 +15,41 @@ constexpr const char* kOverlayPrefix = "trusted.overlay.";
 
 bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
+// The branch shapes the upper at will. The scan and everything that walks
+// its plan afterwards (staging, journal records, revert checks) recurse
+// once per level and keep an fd and a path per level, so the tree must be
+// bounded before anything is applied: a directory deeper than
+// kMaxUpperDepth, or a path the base could not even name (PATH_MAX; openat2
+// of its parent would fail half way through the apply), is refused here.
+Status CheckShape(const std::string& rel, int depth, bool is_dir) {
+  auto shown = [&] { return rel.size() > 200 ? rel.substr(0, 200) + "..." : rel; };
+  if (is_dir && depth > kMaxUpperDepth) {
+    return Error(Code::kInvalidArgument, "upper nests directories deeper than " + std::to_string(kMaxUpperDepth) +
+                                             " levels, at " + shown())
+        .WithHint("a promote to the base applies at most " + std::to_string(kMaxUpperDepth) +
+                  " nested directories; discard the branch, or flatten the tree in it first");
+  }
+  if (rel.size() >= PATH_MAX) {
+    return Error(Code::kInvalidArgument, "upper path longer than PATH_MAX (" + std::to_string(PATH_MAX) +
+                                             " bytes): " + shown())
+        .WithHint("a promote to the base applies only paths the base can name; shorten them in the branch");
+  }
+  return Status::Ok();
+}
+
 class Scanner {
  public:
   explicit Scanner(const ScanOptions& opts) : opts_(opts) {}
 
-  Status ScanMerged(int upper_dir, int base_dir, const std::string& rel);
+  // `depth`: how many components `rel` has (0: the upper's root).
+  Status ScanMerged(int upper_dir, int base_dir, const std::string& rel, int depth);
   Plan TakePlan() { return std::move(plan_); }
 
  private:
   // nullopt: the entry is rejected (noted in the report) or is a whiteout
   // inside a new directory (hides nothing).
   Result<std::optional<Node>> BuildNode(int upper_dir, const std::string& name,
-                                        const struct stat& st, const std::string& rel);
+                                        const struct stat& st, const std::string& rel, int depth);
   Result<UniqueFd> OpenUpperChild(int upper_dir, const std::string& name, const struct stat& st,
                                   int flags);
   Result<bool> IsWhiteout(int upper_dir, const std::string& name, const struct stat& st);
@@ -39,6 +64,7 @@ class Scanner {
 
   const ScanOptions& opts_;
   Plan plan_;
+  dev_t base_dev_ = 0;  // the base root's filesystem (set by the first ScanMerged)
 };
 
 Result<UniqueFd> Scanner::OpenUpperChild(int upper_dir, const std::string& name,
@@ -101,7 +127,8 @@ uint32_t Scanner::StripMode(uint32_t mode, bool is_dir, const std::string& rel) 
 }
 
 Result<std::optional<Node>> Scanner::BuildNode(int upper_dir, const std::string& name,
-                                               const struct stat& st, const std::string& rel) {
+                                               const struct stat& st, const std::string& rel, int depth) {
+  SPECULA_TRY(CheckShape(rel, depth, S_ISDIR(st.st_mode)));
   Node n;
   n.name = name;
   n.rel = rel;
@@ -147,7 +174,7 @@ Result<std::optional<Node>> Scanner::BuildNode(int upper_dir, const std::string&
         // A whiteout inside a directory that replaces the base one hides nothing.
         SPECULA_ASSIGN_OR_RETURN(bool wh, IsWhiteout(d.get(), cname, *cst));
         if (wh) continue;
-        SPECULA_ASSIGN_OR_RETURN(auto child, BuildNode(d.get(), cname, *cst, JoinRel(rel, cname)));
+        SPECULA_ASSIGN_OR_RETURN(auto child, BuildNode(d.get(), cname, *cst, JoinRel(rel, cname), depth + 1));
         if (child) n.children.push_back(std::move(*child));
       }
       return std::optional(std::move(n));
@@ -192,12 +219,16 @@ MetaRec MetaOf(const struct stat& st, uint32_t perm) {
   return {perm, st.st_uid, st.st_gid, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
 }
 
-Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel) {
+Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel, int depth) {
+  struct stat here {};
+  if (::fstat(base_dir, &here) != 0) return Error::FromErrno("fstat base " + (rel.empty() ? "." : rel));
+  if (rel.empty()) base_dev_ = here.st_dev;
   SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(upper_dir));
   for (const auto& name : names) {
     std::string child_rel = JoinRel(rel, name);
     SPECULA_ASSIGN_OR_RETURN(auto ust, LstatAt(upper_dir, name));
     if (!ust) return Error(Code::kAborted, "upper entry vanished during the scan: " + child_rel);
+    SPECULA_TRY(CheckShape(child_rel, depth + 1, S_ISDIR(ust->st_mode)));
     SPECULA_ASSIGN_OR_RETURN(auto bst, LstatAt(base_dir, name));
     // The journal's and the upper's own directories and their ancestors may
     // be merged into (a branch that writes /var/log/x over a base "/" whose
@@ -243,16 +274,27 @@ Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel) 
         if (op.old_meta.mode != op.new_meta.mode || op.old_meta.uid != op.new_meta.uid ||
             op.old_meta.gid != op.new_meta.gid || op.old_meta.mtime_sec != op.new_meta.mtime_sec ||
             op.old_meta.mtime_nsec != op.new_meta.mtime_nsec) {
+          // Inside the branch a mount point of the base is a plain directory
+          // of the base's own filesystem; its attributes are the mounted
+          // filesystem's root, which a promote never changes (docs/promote.md),
+          // and whose failure (read-only) would come after the commit point.
+          // Below a mount point (ScanMerged went into it) likewise.
+          if (bnow.st_dev != base_dev_) {
+            return Error(Code::kFailedPrecondition,
+                         child_rel + (bnow.st_dev != here.st_dev ? " is a mount point" : " is on another filesystem") +
+                             "; a promote cannot change its owner, mode or times")
+                .WithHint("leave the mount point's attributes alone in the branch, or change them on the host");
+          }
           plan_.ops.push_back(std::move(op));
           ++plan_.report.dirs_updated;
         }
-        SPECULA_TRY(ScanMerged(ud.get(), bd.get(), child_rel));
+        SPECULA_TRY(ScanMerged(ud.get(), bd.get(), child_rel, depth + 1));
         continue;
       }
       // Opaque: the upper dir replaces the base dir wholesale (below).
       if (protected_entry) return refuse_protected();
     }
-    SPECULA_ASSIGN_OR_RETURN(auto node, BuildNode(upper_dir, name, *ust, child_rel));
+    SPECULA_ASSIGN_OR_RETURN(auto node, BuildNode(upper_dir, name, *ust, child_rel, depth + 1));
     if (!node) continue;  // rejected
     PlannedOp op{.kind = OpKind::kPut, .rel = child_rel, .base_exists = bst.has_value()};
     op.node = std::move(*node);
@@ -267,7 +309,7 @@ Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel) 
 
 Result<Plan> ScanUpper(int upper_fd, int base_fd, const ScanOptions& opts) {
   Scanner s(opts);
-  SPECULA_TRY_CTX(s.ScanMerged(upper_fd, base_fd, ""), "validate upper");
+  SPECULA_TRY_CTX(s.ScanMerged(upper_fd, base_fd, "", 0), "validate upper");
   return s.TakePlan();
 }
 

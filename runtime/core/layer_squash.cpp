@@ -8,15 +8,19 @@
 
 #include <cstring>
 #include <map>
+#include <string>
 #include <utility>
 
 #include "common/files.h"
 #include "common/unique_fd.h"
+#include "runtime/apply/apply.h"
 
 namespace specula::core {
 namespace {
 
 constexpr const char* kOpaque = "trusted.overlay.opaque";
+// A layer is a sealed upper: the same bound as a promote to the base.
+constexpr int kMaxLayerDepth = apply::kMaxUpperDepth;
 
 bool IsOpaque(const std::string& dir) {
   char v[4];
@@ -99,7 +103,16 @@ class Squasher {
   }
 
   // Lays the directory `src` (of a higher layer) over `dst` (the merge so far).
-  Status MergeDir(const std::string& src, const std::string& dst) {
+  // `depth`: how far `src` is below its layer's root. A layer is a sealed
+  // upper, shaped by its branch at will; this recurses once per level, so
+  // a deeper tree is refused (the same bound as a promote to the base).
+  Status MergeDir(const std::string& src, const std::string& dst, int depth = 0) {
+    if (depth > kMaxLayerDepth) {
+      return Error(Code::kInvalidArgument, "layer nests directories deeper than " +
+                                               std::to_string(kMaxLayerDepth) + " levels, at " +
+                                               src.substr(0, 200) + (src.size() > 200 ? "..." : ""))
+          .WithHint("a layer of this session holds a tree deeper than squashing walks");
+    }
     DIR* d = ::opendir(src.c_str());
     if (d == nullptr) return Error::FromErrno("opendir " + src);
     std::vector<std::string> names;
@@ -115,13 +128,13 @@ class Squasher {
       if (S_ISDIR(sb.st_mode)) {
         bool opaque = IsOpaque(sp);
         if (have && S_ISDIR(db.st_mode) && !opaque) {
-          SPECULA_TRY(MergeDir(sp, dp));
+          SPECULA_TRY(MergeDir(sp, dp, depth + 1));
           SPECULA_TRY(CopyMeta(sp, sb, dp));
           continue;
         }
         if (have) SPECULA_TRY(RemoveTree(dp));
         if (::mkdir(dp.c_str(), 0700) != 0) return Error::FromErrno("mkdir " + dp);
-        SPECULA_TRY(MergeDir(sp, dp));
+        SPECULA_TRY(MergeDir(sp, dp, depth + 1));
         SPECULA_TRY(CopyMeta(sp, sb, dp));
         // A dir over a whiteout or a non-dir of a lower layer hid whatever
         // the base has there; without those layers, opacity must say so.

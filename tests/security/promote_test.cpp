@@ -63,6 +63,30 @@ TEST_F(PromoteToBase, StrippedAndLeftOutEntriesAreListedInTheResultInspectAndLog
   EXPECT_NE(daemon_->Log().find("stripped"), std::string::npos) << daemon_->Log();
 }
 
+// The audit's reproduction: a branch makes a 12,000-level directory tree
+// (far past PATH_MAX, built 500 levels per `cd`) and is promoted to the
+// base. The scan used to recurse once per level and overflowed the daemon's
+// stack; now the promote is refused with a clear error before anything is
+// applied, the daemon lives on, and the session still works.
+TEST_F(PromoteToBase, ATreeDeeperThanTheLimitIsRefusedAndTheDaemonLives) {
+  std::string s = CreateSession("", "/", "base");
+  const std::string d = dir_.path() + "/deep-" + marker();
+  std::string levels;
+  for (int i = 0; i < 500; ++i) levels += "a/";
+  auto r = TryRun("mkdir " + d + " && cd " + d + " && for i in $(seq 24); do mkdir -p " + levels + " && cd " +
+                      levels + "; done && echo made",
+                  s, 120000);
+  EXPECT_TRUE(daemon_->Alive()) << daemon_->Log();
+  ASSERT_FALSE(r.ok()) << "promoted a 12,000-level tree: " << r->dump();
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("1024"), std::string::npos) << r.error().ToString();
+  struct stat st {};
+  EXPECT_NE(::lstat(d.c_str(), &st), 0) << "part of the tree reached the host";
+  RunOut after = Run("echo alive", s);
+  EXPECT_EQ(after.out, "alive\n");
+  EXPECT_TRUE(daemon_->Alive()) << daemon_->Log();
+}
+
 // Two sessions on one base: each promote lands on the live host, so B sees
 // what A promoted, and A's rollback, which would revert A's write, must not
 // clobber what B wrote over it since: refused, the host keeps B's file.
