@@ -24,7 +24,13 @@
 
 #include <cerrno>
 
+#include <linux/openat2.h>
+
+#include <climits>
+#include <cstring>
+
 #include "common/child_report.h"
+#include "common/safe_fs.h"
 #include "sandbox/launcher/launch_plan.h"
 
 namespace specula::sandbox {
@@ -68,23 +74,61 @@ int RemountReadOnly(const char* target) {
   return 0;
 }
 
+// What creates or attaches resolves beneath the new root and follows no
+// symlink: until the old root is detached it is parked on /proc, so a
+// symlink the upper dir holds on the way to a target (an earlier action's
+// `ln -s /proc/tmp /var/cache`) would lead a mkdir, a create or an attach
+// onto the host's filesystem.
+constexpr uint64_t kBeneath = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+// Opens the directory holding `target` (absolute, inside the new root) and
+// points *leaf at its last component, copied into buf (no allocation here).
+// Returns the fd or -errno.
+int OpenParent(int root, const char* target, char (&buf)[PATH_MAX], const char** leaf) {
+  const size_t n = ::strlen(target);
+  if (n < 2 || target[0] != '/') return -EINVAL;
+  if (n >= sizeof(buf)) return -ENAMETOOLONG;
+  ::memcpy(buf, target, n + 1);
+  char* slash = ::strrchr(buf, '/');
+  *slash = '\0';
+  *leaf = slash + 1;
+  const char* rel = buf[0] == '\0' ? "." : buf + 1;
+  int fd = RawOpenat2(root, rel, O_PATH | O_DIRECTORY, 0, kBeneath);
+  return fd < 0 ? -errno : fd;
+}
+
 // Returns 0 or an errno.
-int ApplyStep(const MountStep& s) {
+int ApplyStep(const MountStep& s, int root) {
   const char* t = s.target.c_str();
   struct stat st {};
+  char buf[PATH_MAX];
+  const char* leaf = nullptr;
   switch (s.kind) {
-    case MountStep::Kind::kMkdir:
-      if (::mkdir(t, s.mode) != 0 && errno != EEXIST) return errno;
-      return 0;
-    case MountStep::Kind::kTouch: {
-      int fd = ::open(t, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, s.mode);
-      if (fd < 0) return errno;
-      ::close(fd);
-      return 0;
+    case MountStep::Kind::kMkdir: {
+      int dir = OpenParent(root, t, buf, &leaf);
+      if (dir < 0) return -dir;
+      int err = ::mkdirat(dir, leaf, s.mode) != 0 && errno != EEXIST ? errno : 0;
+      ::close(dir);
+      return err;
     }
-    case MountStep::Kind::kSymlink:
-      if (::symlink(s.source.c_str(), t) != 0 && errno != EEXIST) return errno;
-      return 0;
+    case MountStep::Kind::kTouch: {
+      int dir = OpenParent(root, t, buf, &leaf);
+      if (dir < 0) return -dir;
+      // O_RDONLY|O_NONBLOCK: a FIFO planted at the target neither blocks
+      // the create nor needs a writer.
+      int fd = ::openat(dir, leaf, O_CREAT | O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW, s.mode);
+      int err = fd < 0 ? errno : 0;
+      if (fd >= 0) ::close(fd);
+      ::close(dir);
+      return err;
+    }
+    case MountStep::Kind::kSymlink: {
+      int dir = OpenParent(root, t, buf, &leaf);
+      if (dir < 0) return -dir;
+      int err = ::symlinkat(s.source.c_str(), dir, leaf) != 0 && errno != EEXIST ? errno : 0;
+      ::close(dir);
+      return err;
+    }
     case MountStep::Kind::kMount:
       if (::mount(s.source.c_str(), t, s.fstype.c_str(), s.flags, s.data.c_str()) != 0) {
         return (s.optional && errno == ENOENT) ? 0 : errno;
@@ -119,9 +163,14 @@ int ApplyStep(const MountStep& s) {
     case MountStep::Kind::kAwaitParent:
       return EINVAL;  // handled by RunInit, which holds the sync fd
     case MountStep::Kind::kAttach: {
-      // The target's last component is not followed (no MOVE_MOUNT_T_SYMLINKS).
       int err = 0;
-      if (::syscall(SYS_move_mount, s.fd, "", AT_FDCWD, t, MOVE_MOUNT_F_EMPTY_PATH) != 0) err = errno;
+      int at = t[0] == '/' && t[1] != '\0' ? RawOpenat2(root, t + 1, O_PATH | O_NOFOLLOW, 0, kBeneath) : -1;
+      if (at < 0) {
+        err = t[0] == '/' ? errno : EINVAL;
+      } else if (::syscall(SYS_move_mount, s.fd, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+        err = errno;
+      }
+      if (at >= 0) ::close(at);
       ::close(s.fd);  // attached (or failed): the tree no longer needs our reference
       return err;
     }
@@ -247,6 +296,9 @@ void RunInit(const InitPlan& plan) {
     if (::syscall(SYS_setresuid, 0, 0, 0) != 0) ChildFail(report, "setresuid 0");
   }
 
+  // The new root, for the steps that must resolve beneath it (ApplyStep).
+  int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) ChildFail(report, "open the new root");
   for (const auto& s : plan.steps) {
     if (s.kind == MountStep::Kind::kAwaitParent) {
       char go = 'B';
@@ -258,9 +310,10 @@ void RunInit(const InitPlan& plan) {
       if (n != 1 || go != 'G') ChildFail(report, s.step.c_str(), n < 0 ? errno : EIO);
       continue;
     }
-    int err = ApplyStep(s);
+    int err = ApplyStep(s, root);
     if (err != 0) ChildFail(report, s.step.c_str(), err);
   }
+  ::close(root);
 
   // The reaper goes onto the sandbox's own tmpfs, so that everything pid 1
   // maps is inside the sandbox (CRIU can dump it).

@@ -12,6 +12,8 @@
 #include <optional>
 #include <thread>
 
+#include "common/files.h"
+
 namespace specula::sandbox {
 namespace {
 
@@ -166,7 +168,8 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
     std::error_code ec;
     bool cleared_marker = false;
     if (!layers.work.empty() && std::filesystem::exists(layers.work + "/work/incompat/volatile", ec)) {
-      cleared_marker = std::filesystem::remove_all(layers.work + "/work", ec) > 0 && !ec;
+      // The runtime's own dir (fd walk, same device only, result checked).
+      cleared_marker = RemoveTree(layers.work + "/work").ok();
     }
     if (err == EBUSY && busy_waits < kBusyWait) {
       ++busy_waits;
@@ -174,7 +177,7 @@ Result<OverlayMount> OverlayMount::Mount(const OverlayLayers& layers, const std:
     } else if (err == EINVAL && cleared_marker && marker_retries++ < 2) {
       spdlog::info("overlay on {}: emptied work dir {} of an earlier volatile mount", target, layers.work);
     } else if (err == ESTALE && !dropped_index && !layers.work.empty() &&
-               std::filesystem::remove_all(layers.work + "/index", ec) > 0 && !ec) {
+               std::filesystem::exists(layers.work + "/index", ec) && RemoveTree(layers.work + "/index").ok()) {
       dropped_index = true;
       spdlog::warn("overlay on {}: dropped the stale index of work dir {}", target, layers.work);
     } else {

@@ -325,7 +325,14 @@ Status LinuxSandbox::StartInit() {
   go.second.Reset();
   Status st = ReadChildReport(report.first.get(), "start sandbox init");
   bind_trees_.clear();  // attached (or init failed): our clones are not needed
-  if (!st.ok()) return fail(std::move(st).error());
+  if (!st.ok()) {
+    Error e = std::move(st).error();
+    if (e.sys_errno() == ELOOP) {
+      e.WithHint("a symlink in the sandbox's tree (its upper dir or a layer) is on the way to a mount target; "
+                 "targets are never followed through symlinks: remove the link or move the bind");
+    }
+    return fail(std::move(e));
+  }
   // The init program is non-dumpable before it says so: only then may
   // anything else enter the sandbox.
   char r = 0;

@@ -259,6 +259,7 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
     const auto& b = spec.binds[i];
     if (IsProcSysTarget(b.sandbox_path)) continue;
     any_bind = true;
+    const size_t first = s.size();
     AddParents(s, b.sandbox_path);
     struct stat st {};
     bool dir = ::lstat(b.host_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -269,6 +270,8 @@ std::vector<MountStep> BuildMountSteps(const SandboxSpec& spec, const std::vecto
       t.mode = 0644;
       s.push_back(t);
     }
+    // Named for the failure report: a symlink on the way fails here (ELOOP).
+    for (size_t k = first; k < s.size(); ++k) s[k].step = "bind target " + s[k].target;
     // In a user namespace the sandbox's root may not attach a tree the
     // host's root cloned: the parent attaches them all at this point
     // (sandbox.cpp AttachBinds) while init waits.

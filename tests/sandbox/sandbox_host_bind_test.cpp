@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 
 #include "sandbox/sandbox.h"
@@ -177,6 +178,71 @@ TEST_F(SandboxHostBindTest, AWritableBindGetsNoSetuidFileAndNoFileCapability) {
     ASSERT_TRUE((*sb)->Destroy().ok());
   }
   std::filesystem::remove_all(dir);
+}
+
+// The mount targets of binds are made inside the new root while the old
+// root (the host's /) is still parked on /proc, so a symlink the upper dir
+// holds on the way to a target (an earlier action's `ln -s /proc/tmp/x
+// /var/cache`) led mkdir and the file bind's create onto the HOST's
+// filesystem: an empty file or directory anywhere on the host (as host root
+// without a user namespace; /etc/nologin locks every user out). Targets are
+// now resolved beneath the new root without following any symlink.
+TEST_F(SandboxHostBindTest, ASymlinkInTheUpperCannotLeadABindTargetOntoTheHost) {
+  char tmpl[] = "/tmp/specula-victim-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string victim = tmpl;
+  ASSERT_EQ(::chmod(victim.c_str(), 0777), 0);  // writable for a namespace's root too
+  const std::string host_dir = dirs_->root() + "/lossy-dir";
+  const std::string host_file = dirs_->root() + "/lossy-file";
+  std::filesystem::create_directories(host_dir);
+  ASSERT_TRUE(WriteText(host_file, "x\n"));
+  std::filesystem::create_directories(dirs_->upper() + "/var");
+  for (bool userns : {false, true}) {
+    for (const std::string& link : {"/proc" + victim, "../proc" + victim}) {
+      SCOPED_TRACE(std::string(userns ? "user namespace, " : "no user namespace, ") + link);
+      std::filesystem::remove(dirs_->upper() + "/var/cache");
+      std::filesystem::create_symlink(link, dirs_->upper() + "/var/cache");
+      SandboxSpec spec = spec_;
+      spec.policy.sandbox.user_namespace = userns;
+      spec.binds.push_back({host_dir, "/var/cache/pip", /*read_only=*/false});
+      spec.binds.push_back({host_file, "/var/cache/history", /*read_only=*/false});
+      auto sb = Sandbox::Create(spec);
+      EXPECT_FALSE(std::filesystem::exists(victim + "/pip")) << "a directory was made on the host";
+      EXPECT_FALSE(std::filesystem::exists(victim + "/history")) << "a file was made on the host";
+      if (sb.ok()) {
+        ADD_FAILURE() << "a bind target behind a symlink must be refused";
+        EXPECT_TRUE((*sb)->Destroy().ok());
+      } else {
+        EXPECT_NE(sb.error().ToString().find("bind target"), std::string::npos) << sb.error().ToString();
+      }
+      std::filesystem::remove_all(victim + "/pip");
+      std::filesystem::remove_all(victim + "/history");
+    }
+  }
+  std::filesystem::remove_all(victim);
+}
+
+// A FIFO the upper dir holds where a file bind's target goes: the create
+// step opened it for writing and blocked forever (no reader), and with it
+// the sandbox's start and the daemon thread that waited for it.
+TEST_F(SandboxHostBindTest, AFifoAtAFileBindTargetDoesNotHangTheStart) {
+  const std::string host_file = dirs_->root() + "/lossy-file";
+  ASSERT_TRUE(WriteText(host_file, "host\n"));
+  std::filesystem::create_directories(dirs_->upper() + "/var");
+  ASSERT_EQ(::mkfifo((dirs_->upper() + "/var/history").c_str(), 0644), 0);
+  spec_.binds.push_back({host_file, "/var/history", /*read_only=*/false});
+  SandboxSpec spec = spec_;
+  auto made = std::async(std::launch::async, [spec] { return Sandbox::Create(spec); });
+  if (made.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "the sandbox's start hangs on the planted FIFO";
+    std::abort();  // the stuck child would keep this process up forever
+  }
+  auto sb = made.get();
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  auto r = (*sb)->Run("cat /var/history", std::chrono::seconds(20));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "host\n") << r->stderr_data;
+  EXPECT_TRUE((*sb)->Destroy().ok());
 }
 
 }  // namespace
