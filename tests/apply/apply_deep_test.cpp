@@ -15,6 +15,7 @@
 #include "runtime/apply/safe_fs.h"
 #include "tests/apply/apply_test_util.h"
 #include "tests/common/bounded_run.h"
+#include "tests/common/deep_tree.h"
 
 namespace specula::apply {
 namespace {
@@ -25,38 +26,11 @@ using testing::WriteFile;
 
 constexpr int kDeep = 12000;  // "d/" x 12,000: six times PATH_MAX
 
-// The fixture's trees are too deep for std::filesystem: rm -rf copes.
-class DeepScratch {
- public:
-  DeepScratch() {
-    std::string tmpl = "/var/tmp/specula-apply-deep-" + std::to_string(::getpid()) + "-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~DeepScratch() { (void)Spawn({.argv = {"rm", "-rf", path_}}); }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+using specula::testing::DeepScratch;
 
- private:
-  std::string path_;
-};
-
-// `levels` nested directories "d" below `dir` (relative calls only), a file
-// "bottom" in the deepest.
+// `levels` nested directories "d" below `dir`, a file "bottom" in the deepest.
 void MakeChain(const std::string& dir, int levels) {
-  int cur = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(cur, 0) << dir << ": " << std::strerror(errno);
-  for (int i = 0; i < levels; ++i) {
-    ASSERT_EQ(::mkdirat(cur, "d", 0755), 0) << std::strerror(errno);
-    int next = ::openat(cur, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ::close(cur);
-    ASSERT_GE(next, 0) << std::strerror(errno);
-    cur = next;
-  }
-  int f = ::openat(cur, "bottom", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  ::close(cur);
-  ASSERT_GE(f, 0) << std::strerror(errno);
-  ASSERT_EQ(::write(f, "deep\n", 5), 5);
-  ::close(f);
+  ASSERT_TRUE(specula::testing::MakeChainWithBottom(dir, levels)) << dir << ": " << std::strerror(errno);
 }
 
 class ApplyDeepTest : public ::testing::Test {
@@ -69,7 +43,7 @@ class ApplyDeepTest : public ::testing::Test {
   }
   ApplyOptions Opts() const { return {.journal_dir = journal, .crash_at = -1}; }
 
-  DeepScratch dir;
+  DeepScratch dir{"apply-deep"};
   std::string base = dir / "base", upper = dir / "upper", journal = dir / "journal";
 };
 
@@ -98,7 +72,7 @@ TEST_F(ApplyDeepTest, TheLimitItselfIsAppliedOneMoreLevelIsNot) {
   for (int i = 1; i < kMaxUpperDepth; ++i) bottom += "/d";
   EXPECT_EQ(ReadFile(bottom + "/bottom"), "deep\n");
   // ...one more is not (a directory at depth kMaxUpperDepth + 1).
-  DeepScratch other;
+  DeepScratch other{"apply-deep"};
   std::string upper2 = other / "upper", base2 = other / "base";
   ASSERT_EQ(::mkdir(upper2.c_str(), 0755), 0);
   ASSERT_EQ(::mkdir(base2.c_str(), 0755), 0);
@@ -134,7 +108,7 @@ TEST_F(ApplyDeepTest, DiffOfAnUpperDeeperThanTheLimitIsAClearError) {
 }
 
 TEST(RemoveTreeAtTest, RemovesATreeFarDeeperThanPathMax) {
-  DeepScratch dir;
+  DeepScratch dir{"apply-deep"};
   std::string top = dir / "top";
   ASSERT_EQ(::mkdir(top.c_str(), 0755), 0);
   ASSERT_EQ(::symlink("/", (top + "/up").c_str()), 0);

@@ -19,6 +19,7 @@
 
 #include "common/spawn.h"
 #include "tests/common/bounded_run.h"
+#include "tests/common/deep_tree.h"
 
 namespace specula {
 namespace {
@@ -27,36 +28,9 @@ namespace {
 // enough that one stack frame or one fd per level is a crash or EMFILE.
 constexpr int kDeep = 12000;
 
-class Scratch {
- public:
-  Scratch() {
-    std::string tmpl = "/var/tmp/specula-files-test-" + std::to_string(::getpid()) + "-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  // rm -rf (fts) copes with any depth, so a failing test leaves nothing.
-  ~Scratch() { (void)Spawn({.argv = {"rm", "-rf", path_}}); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Makes `levels` nested directories "d" below `dir`, with relative calls
-// only (the paths are too long for anything else); returns the deepest one.
-int MakeChain(int dir, int levels) {
-  int cur = ::dup(dir);
-  for (int i = 0; i < levels && cur >= 0; ++i) {
-    if (::mkdirat(cur, "d", 0755) != 0) {
-      ::close(cur);
-      return -1;
-    }
-    int next = ::openat(cur, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ::close(cur);
-    cur = next;
-  }
-  return cur;
-}
+using testing::MakeChainAt;
+// Its removal is rm -rf's, not the RemoveTree under test.
+using Scratch = testing::DeepScratch;
 
 void WriteAt(int dir, const char* name, size_t bytes) {
   int fd = ::openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -84,7 +58,7 @@ void MakeDeepTree(const std::string& root) {
     ASSERT_EQ(::symlinkat("/", cur, "up"), 0);
     ASSERT_EQ(::mkdirat(cur, "side", 0700), 0);
     WriteAt(cur, "f", 4096);
-    int next = MakeChain(cur, 1000);
+    int next = MakeChainAt(cur, 1000);
     ::close(cur);
     ASSERT_GE(next, 0) << std::strerror(errno);
     cur = next;
@@ -94,7 +68,7 @@ void MakeDeepTree(const std::string& root) {
 }
 
 TEST(RemoveTreeTest, RemovesATreeFarDeeperThanPathMax) {
-  Scratch s;
+  Scratch s{"files-test"};
   std::string root = s.path() + "/tree";
   MakeDeepTree(root);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
@@ -106,7 +80,7 @@ TEST(RemoveTreeTest, RemovesATreeFarDeeperThanPathMax) {
 }
 
 TEST(RemoveTreeTest, RemovesASymlinkNotWhatItPointsTo) {
-  Scratch s;
+  Scratch s{"files-test"};
   std::string root = s.path() + "/tree", outside = s.path() + "/outside";
   ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(::mkdir(outside.c_str(), 0755), 0);
@@ -119,7 +93,7 @@ TEST(RemoveTreeTest, RemovesASymlinkNotWhatItPointsTo) {
 }
 
 TEST(DiskUsageTest, CountsATreeFarDeeperThanPathMax) {
-  Scratch s;
+  Scratch s{"files-test"};
   std::string root = s.path() + "/tree";
   MakeDeepTree(root);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
@@ -130,7 +104,7 @@ TEST(DiskUsageTest, CountsATreeFarDeeperThanPathMax) {
 }
 
 TEST(DiskUsageTest, DoesNotCountWhatASymlinkPointsTo) {
-  Scratch s;
+  Scratch s{"files-test"};
   std::string root = s.path() + "/tree", big = s.path() + "/big";
   ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(::mkdir(big.c_str(), 0755), 0);
@@ -146,7 +120,7 @@ TEST(DiskUsageTest, DoesNotCountWhatASymlinkPointsTo) {
 // A command that swaps a directory for a symlink to a big host directory
 // while the daemon measures its branch must not make it walk the target.
 TEST(DiskUsageTest, ADirectorySwappedForASymlinkDuringTheWalkIsNeverFollowed) {
-  Scratch s;
+  Scratch s{"files-test"};
   std::string root = s.path() + "/tree", big = s.path() + "/big";
   ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(::mkdir((root + "/x").c_str(), 0755), 0);

@@ -15,44 +15,21 @@
 #include <gtest/gtest.h>
 
 #include "common/files.h"
+#include "tests/common/deep_tree.h"
 
 namespace specula::core {
 namespace {
 
-class Scratch {
- public:
-  Scratch() {
-    std::string tmpl = "/var/tmp/specula-squash-test-" + std::to_string(::getpid()) + "-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~Scratch() { (void)RemoveTree(path_); }
-  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+using Scratch = specula::testing::DeepScratch;
 
- private:
-  std::string path_;
-};
-
-// `levels` nested directories "d" below `dir`, a file in the deepest.
+// `levels` nested directories "d" below a new `dir`, a file in the deepest.
 void MakeChain(const std::string& dir, int levels) {
   ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << std::strerror(errno);
-  int cur = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(cur, 0);
-  for (int i = 0; i < levels; ++i) {
-    ASSERT_EQ(::mkdirat(cur, "d", 0755), 0) << std::strerror(errno);
-    int next = ::openat(cur, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ::close(cur);
-    ASSERT_GE(next, 0);
-    cur = next;
-  }
-  int f = ::openat(cur, "bottom", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  ::close(cur);
-  ASSERT_GE(f, 0);
-  ::close(f);
+  ASSERT_TRUE(specula::testing::MakeChainWithBottom(dir, levels)) << std::strerror(errno);
 }
 
 TEST(LayerSquashTest, ALayerDeeperThanTheBoundIsRefusedWithAClearError) {
-  Scratch s;
+  Scratch s{"squash-test"};
   MakeChain(s / "l1", 1100);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(::mkdir((s / "l2").c_str(), 0755), 0);
@@ -63,7 +40,7 @@ TEST(LayerSquashTest, ALayerDeeperThanTheBoundIsRefusedWithAClearError) {
 }
 
 TEST(LayerSquashTest, ALayerWithinTheBoundSquashes) {
-  Scratch s;
+  Scratch s{"squash-test"};
   MakeChain(s / "l1", 200);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(::mkdir((s / "l2").c_str(), 0755), 0);
