@@ -206,28 +206,6 @@ struct DuLevel {
   size_t next = 0;
 };
 
-// The entries of the directory open at `fd` (not consumed).
-Result<std::vector<std::string>> ReadNames(int fd) {
-  int own = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (own < 0) return Error::FromErrno("open .");
-  DIR* d = ::fdopendir(own);
-  if (d == nullptr) {
-    Error e = Error::FromErrno("fdopendir");
-    ::close(own);
-    return e;
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
-    errno = 0;
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return Error::FromErrno("readdir", err);
-  return names;
-}
-
 }  // namespace
 
 bool IsBtrfsSubvolumeRoot(int dirfd, const char* name) {
@@ -313,7 +291,7 @@ Result<uint64_t> DiskUsage(const std::string& path) {
   std::set<ino_t> seen;  // hard-linked inodes (one device), counted once
   std::vector<DuLevel> stack;
   {
-    SPECULA_ASSIGN_OR_RETURN(auto names, ReadNames(root.get()));
+    SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(root.get()));
     stack.push_back({std::move(root), rst.st_ino, std::move(names), 0});
   }
   size_t lowest_open = 1;  // stack[0] and stack[lowest_open..] have fds
@@ -356,7 +334,7 @@ Result<uint64_t> DiskUsage(const std::string& path) {
     struct stat now;
     if (::fstat(sfd.get(), &now) != 0) return Error::FromErrno("stat " + path + "/.../" + name);
     if (now.st_dev != sb.st_dev || now.st_ino != sb.st_ino) continue;  // swapped: skip it
-    SPECULA_ASSIGN_OR_RETURN(auto names, ReadNames(sfd.get()));
+    SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(sfd.get()));
     stack.push_back({std::move(sfd), now.st_ino, std::move(names), 0});
     // Bound the open fds: close the shallowest open one (never the root).
     if (stack.size() - lowest_open + 1 > kMaxOpenDirs) {

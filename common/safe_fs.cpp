@@ -1,9 +1,11 @@
 #include "common/safe_fs.h"
 
+#include <dirent.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace specula {
@@ -84,6 +86,30 @@ std::pair<std::string, std::string> SplitParent(const std::string& rel) {
   auto pos = rel.rfind('/');
   if (pos == std::string::npos) return {"", rel};
   return {rel.substr(0, pos), rel.substr(pos + 1)};
+}
+
+Result<std::vector<std::string>> ListDirAt(int dir_fd) {
+  // fdopendir takes ownership, so give it its own fd.
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open dir");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    Error e = Error::FromErrno("fdopendir");
+    ::close(fd);
+    return e;
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return Error::FromErrno("readdir", err);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace specula

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -66,5 +67,10 @@ Result<std::string> ReadAll(int fd, uint64_t cap, bool* over);
 std::string JoinRel(const std::string& dir, const std::string& rel);
 // "a/b/c" -> {"a/b", "c"}; "c" -> {"", "c"}.
 std::pair<std::string, std::string> SplitParent(const std::string& rel);
+
+// The entry names of the directory open at `dir_fd` (not consumed), sorted,
+// without "." and "..". Reads through a fresh fd, so dir_fd's offset is left
+// alone. Errors: "open dir", "fdopendir", "readdir", errno kept.
+Result<std::vector<std::string>> ListDirAt(int dir_fd);
 
 }  // namespace specula

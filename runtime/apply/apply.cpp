@@ -40,7 +40,7 @@ Result<UniqueFd> PrepareJournalDir(const std::string& path, bool* created) {
   }
   SPECULA_ASSIGN_OR_RETURN(UniqueFd j, OpenTrustedDir(path));
   if (!*created) {
-    SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(j.get()));
+    SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(j.get()));
     if (!names.empty()) {
       return Error(Code::kAlreadyExists, "journal dir " + path + " is not empty")
           .WithHint("use a new journal dir per promote; Recover() an interrupted one");
@@ -417,7 +417,7 @@ Result<RecoveryReport> Recover(const std::string& journal_dir, const std::string
       break;
     case JournalState::kReverted: {
       // A crash may have left the reverted objects in trash/.
-      SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(o.trash.get()));
+      SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(o.trash.get()));
       for (const auto& n : names) st = RemoveTreeAt(o.trash.get(), n);
       break;
     }

@@ -126,7 +126,7 @@ Result<std::set<std::string>> Differ::LowerNames(const std::string& rel) {
   for (const auto& layer : layers_) {
     auto d = OpenDirBeneath(layer.get(), rel);
     if (!d.ok()) continue;
-    SPECULA_ASSIGN_OR_RETURN(auto list, ListDir(d->get()));
+    SPECULA_ASSIGN_OR_RETURN(auto list, ListDirAt(d->get()));
     names.insert(list.begin(), list.end());
     SPECULA_ASSIGN_OR_RETURN(bool opaque, XattrEquals(d->get(), "trusted.overlay.opaque", "y"));
     if (opaque) break;
@@ -234,7 +234,7 @@ Status Differ::Walk(int upper_dir, const std::string& rel, bool lower_visible, b
                                              " levels, at " + rel.substr(0, 200) + (rel.size() > 200 ? "..." : ""))
         .WithHint("specula diff lists at most " + std::to_string(kMaxUpperDepth) + " nested directories");
   }
-  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(upper_dir));
+  SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(upper_dir));
   if (opaque && lower_visible) {
     // Whatever the lowers show here and the upper does not have is gone.
     SPECULA_ASSIGN_OR_RETURN(auto lower_names, LowerNames(rel));

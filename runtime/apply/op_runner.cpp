@@ -144,7 +144,7 @@ Status BackwardDelete(const Runner& r, size_t i, const JournalOp& op, int parent
 // following symlinks. Recursive: it walks what this apply staged, a tree
 // the scan bounded to kMaxUpperDepth levels (upper_scan.cpp).
 Status CollectTree(int dir_fd, const std::string& prefix, std::vector<std::pair<std::string, PostRec>>* out) {
-  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(dir_fd));
+  SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(dir_fd));
   for (const auto& n : names) {
     SPECULA_ASSIGN_OR_RETURN(auto st, LstatAt(dir_fd, n));
     if (!st) continue;
@@ -172,7 +172,7 @@ Result<std::vector<std::pair<std::string, PostRec>>> SubtreeOf(int parent, const
 }
 
 Status EmptyDir(int dir_fd) {
-  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(dir_fd));
+  SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(dir_fd));
   for (const auto& n : names) SPECULA_TRY(RemoveTreeAt(dir_fd, n));
   return Status::Ok();
 }

@@ -55,30 +55,6 @@ Result<std::optional<struct stat>> LstatAt(int dir_fd, const std::string& name) 
   return Error::FromErrno("lstat " + name);
 }
 
-Result<std::vector<std::string>> ListDir(int dir_fd) {
-  // fdopendir takes ownership, so give it its own fd.
-  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Error::FromErrno("open dir");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    Error e = Error::FromErrno("fdopendir");
-    ::close(fd);
-    return e;
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* de = ::readdir(d)) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-    errno = 0;
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return Error::FromErrno("readdir", err);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 Status RemoveTreeAt(int dir_fd, const std::string& name) {
   if (::unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
   if (errno != EISDIR && errno != EPERM) return Error::FromErrno("unlink " + name);

@@ -42,9 +42,6 @@ bool IsCleanRelPath(const std::string& rel);
 // lstat of one name in dir_fd: nullopt when it does not exist.
 Result<std::optional<struct stat>> LstatAt(int dir_fd, const std::string& name);
 
-// Sorted entry names of a directory (without "." and "..").
-Result<std::vector<std::string>> ListDir(int dir_fd);
-
 // Removes `name` in dir_fd and, if it is a directory, everything below it,
 // without following symlinks or entering another filesystem (a btrfs
 // subvolume below is deleted), at any depth (common/files.h,

@@ -167,7 +167,7 @@ Result<std::optional<Node>> Scanner::BuildNode(int upper_dir, const std::string&
       }
       n.xattrs = FilterXattrs(std::move(xattrs), rel);
       n.perm = StripMode(st.st_mode, true, rel);
-      SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(d.get()));
+      SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(d.get()));
       for (const auto& cname : names) {
         SPECULA_ASSIGN_OR_RETURN(auto cst, LstatAt(d.get(), cname));
         if (!cst) return Error(Code::kAborted, "upper entry vanished during the scan: " + JoinRel(rel, cname));
@@ -223,7 +223,7 @@ Status Scanner::ScanMerged(int upper_dir, int base_dir, const std::string& rel, 
   struct stat here {};
   if (::fstat(base_dir, &here) != 0) return Error::FromErrno("fstat base " + (rel.empty() ? "." : rel));
   if (rel.empty()) base_dev_ = here.st_dev;
-  SPECULA_ASSIGN_OR_RETURN(auto names, ListDir(upper_dir));
+  SPECULA_ASSIGN_OR_RETURN(auto names, ListDirAt(upper_dir));
   for (const auto& name : names) {
     std::string child_rel = JoinRel(rel, name);
     SPECULA_ASSIGN_OR_RETURN(auto ust, LstatAt(upper_dir, name));
