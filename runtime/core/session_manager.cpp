@@ -478,7 +478,9 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
     b->sandbox = std::move(pooled->sandbox);
     b->probe = std::move(pooled->probe);
     b->parent_has_image = pooled->parent_has_image;
-    RefillPool(s);
+    // The pool is refilled by the branch's worker once the action runs
+    // (RunBranch): a fill started here would take a core from this
+    // branch's start on a small box.
   } else {
     SPECULA_ASSIGN_OR_RETURN(b->id, store::NewId('b'));
   }
@@ -518,6 +520,23 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
 }
 
 void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branch> b, milliseconds timeout) {
+  bool pooled;  // Speculate took the sandbox from the warm pool
+  {
+    std::lock_guard lock(b->mu);
+    pooled = b->sandbox != nullptr;
+  }
+  // What this branch took from the pool is made again once its action has
+  // started (or the branch ended first): the fill is off its critical path.
+  struct RefillOnce {
+    SessionManager* m;
+    const std::shared_ptr<Session>& s;
+    bool due;
+    void Now() {
+      if (due) m->RefillPool(s);
+      due = false;
+    }
+    ~RefillOnce() { Now(); }
+  } refill{this, s, pooled};
   // Wait for a running slot (policy.speculation.max_concurrent_branches).
   {
     const uint32_t limit = RunningLimit(s->policy);
@@ -554,11 +573,6 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
     cancelled = b->cancelled;
   }
   if (cancelled) return finish(BranchState::kDiscarded, "");
-  bool pooled;  // Speculate took the sandbox from the warm pool
-  {
-    std::lock_guard lock(b->mu);
-    pooled = b->sandbox != nullptr;
-  }
   std::unique_ptr<sandbox::Sandbox> fresh;
   if (!pooled) {
     auto ckpt = store_->GetCheckpoint(b->parent_checkpoint);
@@ -584,6 +598,7 @@ void SessionManager::RunBranch(std::shared_ptr<Session> s, std::shared_ptr<Branc
   // finish() takes b->mu itself.
   if (cancelled) return finish(BranchState::kDiscarded, "");
   (void)store_->UpdateBranch(b->id, ToString(BranchState::kRunning), std::nullopt, store::Durability::kRelaxed);
+  refill.Now();
   auto r = box->Run(b->command, timeout);
   {
     std::lock_guard lock(b->mu);

@@ -145,6 +145,46 @@ TEST_F(SessionPoolTest, ThePoolHoldsWhatTheSessionsHeadsAreAskedFor) {
   ASSERT_TRUE(mgr_->DestroySession(s).ok());
 }
 
+// A speculate's take is made again by the branch's worker once the action
+// has started (session_manager.cpp RunBranch, docs/benchmarks.md: a fill
+// started by Speculate itself took a core from the branch's start), and
+// also when the branch ends before its action ever ran: here the second
+// branch waits for the one running slot and is discarded there.
+TEST_F(SessionPoolTest, WhatASpeculateTookIsMadeAgainWhetherItsActionRanOrNot) {
+  policy::Policy p = policy::DefaultPolicy();
+  p.speculation.max_concurrent_branches = 1;
+  std::string s = NewSession(p);
+  ASSERT_TRUE(WaitReady(2)) << "a new session's pool does not start full";
+  const uint64_t hits = mgr_->pool_stats().hits;
+  auto running = mgr_->Speculate(s, "sleep 30");
+  ASSERT_TRUE(running.ok()) << running.error().ToString();
+  // Its action runs, and the pool holds what this head may still be asked
+  // for (PoolTarget: at least one, for the commit that ends the head).
+  bool started = false;
+  for (int i = 0; i < 3000 && !started; ++i) {
+    auto r = mgr_->ShowBranch(*running);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    started = r->state == BranchState::kRunning;
+    if (!started) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(started) << "the first branch never ran";
+  ASSERT_TRUE(WaitReady(1)) << "after one take the pool has " << mgr_->pool_stats().ready << " ready";
+  auto waiting = mgr_->Speculate(s, "echo never");
+  ASSERT_TRUE(waiting.ok()) << waiting.error().ToString();
+  EXPECT_EQ(mgr_->pool_stats().hits, hits + 2) << "both branches should have taken a warm sandbox";
+  auto w = mgr_->ShowBranch(*waiting);
+  ASSERT_TRUE(w.ok()) << w.error().ToString();
+  EXPECT_EQ(w->state, BranchState::kStarting) << "the second branch should wait for the running slot";
+  ASSERT_TRUE(mgr_->DiscardBranch(*waiting).ok());
+  // The second take emptied the pool; only its unrun branch's end makes
+  // the head's one sandbox again.
+  EXPECT_TRUE(WaitReady(1)) << "after one take ran and one was discarded unrun the pool has "
+                            << mgr_->pool_stats().ready << " ready, " << mgr_->pool_stats().filling
+                            << " filling";
+  ASSERT_TRUE(mgr_->DiscardBranch(*running).ok());
+  ASSERT_TRUE(mgr_->DestroySession(s).ok());
+}
+
 TEST_F(SessionPoolTest, SessionsWithLossyPathsNeverPool) {
   std::string lossy = Scratch() + "-pool-lossy";
   ASSERT_TRUE(MakeDirs(lossy).ok());
