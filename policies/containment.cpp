@@ -27,13 +27,19 @@ const std::vector<std::string>& BaselineDeniedSyscalls() {
       "open_tree", "mount_setattr",
       // Legacy x86 segments (CVE-2017-17053, CVE-2015-5157); Docker denies it too.
       "modify_ldt",
+      // NUMA placement (Docker: CAP_SYS_NICE only); move_pages and
+      // migrate_pages reach other processes' pages.
+      "set_mempolicy", "mbind", "move_pages", "migrate_pages",
+      // Memory neither ptrace nor CRIU can read: a branch holding it could
+      // not be checkpointed.
+      "memfd_secret",
   };
   return kList;
 }
 
 const std::vector<std::string>& BaselineConditionalSyscalls() {
   static const std::vector<std::string> kList = {"clone3", "clone", "unshare", "mknod", "mknodat",
-                                                 "ioctl"};
+                                                 "ioctl",  "personality"};
   return kList;
 }
 

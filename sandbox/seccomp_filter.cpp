@@ -48,6 +48,31 @@ Status Check(int rc, const std::string& what) {
 
 int Resolve(const std::string& name) { return seccomp_syscall_resolve_name(name.c_str()); }
 
+// personality(2): the execution-domain flags that switch off the process's
+// own hardening are refused (READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE,
+// MMAP_PAGE_ZERO, the address-limit and compat flags: bits 18-30), and so
+// is any value with bit 31 but not the query 0xffffffff; the kernel reads
+// the low 32 bits only, so the compares ignore the rest. What stays:
+// PER_LINUX, PER_LINUX32, UNAME26 and the other low personalities, and
+// the query (gdb, setarch). libseccomp takes one compare per argument and
+// rule, so each is a masked compare of its own: "bit b set, bit 31 clear",
+// and "bit 31 set, bit k clear" for every lower bit k.
+Status AddPersonality(scmp_filter_ctx ctx, uint32_t deny) {
+  constexpr uint64_t kBit31 = 0x80000000ULL;
+  for (int b = 18; b <= 30; ++b) {
+    const uint64_t bit = 1ULL << b;
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(personality), 1,
+                                       SCMP_A0(SCMP_CMP_MASKED_EQ, bit | kBit31, bit)),
+                      "personality"));
+  }
+  for (int k = 0; k <= 30; ++k) {
+    SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(personality), 1,
+                                       SCMP_A0(SCMP_CMP_MASKED_EQ, kBit31 | (1ULL << k), kBit31)),
+                      "personality"));
+  }
+  return Status::Ok();
+}
+
 Status AddBaseline(scmp_filter_ctx ctx, const std::set<std::string>& overridden) {
   const uint32_t deny = SCMP_ACT_ERRNO(kBaselineErrno);
   for (const auto& name : BaselineDeniedSyscalls()) {
@@ -72,6 +97,7 @@ Status AddBaseline(scmp_filter_ctx ctx, const std::set<std::string>& overridden)
                                        SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, type)),
                       "mknodat"));
   }
+  SPECULA_TRY(AddPersonality(ctx, deny));
   // Terminal input injection; the request is a 32-bit int, upper bits are junk.
   for (unsigned long req : {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
     SPECULA_TRY(Check(seccomp_rule_add(ctx, deny, SCMP_SYS(ioctl), 1,

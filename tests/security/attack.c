@@ -411,6 +411,42 @@ static int cmd_kernel(int argc, char** argv) {
   struct user_desc ldt = {.entry_number = 0, .seg_32bit = 1, .seg_not_present = 1};
   kverdict("modify_ldt", syscall(SYS_modify_ldt, 1, &ldt, sizeof ldt));
 #endif
+  /* Execution domains that weaken the process's own hardening (Docker's
+   * default profile allows only 0, 8, 0x20000, 0x20008 and the query):
+   * executable data, no ASLR, a mapped page 0; with bit 31 set too, and
+   * above 32 bits (the kernel takes the low 32). */
+  kverdict("personality-read-implies-exec", syscall(SYS_personality, 0x0400000UL /* READ_IMPLIES_EXEC */));
+  kverdict("personality-no-randomize", syscall(SYS_personality, 0x0040000UL /* ADDR_NO_RANDOMIZE */));
+  kverdict("personality-page-zero", syscall(SYS_personality, 0x0100000UL /* MMAP_PAGE_ZERO */));
+  kverdict("personality-bit31", syscall(SYS_personality, 0x80400000UL));
+  kverdict("personality-high", syscall(SYS_personality, (1UL << 32) | 0x0040000UL));
+  /* NUMA placement of this or another process's pages: CAP_SYS_NICE calls
+   * in Docker's profile. */
+  kverdict("set_mempolicy", syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0));
+  kverdict("mbind", syscall(SYS_mbind, NULL, 0, 0, NULL, 0, 0));
+  kverdict("move_pages", syscall(SYS_move_pages, 0, 0, NULL, NULL, NULL, 0));
+  kverdict("migrate_pages", syscall(SYS_migrate_pages, 0, 1, NULL, NULL));
+#ifdef SYS_memfd_secret
+  /* Memory that ptrace and CRIU cannot read: a process holding it cannot be
+   * checkpointed. */
+  kverdict("memfd_secret", syscall(SYS_memfd_secret, 0));
+#endif
+  return 0;
+}
+
+/* Execution domains an agent's tools do use: the query (gdb, setarch),
+ * PER_LINUX32 (setarch i686), back to PER_LINUX. "ALLOWED <what>" or
+ * "REFUSED <what> <errno>". */
+static int cmd_persona_allowed(void) {
+  struct {
+    const char* what;
+    unsigned long value;
+  } calls[] = {{"query", 0xffffffffUL}, {"linux32", 0x0008UL}, {"uname26", 0x20000UL}, {"linux", 0x0UL}};
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; ++i) {
+    long rc = syscall(SYS_personality, calls[i].value);
+    if (rc < 0) printf("REFUSED %s %s\n", calls[i].what, strerrorname_np(errno));
+    else printf("ALLOWED %s\n", calls[i].what);
+  }
   return 0;
 }
 
@@ -680,6 +716,7 @@ int main(int argc, char** argv) {
   if (!strcmp(c, "chroot-escape")) return cmd_chroot_escape(argc - 2, argv + 2);
   if (!strcmp(c, "open-by-handle")) return cmd_open_by_handle();
   if (!strcmp(c, "kernel")) return cmd_kernel(argc - 2, argv + 2);
+  if (!strcmp(c, "persona-allowed")) return cmd_persona_allowed();
   if (!strcmp(c, "connect") && argc > 2) return cmd_connect(argv[2]);
   if (!strcmp(c, "plant") && argc > 2) return cmd_plant(argv[2]);
   if (!strcmp(c, "exe-overwrite")) return cmd_exe_overwrite();

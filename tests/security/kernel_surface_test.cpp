@@ -142,6 +142,32 @@ TEST_F(KernelSurface, LegacyAbiClass_ModifyLdtRefused) {
   ExpectRefused(Run(Attack("kernel modify_ldt")), "modify_ldt");
 }
 
+// Execution domains that switch off the process's own hardening
+// (READ_IMPLIES_EXEC: data executable; ADDR_NO_RANDOMIZE: no ASLR for what
+// it execs next; MMAP_PAGE_ZERO: a mapped NULL page), also with bit 31 set
+// or above 32 bits; the NUMA calls Docker gives only to CAP_SYS_NICE
+// (move_pages and migrate_pages act on other processes' pages); and
+// memfd_secret, whose memory neither ptrace nor CRIU can read, so a
+// branch holding it could not be checkpointed. All were allowed (an
+// audit, 2026-12-08: docs/sandbox.md listed them as looser than Docker).
+TEST_F(KernelSurface, LegacyAbiClass_HardeningPersonalitiesAndNumaCallsRefused) {
+  RunOut r = Run(Attack(
+      "kernel personality-read-implies-exec personality-no-randomize personality-page-zero personality-bit31 "
+      "personality-high set_mempolicy mbind move_pages migrate_pages memfd_secret"));
+  for (const char* w : {"personality-read-implies-exec", "personality-no-randomize", "personality-page-zero",
+                        "personality-bit31", "personality-high", "set_mempolicy", "mbind", "move_pages",
+                        "migrate_pages"}) {
+    ExpectRefused(r, w);
+  }
+  if (r.out.find(" memfd_secret ") != std::string::npos) ExpectRefused(r, "memfd_secret");
+  // What tools use stays: the query (gdb, setarch), PER_LINUX32, UNAME26,
+  // and back to PER_LINUX.
+  RunOut ok = Run(Attack("persona-allowed"));
+  for (const char* w : {"query", "linux32", "uname26", "linux"}) {
+    EXPECT_NE(ok.out.find(std::string("ALLOWED ") + w + "\n"), std::string::npos) << w << ":\n" << ok.out << ok.err;
+  }
+}
+
 // Speculates `attack kernel <call>` (a call the policy defers: it changes
 // the whole host), waits until the branch is blocked on it, and discards
 // the branch: the call never ran.
