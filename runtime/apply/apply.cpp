@@ -4,7 +4,9 @@
 
 #include <fcntl.h>
 #include <libgen.h>
+#include <linux/fs.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -21,6 +23,32 @@
 
 namespace specula::apply {
 namespace {
+
+// Why the base refused a staged file with EPERM, when an operator's file
+// attribute is the reason: the nearest directory on the way to `rel`
+// (its parent first) that is immutable or append-only (chattr +i / +a),
+// as a hint; "" if there is none. Staging creates a file beside its
+// target, which such a directory refuses though a branch could change the
+// file itself (chmod, chown and writes of a file inside an immutable
+// directory work on the host too).
+std::string LockedDirectoryHint(int base_fd, const std::string& rel) {
+  std::string dir = rel;
+  while (!dir.empty()) {
+    size_t slash = dir.rfind('/');
+    dir = slash == std::string::npos ? "" : dir.substr(0, slash);
+    auto fd = OpenDirBeneath(base_fd, dir);  // "" is the base itself
+    int flags = 0;
+    if (!fd.ok() || ::ioctl(fd->get(), FS_IOC_GETFLAGS, &flags) != 0) continue;
+    if ((flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) == 0) continue;
+    const bool immutable = (flags & FS_IMMUTABLE_FL) != 0;
+    const std::string name = dir.empty() ? "the base's root" : dir;
+    return name + (immutable ? " is immutable" : " is append-only") +
+           " on the base, so nothing below it can be replaced; nothing was changed. `chattr " +
+           (immutable ? "-i" : "-a") + "` it (see lsattr -d) and commit again, or leave it out of the action";
+  }
+  return "";
+}
+
 
 std::string Dirname(const std::string& path) {
   std::string copy = path;
@@ -306,8 +334,16 @@ Result<ApplyReport> ApplyImpl(const std::string& upper_dir, const std::string& b
     }
     if (plan.ops[i].kind != OpKind::kPut) continue;
     staged = stager.StageOp(plan.ops[i], j.ops[i]);
-    if (!staged.ok()) staged.Context("stage " + plan.ops[i].rel);
-    else steps.Step();
+    if (staged.ok()) {
+      steps.Step();
+      continue;
+    }
+    staged.Context("stage " + plan.ops[i].rel);
+    if (staged.error().sys_errno() == EPERM) {
+      if (std::string hint = LockedDirectoryHint(base.get(), plan.ops[i].rel); !hint.empty()) {
+        staged = Error(std::move(staged).error()).WithHint(std::move(hint));
+      }
+    }
   }
   if (staged.ok()) staged = stager.FsyncParents();
   if (!staged.ok()) {

@@ -2,8 +2,11 @@
 // it: names that are not UTF-8 (the journal is JSON), sparse files that are
 // tiny in the branch and huge on the host, and attribute changes of a
 // directory that is another filesystem's mount point in the base. Each was
-// an attack from inside a branch that worked (an audit, 2026-12-07).
+// an attack from inside a branch that worked (an audit, 2026-12-07). And an
+// operator's immutable directory, whose refusal said only EPERM.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,6 +157,40 @@ TEST_F(ApplyHostileUpperTest, AttributesOfAMountPointAreRefusedBeforeCommit) {
 // What a journal holds decides renames after a restart: version 2 decodes
 // its escapes exactly, refuses a broken one, and a version 1 journal (an
 // older daemon's, paths raw) still reads as it was written.
+// Sets or clears FS_IMMUTABLE_FL on a directory (chattr +i / -i).
+bool SetImmutable(const std::string& path, bool on) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+  ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// An operator's immutable directory on the base (chattr +i): a branch may
+// change a file in it (the overlay copies the file up; chmod of a file in
+// an immutable directory works on the host too), but the promote stages
+// its copy beside it, which the directory refuses. The commit fails whole,
+// before anything is written, and says why and what to do (it said only
+// "Operation not permitted").
+TEST_F(ApplyHostileUpperTest, AnImmutableDirectoryOnTheBaseIsNamedInTheRefusal) {
+  WriteFile(base + "/locked/a", "base", 0644);
+  WriteFile(base + "/free", "base");
+  WriteFile(upper + "/locked/a", "base", 0600);
+  WriteFile(upper + "/free", "changed");
+  if (!SetImmutable(base + "/locked", true)) GTEST_SKIP() << "no FS_IOC_SETFLAGS on " << base;
+  auto before = Snapshot(base);
+  auto r = ApplyUpper(upper, base, Opts());
+  EXPECT_TRUE(SetImmutable(base + "/locked", false));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kPermissionDenied) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("locked is immutable"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("chattr -i"), std::string::npos) << r.error().ToString();
+  EXPECT_EQ(Snapshot(base), before) << testing::DescribeDiff(before, Snapshot(base));
+}
+
 TEST_F(ApplyHostileUpperTest, JournalPathsDecodeExactlyAndOldJournalsStillRead) {
   ASSERT_EQ(::mkdir(journal.c_str(), 0700), 0);
   auto read = [&](const std::string& version, const std::string& path) {
