@@ -49,7 +49,6 @@ std::string LockedDirectoryHint(int base_fd, const std::string& rel) {
   return "";
 }
 
-
 std::string Dirname(const std::string& path) {
   std::string copy = path;
   return ::dirname(copy.data());

@@ -488,6 +488,7 @@ Result<std::string> SessionManager::Speculate(const std::string& session, const 
     if (b->sandbox) (void)b->sandbox->Destroy();
     if (b->probe) (void)b->probe->Discard();
     (void)RemoveTree(store_->BranchDir(b->id));
+    if (pooled) RefillPool(s);  // no worker will: the take is made again here
     return e;
   };
   if (!pooled) {
