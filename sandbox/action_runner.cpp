@@ -305,7 +305,13 @@ Result<ActionProcess> ActionRunner::Launch(int stdout_fd, int stderr_fd, UniqueF
   }
   if (!started.ok()) {
     if (pid > 0) ::waitpid(pid, nullptr, 0);
-    return std::move(started).error();
+    Error e = std::move(started).error();
+    if (e.sys_errno() == ENOENT && e.message().rfind("start action: exec bash: ", 0) == 0) {
+      e.WithHint("the sandbox's root (the session's base and its layers) has no /bin/bash, and every action runs "
+                 "as /bin/bash -c: create the session over a tree that has bash (a debootstrap or container-image "
+                 "root, or /)");
+    }
+    return e;
   }
   if (pid <= 0) return Error(Code::kInternal, "action launcher reported no pid");
   return ActionProcess::Adopt(pid);

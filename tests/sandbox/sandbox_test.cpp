@@ -47,6 +47,25 @@ TEST_F(SandboxTest, RunsCommandAndCapturesOutputSeparately) {
   EXPECT_EQ(sig.signal, SIGTERM);
 }
 
+// Every action runs as /bin/bash -c inside the sandbox's root. A session
+// over a tree without bash (an empty directory, a minimal image) started,
+// and each action failed with "start action: exec bash: No such file or
+// directory" and nothing else: the error now says what is missing and what
+// to do.
+TEST_F(SandboxTest, ARootWithoutBashSaysSoWhenAnActionCannotStart) {
+  ScratchDirs empty(name_ + "-empty-base");
+  spec_.base = empty.upper();
+  Start();
+  auto r = sb_->Run("true", std::chrono::seconds(20));
+  ASSERT_FALSE(r.ok()) << "an action ran without /bin/bash: " << r->stdout_data;
+  EXPECT_EQ(r.error().code(), Code::kNotFound) << r.error().ToString();
+  EXPECT_EQ(r.error().sys_errno(), ENOENT) << r.error().ToString();
+  EXPECT_NE(r.error().hint().find("/bin/bash"), std::string::npos) << r.error().ToString();
+  // Gone before its base dir is.
+  EXPECT_TRUE(sb_->Destroy().ok());
+  sb_.reset();
+}
+
 // The action's io dir is writable by the sandbox's root, and the runtime
 // reads the shell state the EXIT trap leaves there. A FIFO planted in its
 // place (and the trap killed) blocked the runtime's open forever: the run
